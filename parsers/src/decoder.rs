@@ -1,0 +1,1009 @@
+//! The decoder: one datagram in, flow records out.
+//!
+//! One [`FlowDecoder`] owns the template cache of the exporters whose datagrams it sees. nmsd
+//! gives each parse worker its own decoder and relies on SO_REUSEPORT sending an exporter's
+//! datagrams to one socket, so no lock is taken on the hot path.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use crate::domain::{DomainKey, DomainState, FxBuild, PendingSet, SequenceOutcome};
+use crate::error::DecodeError;
+use crate::ie;
+use crate::record::{FlowRecord, FlowVersion};
+use crate::template::{
+    ClockContext, CompiledTemplate, FieldSpec, Scratch, TemplateDef, TemplateKind, apply,
+    finish_record,
+};
+
+/// Bounds on what the decoder keeps per worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecoderLimits {
+    /// Exporter domains tracked at once; datagrams of further domains are refused and counted.
+    pub max_domains: usize,
+    /// Templates (data and options) per domain.
+    pub max_templates_per_domain: usize,
+    /// A template not refreshed for this long is forgotten (ms).
+    pub template_timeout_ms: u64,
+    /// Data sets buffered per domain while their template is unknown.
+    pub pending_sets_per_domain: usize,
+    /// Bytes buffered for early data sets across all domains.
+    pub pending_bytes_total: usize,
+    /// Buffered data sets older than this are dropped (ms).
+    pub pending_timeout_ms: u64,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        DecoderLimits {
+            max_domains: 4096,
+            max_templates_per_domain: 512,
+            template_timeout_ms: 6 * 3600 * 1000,
+            pending_sets_per_domain: 32,
+            pending_bytes_total: 4 << 20,
+            pending_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Cumulative counters. The owner reads them periodically and exports deltas, which keeps metric
+/// calls off the per-record path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecoderStats {
+    /// Datagrams per version: v5, v9, IPFIX.
+    pub datagrams: [u64; 3],
+    /// Flow records produced per version: v5, v9, IPFIX.
+    pub records: [u64; 3],
+    /// Errors by [`DecodeError::KINDS`] index.
+    pub errors: [u64; DecodeError::KINDS.len()],
+    /// Options data records read (sampling, system init time).
+    pub options_records: u64,
+    /// Templates received that were new or changed.
+    pub templates_learned: u64,
+    /// Template refreshes identical to what was known.
+    pub templates_refreshed: u64,
+    /// Templates dropped by expiry or withdrawal.
+    pub templates_removed: u64,
+    /// Data sets held back because their template was not known yet.
+    pub sets_buffered: u64,
+    /// Buffered data sets decoded once their template arrived.
+    pub sets_replayed: u64,
+    /// Data sets dropped for want of a template (buffer full, timed out, or buffering off).
+    pub sets_dropped_no_template: u64,
+    /// Flow records missing according to v5/IPFIX sequence numbers.
+    pub sequence_lost_flows: u64,
+    /// Export datagrams missing according to v9 sequence numbers.
+    pub sequence_lost_datagrams: u64,
+    /// Sequence numbers that went backwards or jumped (exporter restart, reordering).
+    pub sequence_resets: u64,
+}
+
+impl DecoderStats {
+    fn count_error(&mut self, e: &DecodeError) {
+        if let Some(i) = DecodeError::KINDS.iter().position(|k| *k == e.kind()) {
+            self.errors[i] += 1;
+        }
+    }
+}
+
+/// Version index into the per-version stat arrays.
+fn vidx(v: FlowVersion) -> usize {
+    match v {
+        FlowVersion::NetflowV5 => 0,
+        FlowVersion::NetflowV9 => 1,
+        FlowVersion::Ipfix => 2,
+    }
+}
+
+/// NetFlow v9 / IPFIX differences that matter to the shared set walker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Templated {
+    V9,
+    Ipfix,
+}
+
+impl Templated {
+    fn version(self) -> FlowVersion {
+        match self {
+            Templated::V9 => FlowVersion::NetflowV9,
+            Templated::Ipfix => FlowVersion::Ipfix,
+        }
+    }
+    fn template_set(self) -> u16 {
+        match self {
+            Templated::V9 => 0,
+            Templated::Ipfix => 2,
+        }
+    }
+    fn options_set(self) -> u16 {
+        match self {
+            Templated::V9 => 1,
+            Templated::Ipfix => 3,
+        }
+    }
+}
+
+/// NetFlow v5/v9/IPFIX decoder with its template cache.
+#[derive(Debug)]
+pub struct FlowDecoder {
+    limits: DecoderLimits,
+    overrides: Vec<(IpAddr, u32)>,
+    domains: HashMap<DomainKey, DomainState, FxBuild>,
+    pending_bytes: usize,
+    stats: DecoderStats,
+    /// Reused while reading template records, so a refresh allocates nothing.
+    field_scratch: Vec<FieldSpec>,
+}
+
+impl Default for FlowDecoder {
+    fn default() -> Self {
+        Self::new(DecoderLimits::default())
+    }
+}
+
+impl FlowDecoder {
+    pub fn new(limits: DecoderLimits) -> Self {
+        FlowDecoder {
+            limits,
+            overrides: Vec::new(),
+            domains: HashMap::default(),
+            pending_bytes: 0,
+            stats: DecoderStats::default(),
+            field_scratch: Vec::with_capacity(64),
+        }
+    }
+
+    /// Force a sampling interval for an exporter, whatever it announces.
+    pub fn set_sampling_override(&mut self, exporter: IpAddr, interval: u32) {
+        self.overrides.retain(|(a, _)| *a != exporter);
+        self.overrides.push((exporter, interval.max(1)));
+    }
+
+    pub fn stats(&self) -> &DecoderStats {
+        &self.stats
+    }
+
+    pub fn limits(&self) -> &DecoderLimits {
+        &self.limits
+    }
+
+    /// Templates currently known, over all domains.
+    pub fn template_count(&self) -> usize {
+        self.domains.values().map(|d| d.templates.len()).sum()
+    }
+
+    /// Exporter domains currently tracked.
+    pub fn domain_count(&self) -> usize {
+        self.domains.len()
+    }
+
+    /// Decode one datagram from `exporter`, appending records to `out`.
+    ///
+    /// Returns the number of records appended. On error the records decoded before the bad part
+    /// stay in `out`, and the error says what was wrong. Never panics on any input.
+    pub fn decode(
+        &mut self,
+        exporter: IpAddr,
+        datagram: &[u8],
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<usize, DecodeError> {
+        let before = out.len();
+        let result = match datagram {
+            // Counts its errors per set, since one datagram may hold several bad sets.
+            [0, 9, ..] => self.decode_templated(Templated::V9, exporter, datagram, now_ms, out),
+            [0, 10, ..] => self.decode_templated(Templated::Ipfix, exporter, datagram, now_ms, out),
+            _ => {
+                let r = match datagram {
+                    [0, 5, ..] => self.decode_v5(exporter, datagram, now_ms, out),
+                    [a, b, ..] => Err(DecodeError::UnknownVersion(u16::from_be_bytes([*a, *b]))),
+                    _ => Err(DecodeError::Truncated {
+                        what: "version field",
+                        need: 2,
+                        have: datagram.len(),
+                    }),
+                };
+                if let Err(e) = &r {
+                    self.stats.count_error(e);
+                }
+                r
+            }
+        };
+        result.map(|_| out.len() - before)
+    }
+
+    fn override_for(&self, exporter: IpAddr) -> Option<u32> {
+        if self.overrides.is_empty() {
+            return None;
+        }
+        self.overrides
+            .iter()
+            .find(|(a, _)| *a == exporter)
+            .map(|(_, i)| *i)
+    }
+
+    fn domain(&mut self, key: DomainKey, now_ms: u64) -> Result<&mut DomainState, DecodeError> {
+        let limit = self.limits.max_domains;
+        let len = self.domains.len();
+        match self.domains.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let d = e.into_mut();
+                d.last_seen_ms = now_ms;
+                Ok(d)
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if len >= limit {
+                    return Err(DecodeError::DomainLimit { limit });
+                }
+                Ok(e.insert(DomainState {
+                    last_seen_ms: now_ms,
+                    ..DomainState::default()
+                }))
+            }
+        }
+    }
+
+    fn decode_v5(
+        &mut self,
+        exporter: IpAddr,
+        d: &[u8],
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<(), DecodeError> {
+        const HEADER: usize = 24;
+        const RECORD: usize = 48;
+        if d.len() < HEADER {
+            return Err(DecodeError::Truncated {
+                what: "NetFlow v5 header",
+                need: HEADER,
+                have: d.len(),
+            });
+        }
+        let count = u16::from_be_bytes([d[2], d[3]]);
+        if count == 0 || count > 30 {
+            return Err(DecodeError::BadRecordCount {
+                count,
+                len: d.len(),
+            });
+        }
+        let need = HEADER + RECORD * count as usize;
+        if d.len() < need {
+            return Err(DecodeError::Truncated {
+                what: "NetFlow v5 records",
+                need,
+                have: d.len(),
+            });
+        }
+        let uptime = be32(&d[4..8]);
+        let secs = be32(&d[8..12]) as u64;
+        let nsecs = be32(&d[12..16]) as u64;
+        let seq = be32(&d[16..20]);
+        let domain_id = (d[20] as u32) << 8 | d[21] as u32;
+        let header_interval = (u16::from_be_bytes([d[22], d[23]]) & 0x3FFF) as u32;
+        let clock = ClockContext {
+            export_ms: secs * 1000 + nsecs / 1_000_000,
+            sys_uptime_ms: Some(uptime),
+            system_init_ms: None,
+        };
+        let sampling = self
+            .override_for(exporter)
+            .unwrap_or(header_interval.max(1));
+        let key = DomainKey {
+            exporter,
+            domain: domain_id,
+            version: FlowVersion::NetflowV5,
+        };
+        let dom = self.domain(key, now_ms)?;
+        dom.sampling.default_interval = header_interval;
+        let seq_outcome = dom.sequence.observe(seq, Some(count as u32), false);
+        self.count_sequence(seq_outcome, true);
+        self.stats.datagrams[0] += 1;
+
+        let base = FlowRecord {
+            exporter,
+            observation_domain: domain_id,
+            version: FlowVersion::NetflowV5,
+            ..FlowRecord::EMPTY
+        };
+        out.reserve(count as usize);
+        for r in d[HEADER..need].chunks_exact(RECORD) {
+            let mut rec = base;
+            rec.src_addr = IpAddr::from([r[0], r[1], r[2], r[3]]);
+            rec.dst_addr = IpAddr::from([r[4], r[5], r[6], r[7]]);
+            rec.next_hop = IpAddr::from([r[8], r[9], r[10], r[11]]);
+            rec.in_if = u16::from_be_bytes([r[12], r[13]]) as u32;
+            rec.out_if = u16::from_be_bytes([r[14], r[15]]) as u32;
+            rec.packets = be32(&r[16..20]) as u64;
+            rec.bytes = be32(&r[20..24]) as u64;
+            let first = be32(&r[24..28]);
+            let last = be32(&r[28..32]);
+            rec.src_port = u16::from_be_bytes([r[32], r[33]]);
+            rec.dst_port = u16::from_be_bytes([r[34], r[35]]);
+            rec.tcp_flags = r[37];
+            rec.protocol = r[38];
+            rec.tos = r[39];
+            rec.src_as = u16::from_be_bytes([r[40], r[41]]) as u32;
+            rec.dst_as = u16::from_be_bytes([r[42], r[43]]) as u32;
+            rec.start_ms = uptime_to_unix(first, &clock);
+            rec.end_ms = uptime_to_unix(last, &clock);
+            if sampling > 1 {
+                rec.sampling_interval = sampling;
+                rec.bytes = rec.bytes.saturating_mul(sampling as u64);
+                rec.packets = rec.packets.saturating_mul(sampling as u64);
+            }
+            out.push(rec);
+        }
+        self.stats.records[0] += count as u64;
+        Ok(())
+    }
+
+    fn count_sequence(&mut self, outcome: SequenceOutcome, flows: bool) {
+        match outcome {
+            SequenceOutcome::Gap(n) if flows => self.stats.sequence_lost_flows += n as u64,
+            SequenceOutcome::Gap(n) => self.stats.sequence_lost_datagrams += n as u64,
+            SequenceOutcome::Reset => self.stats.sequence_resets += 1,
+            SequenceOutcome::Unknown | SequenceOutcome::InOrder => {}
+        }
+    }
+
+    fn decode_templated(
+        &mut self,
+        kind: Templated,
+        exporter: IpAddr,
+        d: &[u8],
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<(), DecodeError> {
+        let header = Self::templated_header(kind, d).and_then(|h| {
+            let key = DomainKey {
+                exporter,
+                domain: h.2,
+                version: kind.version(),
+            };
+            // Ensure the domain exists (and is within the cap) before walking sets.
+            self.domain(key, now_ms).map(|_| h)
+        });
+        let (header_len, seq, domain_id, mut clock, body_end) = match header {
+            Ok(h) => h,
+            Err(e) => {
+                self.stats.count_error(&e);
+                return Err(e);
+            }
+        };
+        let version = kind.version();
+        let key = DomainKey {
+            exporter,
+            domain: domain_id,
+            version,
+        };
+        let sampling_override = self.override_for(exporter);
+        let vi = vidx(version);
+        self.stats.datagrams[vi] += 1;
+
+        let before = out.len();
+        let mut data_records: u32 = 0;
+        let mut advance_known = true;
+        let mut first_error = None;
+        let mut pos = header_len;
+        while body_end - pos >= 4 {
+            let set_id = u16::from_be_bytes([d[pos], d[pos + 1]]);
+            let set_len = u16::from_be_bytes([d[pos + 2], d[pos + 3]]) as usize;
+            if set_len < 4 || set_len > body_end - pos {
+                first_error = Some(DecodeError::BadSetLength {
+                    set_id,
+                    len: set_len,
+                    remaining: body_end - pos,
+                });
+                break;
+            }
+            let body = &d[pos + 4..pos + set_len];
+            pos += set_len;
+            if set_id == kind.template_set() || set_id == kind.options_set() {
+                let options = set_id == kind.options_set();
+                if let Err(e) = self.read_template_set(kind, key, options, body, now_ms, out) {
+                    self.stats.count_error(&e);
+                    first_error.get_or_insert(e);
+                }
+            } else if set_id >= 256 {
+                match self.read_data_set(
+                    key,
+                    set_id,
+                    body,
+                    &mut clock,
+                    sampling_override,
+                    now_ms,
+                    out,
+                ) {
+                    Ok(Some(n)) => data_records += n,
+                    Ok(None) => advance_known = false,
+                    Err(e) => {
+                        self.stats.count_error(&e);
+                        advance_known = false;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            } else {
+                let e = DecodeError::ReservedSetId(set_id);
+                self.stats.count_error(&e);
+                first_error.get_or_insert(e);
+            }
+        }
+
+        // The sequence number says how many records (IPFIX) or datagrams (v9) were lost.
+        let (advance, flows) = match kind {
+            Templated::V9 => (Some(1), false),
+            Templated::Ipfix => (advance_known.then_some(data_records), true),
+        };
+        if let Some(dom) = self.domains.get_mut(&key) {
+            let outcome = dom.sequence.observe(seq, advance, kind == Templated::Ipfix);
+            self.count_sequence(outcome, flows);
+        }
+        self.stats.records[vi] += (out.len() - before) as u64;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Parse a v9 or IPFIX header: (header length, sequence, domain id, clock, end of message).
+    fn templated_header(
+        kind: Templated,
+        d: &[u8],
+    ) -> Result<(usize, u32, u32, ClockContext, usize), DecodeError> {
+        Ok(match kind {
+            Templated::V9 => {
+                if d.len() < 20 {
+                    return Err(DecodeError::Truncated {
+                        what: "NetFlow v9 header",
+                        need: 20,
+                        have: d.len(),
+                    });
+                }
+                let clock = ClockContext {
+                    export_ms: be32(&d[8..12]) as u64 * 1000,
+                    sys_uptime_ms: Some(be32(&d[4..8])),
+                    system_init_ms: None,
+                };
+                (20, be32(&d[12..16]), be32(&d[16..20]), clock, d.len())
+            }
+            Templated::Ipfix => {
+                if d.len() < 16 {
+                    return Err(DecodeError::Truncated {
+                        what: "IPFIX header",
+                        need: 16,
+                        have: d.len(),
+                    });
+                }
+                let len = u16::from_be_bytes([d[2], d[3]]) as usize;
+                if len < 16 || len > d.len() {
+                    return Err(DecodeError::LengthMismatch {
+                        header: len,
+                        actual: d.len(),
+                    });
+                }
+                let clock = ClockContext {
+                    export_ms: be32(&d[4..8]) as u64 * 1000,
+                    sys_uptime_ms: None,
+                    system_init_ms: None,
+                };
+                (16, be32(&d[8..12]), be32(&d[12..16]), clock, len)
+            }
+        })
+    }
+
+    /// Read a template or options template set; replay buffered data for templates it brings.
+    fn read_template_set(
+        &mut self,
+        kind: Templated,
+        key: DomainKey,
+        options: bool,
+        body: &[u8],
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<(), DecodeError> {
+        let mut pos = 0;
+        // Records shorter than a template header are padding (RFC 7011 §3.3.1).
+        while body.len() - pos >= 4 {
+            let template_id = u16::from_be_bytes([body[pos], body[pos + 1]]);
+            let (scope_fields, consumed) =
+                match self.read_template_record(kind, options, &body[pos..])? {
+                    Some(r) => r,
+                    None => {
+                        // IPFIX withdrawal (field count 0).
+                        self.withdraw(key, template_id, options);
+                        pos += 4;
+                        continue;
+                    }
+                };
+            pos += consumed;
+            let tkind = if options {
+                TemplateKind::Options { scope_fields }
+            } else {
+                TemplateKind::Data
+            };
+            self.install_template(key, template_id, tkind, now_ms, out)?;
+        }
+        Ok(())
+    }
+
+    /// Parse one template record into `self.field_scratch`. Returns the scope field count and
+    /// bytes consumed, or `None` for an IPFIX withdrawal.
+    fn read_template_record(
+        &mut self,
+        kind: Templated,
+        options: bool,
+        b: &[u8],
+    ) -> Result<Option<(u16, usize)>, DecodeError> {
+        let template_id = u16::from_be_bytes([b[0], b[1]]);
+        let truncated = DecodeError::BadTemplate {
+            template_id,
+            reason: "template record runs past its set",
+        };
+        self.field_scratch.clear();
+        let mut pos;
+        let (total, scope) = match (kind, options) {
+            (Templated::V9, false) | (Templated::Ipfix, false) => {
+                let count = u16::from_be_bytes([b[2], b[3]]) as usize;
+                pos = 4;
+                (count, 0)
+            }
+            (Templated::V9, true) => {
+                // v9 options template: scope and option lengths are in bytes, 4 per field.
+                if b.len() < 6 {
+                    return Err(truncated);
+                }
+                let scope_len = u16::from_be_bytes([b[2], b[3]]) as usize;
+                let opt_len = u16::from_be_bytes([b[4], b[5]]) as usize;
+                if scope_len % 4 != 0 || opt_len % 4 != 0 {
+                    return Err(DecodeError::BadTemplate {
+                        template_id,
+                        reason: "options template lengths are not multiples of 4",
+                    });
+                }
+                pos = 6;
+                (scope_len / 4 + opt_len / 4, scope_len / 4)
+            }
+            (Templated::Ipfix, true) => {
+                let count = u16::from_be_bytes([b[2], b[3]]) as usize;
+                if count == 0 {
+                    return Ok(None);
+                }
+                if b.len() < 6 {
+                    return Err(truncated);
+                }
+                let scope = u16::from_be_bytes([b[4], b[5]]) as usize;
+                if scope == 0 || scope > count {
+                    return Err(DecodeError::BadTemplate {
+                        template_id,
+                        reason: "options template scope count is 0 or exceeds field count",
+                    });
+                }
+                pos = 6;
+                (count, scope)
+            }
+        };
+        if total == 0 {
+            return match kind {
+                Templated::Ipfix => Ok(None),
+                Templated::V9 => Err(DecodeError::BadTemplate {
+                    template_id,
+                    reason: "template has no fields",
+                }),
+            };
+        }
+        if total > crate::template::MAX_TEMPLATE_FIELDS {
+            return Err(DecodeError::BadTemplate {
+                template_id,
+                reason: "template has more than 512 fields",
+            });
+        }
+        for _ in 0..total {
+            if b.len() < pos + 4 {
+                return Err(truncated);
+            }
+            let raw_id = u16::from_be_bytes([b[pos], b[pos + 1]]);
+            let len = u16::from_be_bytes([b[pos + 2], b[pos + 3]]);
+            pos += 4;
+            let mut enterprise = 0;
+            let mut id = raw_id;
+            if kind == Templated::Ipfix && raw_id & 0x8000 != 0 {
+                if b.len() < pos + 4 {
+                    return Err(truncated);
+                }
+                enterprise = be32(&b[pos..pos + 4]);
+                id = raw_id & 0x7FFF;
+                pos += 4;
+            }
+            if kind == Templated::V9 && len == ie::VARIABLE_LENGTH {
+                return Err(DecodeError::BadTemplate {
+                    template_id,
+                    reason: "NetFlow v9 has no variable-length fields",
+                });
+            }
+            self.field_scratch.push(FieldSpec {
+                id,
+                len,
+                enterprise,
+            });
+        }
+        Ok(Some((scope as u16, pos)))
+    }
+
+    fn withdraw(&mut self, key: DomainKey, template_id: u16, options: bool) {
+        let Some(dom) = self.domains.get_mut(&key) else {
+            return;
+        };
+        let before = dom.templates.len();
+        // Withdrawing the set id itself (2 or 3) withdraws every template of that kind.
+        if template_id == 2 || template_id == 3 {
+            dom.templates.retain(|_, t| t.is_options() != options);
+        } else {
+            dom.templates.remove(&template_id);
+        }
+        self.stats.templates_removed += (before - dom.templates.len()) as u64;
+    }
+
+    fn install_template(
+        &mut self,
+        key: DomainKey,
+        template_id: u16,
+        kind: TemplateKind,
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<(), DecodeError> {
+        let limit = self.limits.max_templates_per_domain;
+        let Some(dom) = self.domains.get_mut(&key) else {
+            return Ok(());
+        };
+        if let Some(existing) = dom.templates.get_mut(&template_id)
+            && existing.def.kind == kind
+            && existing.def.fields == self.field_scratch
+        {
+            existing.refreshed_ms = now_ms;
+            self.stats.templates_refreshed += 1;
+            return Ok(());
+        }
+        if !dom.templates.contains_key(&template_id) && dom.templates.len() >= limit {
+            return Err(DecodeError::TemplateLimit { template_id, limit });
+        }
+        let def = TemplateDef {
+            id: template_id,
+            kind,
+            fields: self.field_scratch.clone(),
+        };
+        let compiled = CompiledTemplate::compile(def, now_ms)?;
+        dom.templates.insert(template_id, compiled);
+        self.stats.templates_learned += 1;
+        self.replay_pending(key, template_id, now_ms, out);
+        Ok(())
+    }
+
+    fn replay_pending(
+        &mut self,
+        key: DomainKey,
+        template_id: u16,
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) {
+        let Some(dom) = self.domains.get_mut(&key) else {
+            return;
+        };
+        if !dom.pending.iter().any(|p| p.template_id == template_id) {
+            return;
+        }
+        let sets: Vec<PendingSet> = {
+            let (take, keep): (Vec<_>, Vec<_>) = dom
+                .pending
+                .drain(..)
+                .partition(|p| p.template_id == template_id);
+            dom.pending.extend(keep);
+            take
+        };
+        let sampling_override = self.override_for(key.exporter);
+        for mut p in sets {
+            self.pending_bytes -= p.data.len();
+            if now_ms.saturating_sub(p.received_ms) > self.limits.pending_timeout_ms {
+                self.stats.sets_dropped_no_template += 1;
+                continue;
+            }
+            self.stats.sets_replayed += 1;
+            let result = self.read_data_set(
+                key,
+                template_id,
+                &p.data,
+                &mut p.clock,
+                sampling_override,
+                now_ms,
+                out,
+            );
+            if let Err(e) = result {
+                self.stats.count_error(&e);
+            }
+        }
+    }
+
+    /// Decode a data set. `Ok(Some(n))`: n data records (options records included);
+    /// `Ok(None)`: template unknown, the set was buffered or dropped.
+    #[allow(clippy::too_many_arguments)]
+    fn read_data_set(
+        &mut self,
+        key: DomainKey,
+        template_id: u16,
+        body: &[u8],
+        clock: &mut ClockContext,
+        sampling_override: Option<u32>,
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<Option<u32>, DecodeError> {
+        let timeout = self.limits.template_timeout_ms;
+        let Some(dom) = self.domains.get_mut(&key) else {
+            return Ok(None);
+        };
+        let expired = dom
+            .templates
+            .get(&template_id)
+            .is_some_and(|t| now_ms.saturating_sub(t.refreshed_ms) > timeout);
+        if expired {
+            dom.templates.remove(&template_id);
+            self.stats.templates_removed += 1;
+        }
+        let DomainState {
+            templates,
+            sampling,
+            ..
+        } = dom;
+        let Some(tmpl) = templates.get(&template_id) else {
+            self.buffer_pending(key, template_id, body, clock, now_ms);
+            return Ok(None);
+        };
+        clock.system_init_ms = sampling.system_init_ms;
+        if tmpl.is_options() {
+            let n = decode_options(tmpl, body, sampling)?;
+            self.stats.options_records += n as u64;
+            return Ok(Some(n));
+        }
+        let base = FlowRecord {
+            exporter: key.exporter,
+            observation_domain: key.domain,
+            version: key.version,
+            ..FlowRecord::EMPTY
+        };
+        let n = decode_records(tmpl, body, &base, clock, sampling, sampling_override, out)?;
+        Ok(Some(n))
+    }
+
+    fn buffer_pending(
+        &mut self,
+        key: DomainKey,
+        template_id: u16,
+        body: &[u8],
+        clock: &ClockContext,
+        now_ms: u64,
+    ) {
+        let limits = &self.limits;
+        let Some(dom) = self.domains.get_mut(&key) else {
+            return;
+        };
+        // Drop what has waited too long first, so a stuck set does not block newer ones.
+        while let Some(front) = dom.pending.front() {
+            if now_ms.saturating_sub(front.received_ms) <= limits.pending_timeout_ms {
+                break;
+            }
+            if let Some(p) = dom.pending.pop_front() {
+                self.pending_bytes -= p.data.len();
+                self.stats.sets_dropped_no_template += 1;
+            }
+        }
+        if dom.pending.len() >= limits.pending_sets_per_domain
+            || self.pending_bytes + body.len() > limits.pending_bytes_total
+        {
+            self.stats.sets_dropped_no_template += 1;
+            return;
+        }
+        self.pending_bytes += body.len();
+        self.stats.sets_buffered += 1;
+        dom.pending.push_back(PendingSet {
+            template_id,
+            clock: *clock,
+            received_ms: now_ms,
+            data: body.to_vec(),
+        });
+    }
+
+    /// Forget templates not refreshed within the timeout, early data past its wait, and domains
+    /// that have gone quiet. Call it every few seconds.
+    pub fn expire(&mut self, now_ms: u64) {
+        let limits = self.limits.clone();
+        let mut removed = 0u64;
+        let mut dropped_sets = 0u64;
+        let mut freed = 0usize;
+        self.domains.retain(|_, dom| {
+            let before = dom.templates.len();
+            dom.templates
+                .retain(|_, t| now_ms.saturating_sub(t.refreshed_ms) <= limits.template_timeout_ms);
+            removed += (before - dom.templates.len()) as u64;
+            dom.pending.retain(|p| {
+                let keep = now_ms.saturating_sub(p.received_ms) <= limits.pending_timeout_ms;
+                if !keep {
+                    dropped_sets += 1;
+                    freed += p.data.len();
+                }
+                keep
+            });
+            !dom.templates.is_empty()
+                || !dom.pending.is_empty()
+                || now_ms.saturating_sub(dom.last_seen_ms) <= limits.template_timeout_ms
+        });
+        self.stats.templates_removed += removed;
+        self.stats.sets_dropped_no_template += dropped_sets;
+        self.pending_bytes -= freed;
+    }
+
+    /// Templates and sampling state of every domain, for persistence.
+    pub(crate) fn domains(&self) -> impl Iterator<Item = (&DomainKey, &DomainState)> {
+        self.domains.iter()
+    }
+
+    /// Install a persisted template (no replay, no stats).
+    pub(crate) fn restore_template(
+        &mut self,
+        key: DomainKey,
+        def: TemplateDef,
+        refreshed_ms: u64,
+    ) -> Result<(), DecodeError> {
+        let limit = self.limits.max_templates_per_domain;
+        let compiled = CompiledTemplate::compile(def, refreshed_ms)?;
+        let dom = self.domain(key, refreshed_ms)?;
+        if dom.templates.len() >= limit && !dom.templates.contains_key(&compiled.def.id) {
+            return Err(DecodeError::TemplateLimit {
+                template_id: compiled.def.id,
+                limit,
+            });
+        }
+        // Keep the newer one when several snapshots carry the same template.
+        match dom.templates.get(&compiled.def.id) {
+            Some(existing) if existing.refreshed_ms >= refreshed_ms => {}
+            _ => {
+                dom.templates.insert(compiled.def.id, compiled);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn restore_sampling(
+        &mut self,
+        key: DomainKey,
+        sampling: crate::domain::SamplingState,
+        now_ms: u64,
+    ) -> Result<(), DecodeError> {
+        let dom = self.domain(key, now_ms)?;
+        dom.sampling = sampling;
+        Ok(())
+    }
+}
+
+#[inline(always)]
+fn be32(b: &[u8]) -> u32 {
+    match *b {
+        [a, b, c, d] => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+#[inline]
+fn uptime_to_unix(t: u32, clock: &ClockContext) -> u64 {
+    crate::template::to_unix_ms(crate::template::TimeSource::Uptime, t as u64, clock)
+        .unwrap_or(clock.export_ms)
+}
+
+/// Decode the flow records of one data set. This is the hot loop.
+fn decode_records(
+    tmpl: &CompiledTemplate,
+    body: &[u8],
+    base: &FlowRecord,
+    clock: &ClockContext,
+    sampling: &crate::domain::SamplingState,
+    sampling_override: Option<u32>,
+    out: &mut Vec<FlowRecord>,
+) -> Result<u32, DecodeError> {
+    if let Some(len) = tmpl.fixed_len {
+        let n = body.len() / len;
+        out.reserve(n);
+        for r in body.chunks_exact(len) {
+            let mut rec = *base;
+            let mut s = Scratch::default();
+            for op in &tmpl.ops {
+                let start = op.offset as usize;
+                if let Some(f) = r.get(start..start + op.len as usize) {
+                    apply(op.target, f, &mut rec, &mut s);
+                }
+            }
+            let interval = sampling_override.unwrap_or_else(|| sampling.interval_for(s.sampler_id));
+            finish_record(&mut rec, &s, tmpl, clock, interval);
+            out.push(rec);
+        }
+        return Ok(n as u32);
+    }
+    let mut n = 0;
+    walk_variable(tmpl, body, |rec_s| {
+        let (mut rec, s) = rec_s;
+        rec.exporter = base.exporter;
+        rec.observation_domain = base.observation_domain;
+        rec.version = base.version;
+        let interval = sampling_override.unwrap_or_else(|| sampling.interval_for(s.sampler_id));
+        finish_record(&mut rec, &s, tmpl, clock, interval);
+        out.push(rec);
+        n += 1;
+    })?;
+    Ok(n)
+}
+
+/// Walk records of a template with variable-length fields.
+fn walk_variable(
+    tmpl: &CompiledTemplate,
+    body: &[u8],
+    mut each: impl FnMut((FlowRecord, Scratch)),
+) -> Result<(), DecodeError> {
+    let mut pos = 0;
+    while body.len() - pos >= tmpl.min_len {
+        let mut rec = FlowRecord::EMPTY;
+        let mut s = Scratch::default();
+        for &(len, target) in &tmpl.walk {
+            let flen = if len == ie::VARIABLE_LENGTH {
+                let Some(&l) = body.get(pos) else {
+                    return Err(DecodeError::BadVariableLength);
+                };
+                pos += 1;
+                if l < 255 {
+                    l as usize
+                } else {
+                    let Some(b) = body.get(pos..pos + 2) else {
+                        return Err(DecodeError::BadVariableLength);
+                    };
+                    pos += 2;
+                    u16::from_be_bytes([b[0], b[1]]) as usize
+                }
+            } else {
+                len as usize
+            };
+            let Some(f) = body.get(pos..pos + flen) else {
+                return Err(DecodeError::BadVariableLength);
+            };
+            if let Some(t) = target {
+                apply(t, f, &mut rec, &mut s);
+            }
+            pos += flen;
+        }
+        each((rec, s));
+    }
+    Ok(())
+}
+
+/// Read options data records and learn sampling / clock information from them.
+fn decode_options(
+    tmpl: &CompiledTemplate,
+    body: &[u8],
+    sampling: &mut crate::domain::SamplingState,
+) -> Result<u32, DecodeError> {
+    let mut n = 0;
+    if let Some(len) = tmpl.fixed_len {
+        for r in body.chunks_exact(len) {
+            let mut rec = FlowRecord::EMPTY;
+            let mut s = Scratch::default();
+            for op in &tmpl.ops {
+                let start = op.offset as usize;
+                if let Some(f) = r.get(start..start + op.len as usize) {
+                    apply(op.target, f, &mut rec, &mut s);
+                }
+            }
+            sampling.learn(&s);
+            n += 1;
+        }
+        return Ok(n);
+    }
+    walk_variable(tmpl, body, |(_, s)| {
+        sampling.learn(&s);
+        n += 1;
+    })?;
+    Ok(n)
+}

@@ -17,11 +17,14 @@
 //! assert_eq!(out[0].bytes, records[0].bytes);
 //! ```
 
+pub mod capture;
 pub mod decoder;
 pub mod domain;
 pub mod encode;
 pub mod error;
 pub mod ie;
+#[cfg(feature = "oracle")]
+pub mod oracle;
 pub mod persist;
 pub mod record;
 pub mod template;

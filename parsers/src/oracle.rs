@@ -1,0 +1,927 @@
+//! A reference decoder for differential testing: the `netflow_parser` crate, mapped to nmsd's
+//! [`FlowRecord`] semantics.
+//!
+//! `netflow_parser` does the wire work — header and set framing, template caching per exporter
+//! and domain, record splitting, typed field values — independently of nmsd's code. This module
+//! only turns its output into `FlowRecord`s with the meaning nmsd gives each field, so that a
+//! difference between the two decoders points at a framing or extraction bug in one of them
+//! rather than at a difference of convention. Compiled with the `oracle` feature only.
+//!
+//! # What "agree" means
+//!
+//! For one datagram from one exporter, in a stream of datagrams fed to both decoders:
+//!
+//! * When `netflow_parser` reports an error for the datagram ([`Oracle::decode`] returns `Err`),
+//!   nothing is compared: the oracle has no opinion on malformed input.
+//! * Otherwise nmsd must decode the datagram without error and produce the same records as a
+//!   multiset ([`compare_records`]): order is not compared, because the two replay early data
+//!   sets at different points of the datagram.
+//! * Two records agree ([`compare_record`]) when these fields are equal: `version`, `exporter`,
+//!   `observation_domain`, `src_addr`, `dst_addr`, `next_hop`, `src_port`, `dst_port`,
+//!   `protocol`, `tcp_flags`, `tos`, `in_if`, `out_if`, `src_as`, `dst_as`, `vlan`, `direction`,
+//!   `start_ms`, `end_ms`, and the counters as described next.
+//! * Sampling: `netflow_parser` exposes the v5 header's sampling field, so for v5 the oracle
+//!   applies it and `bytes`, `packets` and `sampling_interval` must all be equal. For v9 and
+//!   IPFIX it only hands out options data raw, without saying which records it applies to; the
+//!   oracle then reports raw counters with `sampling_interval == SAMPLING_UNKNOWN` (0), and
+//!   agreement means `nmsd.bytes == oracle.bytes * nmsd.sampling_interval` (same for packets):
+//!   the raw counts are checked, the interval itself is left to nmsd's own tests.
+//!
+//! # Field semantics the oracle reproduces
+//!
+//! Elements are identified by IANA number (v9 field types 1–127 share them); enterprise and
+//! reverse elements are ignored, as are elements sent with a width nmsd does not accept:
+//! counters, interfaces and AS numbers 1–8 bytes; protocol, ToS, DSCP, direction and ICMP
+//! type / code 1 byte; TCP flags 1 or 2 (low byte kept); ports, VLAN and ICMP type-code 2;
+//! addresses 4 or 16; `*SysUpTime` and `*DeltaMicroseconds` 4; `*Seconds` 4;
+//! `*Milliseconds`, `*Microseconds` and `*Nanoseconds` 8. Where a record carries two elements
+//! for one slot the preferred one wins: `octetDeltaCount` over `octetTotalCount` (packets
+//! alike), `ipNextHop*` over `bgpNextHop*`, `vlanId` over `dot1qVlanId`, `ipClassOfService`
+//! over `ipDiffServCodePoint` (DSCP fills ToS only when ToS is absent or 0), otherwise the
+//! first. An IPv4 and an IPv6 element for the same address: the later one in the record wins.
+//!
+//! Times become Unix milliseconds, rounded down. Start and end each take the most precise
+//! source the record has (NTP nanoseconds > NTP microseconds > milliseconds > seconds >
+//! delta microseconds > uptime). Uptime (v5 and v9 `FIRST/LAST_SWITCHED`) is relative to the
+//! header's `sysUptime` and `unix_secs` (+ `unix_nsecs` for v5), taken as a signed 32-bit
+//! difference so it survives the counter's wrap; IPFIX `flow*SysUpTime` is relative to the
+//! `systemInitTimeMilliseconds` last seen in options data of the same domain, and unknown
+//! without it. Delta microseconds count back from the export time. A record with only a start
+//! (or only an end) gets it for both; one with neither gets the export time.
+//!
+//! For ICMP and ICMPv6 (protocol 1, 58), `dst_port` is `type << 8 | code`, from
+//! `icmpTypeCode*` or else from separate `icmpType*` / `icmpCode*` elements. VLAN is the low
+//! 12 bits. `flowDirection` 0 / 1 is ingress / egress, anything else unknown.
+//!
+//! Data sets that arrive before their template are buffered by the oracle (without limit) and
+//! decoded, with the header they came with, when a datagram brings the template; nmsd's
+//! buffer caps and timeouts are not modelled, so inputs that exceed them are outside agreement.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use netflow_parser::NetflowPacket;
+use netflow_parser::protocol::ProtocolTypes;
+use netflow_parser::variable_versions::field_value::{DataNumber, DurationValue, FieldValue};
+use netflow_parser::variable_versions::ipfix::lookup::{IANAIPFixField, IPFixField};
+use netflow_parser::variable_versions::{ipfix, v9};
+use netflow_parser::{AutoScopedParser, NetflowParser, PendingFlowsConfig, V9Field};
+use thiserror::Error;
+
+use crate::ie;
+use crate::record::{Direction, FlowRecord, FlowVersion};
+
+/// `sampling_interval` of oracle records whose sampling the oracle cannot know (v9, IPFIX).
+pub const SAMPLING_UNKNOWN: u32 = 0;
+
+/// `netflow_parser` refused a datagram; the oracle has no opinion on it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("netflow_parser: {0}")]
+pub struct OracleError(pub String);
+
+/// Seconds between the NTP epoch (1900) and the Unix epoch.
+const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+
+/// Which template scope a datagram belongs to: RFC 3954 / RFC 7011 source identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Scope {
+    exporter: IpAddr,
+    version: u16,
+    domain: u32,
+}
+
+/// A data set whose template `netflow_parser` did not know, kept with its message header.
+#[derive(Clone, Debug)]
+struct PendingSet {
+    scope: Scope,
+    template_id: u16,
+    header: Vec<u8>,
+    body: Vec<u8>,
+}
+
+/// Stateful reference decoder: feed it every datagram of a stream, in order.
+pub struct Oracle {
+    parser: AutoScopedParser,
+    /// IPFIX `systemInitTimeMilliseconds` by (exporter, observation domain).
+    system_init: HashMap<(IpAddr, u32), u64>,
+    pending: Vec<PendingSet>,
+}
+
+impl fmt::Debug for Oracle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Oracle")
+            .field("sources", &self.parser.source_count())
+            .field("pending_sets", &self.pending.len())
+            .finish()
+    }
+}
+
+impl Default for Oracle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Oracle {
+    pub fn new() -> Self {
+        // Pending flows stay off in netflow_parser: it would replay early data with the header
+        // of the datagram that brought the template, while the data's own header is what dates
+        // its records. The oracle buffers them itself instead, which needs the whole set body
+        // in `NoTemplateInfo`, hence the large error sample size.
+        let builder = NetflowParser::builder()
+            .with_max_error_sample_size(usize::from(u16::MAX))
+            // nmsd has no per-set record cap; a set of 1-byte records can hold ~65k.
+            .with_max_records_per_flowset(usize::from(u16::MAX));
+        let parser = AutoScopedParser::try_with_builder(builder).unwrap_or_default();
+        Oracle {
+            parser,
+            system_init: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Records of one datagram, or the error `netflow_parser` found in it.
+    ///
+    /// Records of data sets buffered earlier whose template this datagram brings are included.
+    pub fn decode(
+        &mut self,
+        exporter: IpAddr,
+        datagram: &[u8],
+    ) -> Result<Vec<FlowRecord>, OracleError> {
+        let packet = self.parse(exporter, datagram)?;
+        let mut out = Vec::new();
+        let learned = self.records_of(exporter, datagram, &packet, &mut out);
+        if learned.is_empty() {
+            return Ok(out);
+        }
+        let scope = scope_of(exporter, datagram);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| Some(p.scope) == scope && learned.contains(&p.template_id));
+        self.pending = waiting;
+        for p in ready {
+            let replay = replay_datagram(&p);
+            // A replay that fails is data nmsd would fail on too; nothing to compare.
+            if let Ok(packet) = self.parse(exporter, &replay) {
+                self.records_of(exporter, &replay, &packet, &mut out);
+            }
+        }
+        Ok(out)
+    }
+
+    /// First message of the datagram. Anything after it is ignored, as nmsd ignores it:
+    /// netflow_parser would otherwise try to read trailing bytes as another message.
+    fn parse(&mut self, exporter: IpAddr, datagram: &[u8]) -> Result<NetflowPacket, OracleError> {
+        let source = SocketAddr::new(exporter, 0);
+        let mut packets = self
+            .parser
+            .iter_packets_from_source(source, datagram)
+            .map_err(|e| OracleError(e.to_string()))?;
+        match packets.next() {
+            Some(Ok(p)) => Ok(p),
+            Some(Err(e)) => Err(OracleError(e.to_string())),
+            None => Err(OracleError("no message".into())),
+        }
+    }
+
+    /// Append the flow records of one parsed message; return the template ids it defined.
+    fn records_of(
+        &mut self,
+        exporter: IpAddr,
+        datagram: &[u8],
+        packet: &NetflowPacket,
+        out: &mut Vec<FlowRecord>,
+    ) -> Vec<u16> {
+        let mut learned = Vec::new();
+        match packet {
+            NetflowPacket::V5(p) => v5_records(exporter, p, out),
+            NetflowPacket::V9(p) => {
+                let h = &p.header;
+                let clock = Clock {
+                    export_ms: u64::from(h.unix_secs) * 1000,
+                    sys_uptime_ms: Some(h.sys_up_time),
+                    system_init_ms: None,
+                };
+                let base = base_record(exporter, h.source_id, FlowVersion::NetflowV9);
+                for set in &p.flowsets {
+                    match &set.body {
+                        v9::FlowSetBody::Data(d) => {
+                            for r in &d.fields {
+                                let fields = r.iter().map(|(f, v)| (Some(u16::from(*f)), v));
+                                out.push(build_record(base, fields, &clock));
+                            }
+                        }
+                        v9::FlowSetBody::Template(t) => {
+                            learned.extend(t.templates.iter().map(|t| t.template_id));
+                        }
+                        v9::FlowSetBody::OptionsTemplate(t) => {
+                            learned.extend(t.templates.iter().map(|t| t.template_id));
+                        }
+                        v9::FlowSetBody::NoTemplate(info) => {
+                            self.buffer(exporter, datagram, 20, info);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            NetflowPacket::IPFix(p) => {
+                let h = &p.header;
+                let domain = h.observation_domain_id;
+                let base = base_record(exporter, domain, FlowVersion::Ipfix);
+                for set in &p.flowsets {
+                    // Options data earlier in the message applies to the sets after it.
+                    let clock = Clock {
+                        export_ms: u64::from(h.export_time) * 1000,
+                        sys_uptime_ms: None,
+                        system_init_ms: self.system_init.get(&(exporter, domain)).copied(),
+                    };
+                    match &set.body {
+                        ipfix::FlowSetBody::Data(d) => {
+                            for r in &d.fields {
+                                let fields = r.iter().map(|(f, v)| (ipfix_id(f), v));
+                                out.push(build_record(base, fields, &clock));
+                            }
+                        }
+                        ipfix::FlowSetBody::OptionsData(d) => {
+                            for r in &d.fields {
+                                for (f, v) in r {
+                                    if ipfix_id(f) == Some(ie::SYSTEM_INIT_TIME_MILLISECONDS)
+                                        && v.byte_len() == 8
+                                        && let Some(ms) = uint(v)
+                                    {
+                                        self.system_init.insert((exporter, domain), ms);
+                                    }
+                                }
+                            }
+                        }
+                        ipfix::FlowSetBody::Template(t) => learned.push(t.template_id),
+                        ipfix::FlowSetBody::Templates(ts) => {
+                            learned.extend(ts.iter().map(|t| t.template_id));
+                        }
+                        ipfix::FlowSetBody::OptionsTemplate(t) => learned.push(t.template_id),
+                        ipfix::FlowSetBody::OptionsTemplates(ts) => {
+                            learned.extend(ts.iter().map(|t| t.template_id));
+                        }
+                        ipfix::FlowSetBody::NoTemplate(info) => {
+                            self.buffer(exporter, datagram, 16, info);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // nmsd does not decode v7.
+            NetflowPacket::V7(_) => {}
+        }
+        learned
+    }
+
+    fn buffer(
+        &mut self,
+        exporter: IpAddr,
+        datagram: &[u8],
+        header_len: usize,
+        info: &netflow_parser::NoTemplateInfo,
+    ) {
+        let (Some(scope), Some(header)) = (scope_of(exporter, datagram), datagram.get(..header_len))
+        else {
+            return;
+        };
+        if info.truncated {
+            return;
+        }
+        self.pending.push(PendingSet {
+            scope,
+            template_id: info.template_id,
+            header: header.to_vec(),
+            body: info.raw_data.clone(),
+        });
+    }
+}
+
+/// Decode a stream of datagrams from one exporter with a fresh [`Oracle`]; datagrams that
+/// `netflow_parser` refuses contribute no records.
+pub fn oracle_decode(exporter: IpAddr, datagrams: &[&[u8]]) -> Vec<FlowRecord> {
+    let mut oracle = Oracle::new();
+    datagrams
+        .iter()
+        .filter_map(|d| oracle.decode(exporter, d).ok())
+        .flatten()
+        .collect()
+}
+
+fn scope_of(exporter: IpAddr, d: &[u8]) -> Option<Scope> {
+    let be32 = |at: usize| -> Option<u32> { Some(u32::from_be_bytes(d.get(at..at + 4)?.try_into().ok()?)) };
+    let version = u16::from_be_bytes(d.get(..2)?.try_into().ok()?);
+    let domain = match version {
+        9 => be32(16)?,
+        10 => be32(12)?,
+        _ => return None,
+    };
+    Some(Scope {
+        exporter,
+        version,
+        domain,
+    })
+}
+
+/// A one-set message: the buffered set behind its original header.
+fn replay_datagram(p: &PendingSet) -> Vec<u8> {
+    let mut d = p.header.clone();
+    d.extend_from_slice(&p.template_id.to_be_bytes());
+    d.extend_from_slice(&((p.body.len() + 4) as u16).to_be_bytes());
+    d.extend_from_slice(&p.body);
+    if p.scope.version == 10 {
+        let len = d.len() as u16;
+        d[2..4].copy_from_slice(&len.to_be_bytes());
+    } else {
+        d[2..4].copy_from_slice(&1u16.to_be_bytes());
+    }
+    d
+}
+
+fn base_record(exporter: IpAddr, domain: u32, version: FlowVersion) -> FlowRecord {
+    FlowRecord {
+        exporter,
+        observation_domain: domain,
+        version,
+        sampling_interval: SAMPLING_UNKNOWN,
+        ..FlowRecord::EMPTY
+    }
+}
+
+fn v5_records(
+    exporter: IpAddr,
+    p: &netflow_parser::static_versions::v5::V5,
+    out: &mut Vec<FlowRecord>,
+) {
+    let h = &p.header;
+    let export_ms = u64::from(h.unix_secs) * 1000 + u64::from(h.unix_nsecs) / 1_000_000;
+    let clock = Clock {
+        export_ms,
+        sys_uptime_ms: Some(h.sys_up_time),
+        system_init_ms: None,
+    };
+    // Top two bits: sampling mode; the rest: the interval.
+    let interval = u32::from(h.sampling_interval & 0x3FFF).max(1);
+    for f in &p.flowsets {
+        let at = |uptime: u32| clock.from_uptime(uptime).unwrap_or(export_ms);
+        out.push(FlowRecord {
+            start_ms: at(f.first),
+            end_ms: at(f.last),
+            bytes: u64::from(f.d_octets) * u64::from(interval),
+            packets: u64::from(f.d_pkts) * u64::from(interval),
+            exporter,
+            src_addr: f.src_addr.into(),
+            dst_addr: f.dst_addr.into(),
+            next_hop: f.next_hop.into(),
+            observation_domain: u32::from(h.engine_type) << 8 | u32::from(h.engine_id),
+            in_if: u32::from(f.input),
+            out_if: u32::from(f.output),
+            src_as: u32::from(f.src_as),
+            dst_as: u32::from(f.dst_as),
+            sampling_interval: interval,
+            src_port: f.src_port,
+            dst_port: f.dst_port,
+            vlan: 0,
+            protocol: f.protocol_number,
+            tcp_flags: f.tcp_flags,
+            tos: f.tos,
+            direction: Direction::Unknown,
+            version: FlowVersion::NetflowV5,
+        });
+    }
+}
+
+/// Time base of one message.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    export_ms: u64,
+    /// v5 / v9 header uptime.
+    sys_uptime_ms: Option<u32>,
+    /// IPFIX systemInitTimeMilliseconds.
+    system_init_ms: Option<u64>,
+}
+
+impl Clock {
+    fn from_uptime(&self, uptime: u32) -> Option<u64> {
+        match self.sys_uptime_ms {
+            Some(now) => {
+                // How long before the export the event happened; negative if the exporter
+                // stamps flows slightly after its header.
+                let age = i64::from(now.wrapping_sub(uptime) as i32);
+                Some(u64::try_from(self.export_ms as i64 - age).unwrap_or(0))
+            }
+            None => self.system_init_ms.map(|init| init + u64::from(uptime)),
+        }
+    }
+}
+
+/// Time sources by precision; a record's start (end) uses its most precise one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimeKind {
+    Uptime,
+    DeltaMicros,
+    Seconds,
+    Millis,
+    NtpMicros,
+    NtpNanos,
+}
+
+/// The IANA number of an IPFIX element nmsd might use; `None` for enterprise elements.
+fn ipfix_id(f: &IPFixField) -> Option<u16> {
+    use IANAIPFixField as F;
+    let IPFixField::IANA(f) = f else {
+        return None;
+    };
+    Some(match f {
+        F::OctetDeltaCount => ie::OCTET_DELTA_COUNT,
+        F::PacketDeltaCount => ie::PACKET_DELTA_COUNT,
+        F::ProtocolIdentifier => ie::PROTOCOL_IDENTIFIER,
+        F::IpClassOfService => ie::IP_CLASS_OF_SERVICE,
+        F::TcpControlBits => ie::TCP_CONTROL_BITS,
+        F::SourceTransportPort => ie::SOURCE_TRANSPORT_PORT,
+        F::SourceIpv4address => ie::SOURCE_IPV4_ADDRESS,
+        F::IngressInterface => ie::INGRESS_INTERFACE,
+        F::DestinationTransportPort => ie::DESTINATION_TRANSPORT_PORT,
+        F::DestinationIpv4address => ie::DESTINATION_IPV4_ADDRESS,
+        F::EgressInterface => ie::EGRESS_INTERFACE,
+        F::IpNextHopIpv4address => ie::IP_NEXT_HOP_IPV4_ADDRESS,
+        F::BgpSourceAsNumber => ie::BGP_SOURCE_AS_NUMBER,
+        F::BgpDestinationAsNumber => ie::BGP_DESTINATION_AS_NUMBER,
+        F::BgpNextHopIpv4address => ie::BGP_NEXT_HOP_IPV4_ADDRESS,
+        F::FlowEndSysUpTime => ie::FLOW_END_SYS_UP_TIME,
+        F::FlowStartSysUpTime => ie::FLOW_START_SYS_UP_TIME,
+        F::SourceIpv6address => ie::SOURCE_IPV6_ADDRESS,
+        F::DestinationIpv6address => ie::DESTINATION_IPV6_ADDRESS,
+        F::IcmpTypeCodeIpv4 => ie::ICMP_TYPE_CODE_IPV4,
+        F::VlanId => ie::VLAN_ID,
+        F::FlowDirection => ie::FLOW_DIRECTION,
+        F::IpNextHopIpv6address => ie::IP_NEXT_HOP_IPV6_ADDRESS,
+        F::BgpNextHopIpv6address => ie::BGP_NEXT_HOP_IPV6_ADDRESS,
+        F::OctetTotalCount => ie::OCTET_TOTAL_COUNT,
+        F::PacketTotalCount => ie::PACKET_TOTAL_COUNT,
+        F::IcmpTypeCodeIpv6 => ie::ICMP_TYPE_CODE_IPV6,
+        F::FlowStartSeconds => ie::FLOW_START_SECONDS,
+        F::FlowEndSeconds => ie::FLOW_END_SECONDS,
+        F::FlowStartMilliseconds => ie::FLOW_START_MILLISECONDS,
+        F::FlowEndMilliseconds => ie::FLOW_END_MILLISECONDS,
+        F::FlowStartMicroseconds => ie::FLOW_START_MICROSECONDS,
+        F::FlowEndMicroseconds => ie::FLOW_END_MICROSECONDS,
+        F::FlowStartNanoseconds => ie::FLOW_START_NANOSECONDS,
+        F::FlowEndNanoseconds => ie::FLOW_END_NANOSECONDS,
+        F::FlowStartDeltaMicroseconds => ie::FLOW_START_DELTA_MICROSECONDS,
+        F::FlowEndDeltaMicroseconds => ie::FLOW_END_DELTA_MICROSECONDS,
+        F::SystemInitTimeMilliseconds => ie::SYSTEM_INIT_TIME_MILLISECONDS,
+        F::IcmpTypeIpv4 => ie::ICMP_TYPE_IPV4,
+        F::IcmpCodeIpv4 => ie::ICMP_CODE_IPV4,
+        F::IcmpTypeIpv6 => ie::ICMP_TYPE_IPV6,
+        F::IcmpCodeIpv6 => ie::ICMP_CODE_IPV6,
+        F::IpDiffServCodePoint => ie::IP_DIFF_SERV_CODE_POINT,
+        F::Dot1qVlanId => ie::DOT1Q_VLAN_ID,
+        _ => return None,
+    })
+}
+
+/// Big-endian unsigned value of 1 to 8 bytes.
+fn be_bytes(b: &[u8]) -> Option<u64> {
+    (1..=8)
+        .contains(&b.len())
+        .then(|| b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x)))
+}
+
+/// An unsigned integer value, whatever type netflow_parser chose for the element.
+fn uint(v: &FieldValue) -> Option<u64> {
+    match v {
+        FieldValue::DataNumber(DataNumber::Vec(b)) | FieldValue::Vec(b) => be_bytes(b),
+        FieldValue::DataNumber(n) => n.as_u64(),
+        FieldValue::ProtocolType(p) => Some(u64::from(u8::from(*p))),
+        FieldValue::TcpControlBits(bits, _) => Some(u64::from(u16::from(*bits))),
+        FieldValue::Duration(
+            DurationValue::Millis { value, .. } | DurationValue::Seconds { value, .. },
+        ) => Some(*value),
+        _ => None,
+    }
+}
+
+/// An NTP timestamp as Unix ms.
+fn ntp_ms(v: &FieldValue) -> Option<u64> {
+    let since_1900 = match v {
+        FieldValue::Duration(
+            d @ (DurationValue::MicrosNtp { .. } | DurationValue::NanosNtp { .. }),
+        ) => d.as_duration(),
+        // v9 has no NTP types: raw seconds and fraction.
+        FieldValue::Vec(b) | FieldValue::DataNumber(DataNumber::Vec(b)) if b.len() == 8 => {
+            let secs = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            let frac = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+            std::time::Duration::from_secs(u64::from(secs))
+                + std::time::Duration::from_nanos((u64::from(frac) * 1_000_000_000) >> 32)
+        }
+        FieldValue::DataNumber(DataNumber::U64(raw)) => {
+            std::time::Duration::from_secs(raw >> 32)
+                + std::time::Duration::from_nanos(((raw & 0xFFFF_FFFF) * 1_000_000_000) >> 32)
+        }
+        _ => return None,
+    };
+    let ms = u64::try_from(since_1900.as_millis()).ok()?;
+    Some(ms.saturating_sub(NTP_UNIX_OFFSET_S * 1000))
+}
+
+fn addr(v: &FieldValue) -> Option<IpAddr> {
+    match v {
+        FieldValue::Ip4Addr(a) => Some(IpAddr::V4(*a)),
+        FieldValue::Ip6Addr(a) => Some(IpAddr::V6(*a)),
+        FieldValue::Vec(b) | FieldValue::DataNumber(DataNumber::Vec(b)) => match b.len() {
+            4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+            _ => None,
+        },
+        FieldValue::DataNumber(DataNumber::U32(n)) => Some(IpAddr::from(n.to_be_bytes())),
+        FieldValue::DataNumber(DataNumber::U128(n)) => Some(IpAddr::from(n.to_be_bytes())),
+        _ => None,
+    }
+}
+
+/// Slots where two elements compete; the higher rank wins, the first on a tie.
+#[derive(Clone, Copy)]
+enum Slot {
+    Bytes,
+    Packets,
+    NextHop4,
+    NextHop6,
+    Vlan,
+    IcmpTypeCode,
+    Tos,
+    Dscp,
+}
+
+/// What a record's elements said, before the message context turns them into a FlowRecord.
+struct Builder {
+    rec: FlowRecord,
+    ranks: [u8; 8],
+    start: Option<(TimeKind, Option<u64>)>,
+    end: Option<(TimeKind, Option<u64>)>,
+    dscp: Option<u8>,
+    icmp_type_code: Option<u16>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+}
+
+impl Builder {
+    /// Whether an element of `rank` should fill `slot`.
+    fn claim(&mut self, slot: Slot, rank: u8) -> bool {
+        let r = &mut self.ranks[slot as usize];
+        if rank > *r {
+            *r = rank;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn time(&mut self, is_start: bool, kind: TimeKind, ms: Option<u64>) {
+        let t = if is_start {
+            &mut self.start
+        } else {
+            &mut self.end
+        };
+        if t.is_none_or(|(k, _)| kind > k) {
+            *t = Some((kind, ms));
+        }
+    }
+}
+
+/// One flow record from (IANA element, value) pairs.
+fn build_record<'a>(
+    base: FlowRecord,
+    fields: impl Iterator<Item = (Option<u16>, &'a FieldValue)>,
+    clock: &Clock,
+) -> FlowRecord {
+    let mut b = Builder {
+        rec: base,
+        ranks: [0; 8],
+        start: None,
+        end: None,
+        dscp: None,
+        icmp_type_code: None,
+        icmp_type: None,
+        icmp_code: None,
+    };
+    for (id, v) in fields {
+        let Some(id) = id else { continue };
+        let len = v.byte_len();
+        let int = (1..=8).contains(&len);
+        let u = || uint(v);
+        let r = &mut b.rec;
+        match id {
+            ie::OCTET_DELTA_COUNT | ie::OCTET_TOTAL_COUNT if int => {
+                let rank = if id == ie::OCTET_DELTA_COUNT { 2 } else { 1 };
+                if b.claim(Slot::Bytes, rank) {
+                    b.rec.bytes = u().unwrap_or(0);
+                }
+            }
+            ie::PACKET_DELTA_COUNT | ie::PACKET_TOTAL_COUNT if int => {
+                let rank = if id == ie::PACKET_DELTA_COUNT { 2 } else { 1 };
+                if b.claim(Slot::Packets, rank) {
+                    b.rec.packets = u().unwrap_or(0);
+                }
+            }
+            ie::PROTOCOL_IDENTIFIER if len == 1 => r.protocol = u().unwrap_or(0) as u8,
+            ie::IP_CLASS_OF_SERVICE if len == 1 => {
+                if b.claim(Slot::Tos, 1) {
+                    b.rec.tos = u().unwrap_or(0) as u8;
+                }
+            }
+            ie::IP_DIFF_SERV_CODE_POINT if len == 1 => {
+                if b.claim(Slot::Dscp, 1) {
+                    b.dscp = u().map(|d| d as u8);
+                }
+            }
+            ie::TCP_CONTROL_BITS if len == 1 || len == 2 => {
+                // The low byte holds the classic flags; the high bits of a 2-byte value are
+                // header flags nmsd does not keep.
+                r.tcp_flags = u().unwrap_or(0) as u8;
+            }
+            ie::SOURCE_TRANSPORT_PORT if len == 2 => r.src_port = u().unwrap_or(0) as u16,
+            ie::DESTINATION_TRANSPORT_PORT if len == 2 => r.dst_port = u().unwrap_or(0) as u16,
+            ie::SOURCE_IPV4_ADDRESS if len == 4 => r.src_addr = addr(v).unwrap_or(r.src_addr),
+            ie::SOURCE_IPV6_ADDRESS if len == 16 => r.src_addr = addr(v).unwrap_or(r.src_addr),
+            ie::DESTINATION_IPV4_ADDRESS if len == 4 => {
+                r.dst_addr = addr(v).unwrap_or(r.dst_addr);
+            }
+            ie::DESTINATION_IPV6_ADDRESS if len == 16 => {
+                r.dst_addr = addr(v).unwrap_or(r.dst_addr);
+            }
+            ie::IP_NEXT_HOP_IPV4_ADDRESS | ie::BGP_NEXT_HOP_IPV4_ADDRESS if len == 4 => {
+                let rank = if id == ie::IP_NEXT_HOP_IPV4_ADDRESS { 2 } else { 1 };
+                if b.claim(Slot::NextHop4, rank) {
+                    b.rec.next_hop = addr(v).unwrap_or(b.rec.next_hop);
+                }
+            }
+            ie::IP_NEXT_HOP_IPV6_ADDRESS | ie::BGP_NEXT_HOP_IPV6_ADDRESS if len == 16 => {
+                let rank = if id == ie::IP_NEXT_HOP_IPV6_ADDRESS { 2 } else { 1 };
+                if b.claim(Slot::NextHop6, rank) {
+                    b.rec.next_hop = addr(v).unwrap_or(b.rec.next_hop);
+                }
+            }
+            ie::INGRESS_INTERFACE if int => r.in_if = u().unwrap_or(0) as u32,
+            ie::EGRESS_INTERFACE if int => r.out_if = u().unwrap_or(0) as u32,
+            ie::BGP_SOURCE_AS_NUMBER if int => r.src_as = u().unwrap_or(0) as u32,
+            ie::BGP_DESTINATION_AS_NUMBER if int => r.dst_as = u().unwrap_or(0) as u32,
+            ie::VLAN_ID | ie::DOT1Q_VLAN_ID if len == 2 => {
+                let rank = if id == ie::VLAN_ID { 2 } else { 1 };
+                if b.claim(Slot::Vlan, rank) {
+                    b.rec.vlan = (u().unwrap_or(0) & 0x0FFF) as u16;
+                }
+            }
+            ie::FLOW_DIRECTION if len == 1 => {
+                r.direction = match u() {
+                    Some(0) => Direction::Ingress,
+                    Some(1) => Direction::Egress,
+                    _ => Direction::Unknown,
+                };
+            }
+            ie::ICMP_TYPE_CODE_IPV4 | ie::ICMP_TYPE_CODE_IPV6 if len == 2 => {
+                if b.claim(Slot::IcmpTypeCode, 1) {
+                    b.icmp_type_code = u().map(|x| x as u16);
+                }
+            }
+            ie::ICMP_TYPE_IPV4 | ie::ICMP_TYPE_IPV6 if len == 1 => {
+                b.icmp_type = u().map(|x| x as u8);
+            }
+            ie::ICMP_CODE_IPV4 | ie::ICMP_CODE_IPV6 if len == 1 => {
+                b.icmp_code = u().map(|x| x as u8);
+            }
+            ie::FLOW_START_SYS_UP_TIME | ie::FLOW_END_SYS_UP_TIME if len == 4 => {
+                let ms = u().and_then(|t| clock.from_uptime(t as u32));
+                b.time(id == ie::FLOW_START_SYS_UP_TIME, TimeKind::Uptime, ms);
+            }
+            ie::FLOW_START_DELTA_MICROSECONDS | ie::FLOW_END_DELTA_MICROSECONDS if len == 4 => {
+                // Event time = export time - delta, in µs, then rounded down to ms.
+                let ms = u().map(|d| (clock.export_ms * 1000).saturating_sub(d) / 1000);
+                b.time(
+                    id == ie::FLOW_START_DELTA_MICROSECONDS,
+                    TimeKind::DeltaMicros,
+                    ms,
+                );
+            }
+            ie::FLOW_START_SECONDS | ie::FLOW_END_SECONDS if len == 4 => {
+                let ms = u().map(|s| s * 1000);
+                b.time(id == ie::FLOW_START_SECONDS, TimeKind::Seconds, ms);
+            }
+            ie::FLOW_START_MILLISECONDS | ie::FLOW_END_MILLISECONDS if len == 8 => {
+                b.time(id == ie::FLOW_START_MILLISECONDS, TimeKind::Millis, u());
+            }
+            ie::FLOW_START_MICROSECONDS | ie::FLOW_END_MICROSECONDS if len == 8 => {
+                b.time(
+                    id == ie::FLOW_START_MICROSECONDS,
+                    TimeKind::NtpMicros,
+                    ntp_ms(v),
+                );
+            }
+            ie::FLOW_START_NANOSECONDS | ie::FLOW_END_NANOSECONDS if len == 8 => {
+                b.time(
+                    id == ie::FLOW_START_NANOSECONDS,
+                    TimeKind::NtpNanos,
+                    ntp_ms(v),
+                );
+            }
+            _ => {}
+        }
+    }
+    let mut rec = b.rec;
+    let start = b.start.and_then(|(_, ms)| ms);
+    let end = b.end.and_then(|(_, ms)| ms);
+    (rec.start_ms, rec.end_ms) = match (start, end) {
+        (Some(s), Some(e)) => (s, e),
+        (Some(s), None) => (s, s),
+        (None, Some(e)) => (e, e),
+        (None, None) => (clock.export_ms, clock.export_ms),
+    };
+    if rec.tos == 0
+        && let Some(dscp) = b.dscp
+    {
+        rec.tos = dscp << 2;
+    }
+    if rec.protocol == 1 || rec.protocol == 58 {
+        if let Some(tc) = b.icmp_type_code {
+            rec.dst_port = tc;
+        } else if b.icmp_type.is_some() || b.icmp_code.is_some() {
+            rec.dst_port =
+                u16::from(b.icmp_type.unwrap_or(0)) << 8 | u16::from(b.icmp_code.unwrap_or(0));
+        }
+    }
+    rec
+}
+
+/// The first field on which two records disagree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Position of the record (after sorting, see [`compare_records`]).
+    pub index: usize,
+    pub field: &'static str,
+    pub nmsd: String,
+    pub oracle: String,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {}: {} differs: nmsd {} vs oracle {}",
+            self.index, self.field, self.nmsd, self.oracle
+        )
+    }
+}
+
+/// Compare one nmsd record with one oracle record; see the module docs for which fields count.
+pub fn compare_record(nmsd: &FlowRecord, oracle: &FlowRecord) -> Result<(), Mismatch> {
+    fn check<T: PartialEq + fmt::Debug>(
+        field: &'static str,
+        a: T,
+        b: T,
+    ) -> Result<(), Mismatch> {
+        if a == b {
+            Ok(())
+        } else {
+            Err(Mismatch {
+                index: 0,
+                field,
+                nmsd: format!("{a:?}"),
+                oracle: format!("{b:?}"),
+            })
+        }
+    }
+    let (n, o) = (nmsd, oracle);
+    check("version", n.version, o.version)?;
+    check("exporter", n.exporter, o.exporter)?;
+    check("observation_domain", n.observation_domain, o.observation_domain)?;
+    check("src_addr", n.src_addr, o.src_addr)?;
+    check("dst_addr", n.dst_addr, o.dst_addr)?;
+    check("next_hop", n.next_hop, o.next_hop)?;
+    check("src_port", n.src_port, o.src_port)?;
+    check("dst_port", n.dst_port, o.dst_port)?;
+    check("protocol", n.protocol, o.protocol)?;
+    check("tcp_flags", n.tcp_flags, o.tcp_flags)?;
+    check("tos", n.tos, o.tos)?;
+    check("in_if", n.in_if, o.in_if)?;
+    check("out_if", n.out_if, o.out_if)?;
+    check("src_as", n.src_as, o.src_as)?;
+    check("dst_as", n.dst_as, o.dst_as)?;
+    check("vlan", n.vlan, o.vlan)?;
+    check("direction", n.direction, o.direction)?;
+    check("start_ms", n.start_ms, o.start_ms)?;
+    check("end_ms", n.end_ms, o.end_ms)?;
+    if o.sampling_interval == SAMPLING_UNKNOWN {
+        let scale = u64::from(n.sampling_interval.max(1));
+        check("bytes", n.bytes, o.bytes.saturating_mul(scale))?;
+        check("packets", n.packets, o.packets.saturating_mul(scale))?;
+    } else {
+        check("sampling_interval", n.sampling_interval, o.sampling_interval)?;
+        check("bytes", n.bytes, o.bytes)?;
+        check("packets", n.packets, o.packets)?;
+    }
+    Ok(())
+}
+
+/// Compare the records two decoders produced for the same input, as multisets.
+///
+/// Both lists are sorted by flow key (addresses, ports, protocol, interfaces; stable, so wire
+/// order breaks ties) and compared pairwise; the first difference is reported.
+pub fn compare_records(nmsd: &[FlowRecord], oracle: &[FlowRecord]) -> Result<(), Mismatch> {
+    if nmsd.len() != oracle.len() {
+        return Err(Mismatch {
+            index: nmsd.len().min(oracle.len()),
+            field: "record count",
+            nmsd: nmsd.len().to_string(),
+            oracle: oracle.len().to_string(),
+        });
+    }
+    let key = |r: &FlowRecord| {
+        (
+            r.src_addr, r.dst_addr, r.src_port, r.dst_port, r.protocol, r.in_if, r.out_if,
+        )
+    };
+    let mut a = nmsd.to_vec();
+    let mut b = oracle.to_vec();
+    a.sort_by_key(key);
+    b.sort_by_key(key);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        compare_record(x, y).map_err(|m| Mismatch { index: i, ..m })?;
+    }
+    Ok(())
+}
+
+/// `ProtocolTypes` is re-exported for callers that build expectations from oracle output.
+pub type Protocol = ProtocolTypes;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode;
+
+    fn exporter() -> IpAddr {
+        IpAddr::from([192, 0, 2, 1])
+    }
+
+    #[test]
+    fn v9_matches_encoded_records() {
+        let tmpl = encode::ipv4_template(256);
+        let records = encode::sample_records(5, false, 1_767_225_600_000);
+        let mut msg = encode::MessageBuilder::v9(1_000_000, 1_767_225_660, 1, 7);
+        msg.template(&tmpl).data(&tmpl, &records);
+        let got = oracle_decode(exporter(), &[&msg.finish()]);
+        assert_eq!(got.len(), 5);
+        for (g, r) in got.iter().zip(&records) {
+            assert_eq!(g.src_addr, r.src_addr);
+            assert_eq!(g.bytes, r.bytes);
+            assert_eq!(g.start_ms, r.start_ms);
+            assert_eq!(g.end_ms, r.end_ms);
+            assert_eq!(g.observation_domain, 7);
+            assert_eq!(g.sampling_interval, SAMPLING_UNKNOWN);
+        }
+    }
+
+    #[test]
+    fn early_data_is_replayed_with_its_own_header() {
+        let tmpl = encode::ipv4_template(300);
+        let records = encode::sample_records(2, false, 1_767_225_600_000);
+        let mut data = encode::MessageBuilder::v9(1_000_000, 1_767_225_660, 1, 0);
+        data.data(&tmpl, &records);
+        let mut t = encode::MessageBuilder::v9(1_005_000, 1_767_225_665, 2, 0);
+        t.template(&tmpl);
+        let mut oracle = Oracle::new();
+        assert_eq!(oracle.decode(exporter(), &data.finish()), Ok(vec![]));
+        let got = oracle.decode(exporter(), &t.finish()).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].start_ms, records[0].start_ms);
+    }
+
+    #[test]
+    fn compare_reports_the_first_differing_field() {
+        let a = encode::sample_records(3, false, 1_000);
+        let mut b = a.clone();
+        assert_eq!(compare_records(&a, &b), Ok(()));
+        b.reverse();
+        assert_eq!(compare_records(&a, &b), Ok(()), "order does not matter");
+        b[0].tos ^= 4;
+        let m = compare_records(&a, &b).unwrap_err();
+        assert_eq!(m.field, "tos");
+        let unknown = FlowRecord {
+            sampling_interval: SAMPLING_UNKNOWN,
+            ..a[0]
+        };
+        let sampled = FlowRecord {
+            sampling_interval: 10,
+            bytes: a[0].bytes * 10,
+            packets: a[0].packets * 10,
+            ..a[0]
+        };
+        assert_eq!(compare_record(&sampled, &unknown), Ok(()));
+        assert_eq!(
+            compare_record(&a[0], &a[1]).map_err(|m| m.field),
+            Err("src_addr")
+        );
+        assert!(compare_records(&a, &b[..2]).is_err());
+    }
+}

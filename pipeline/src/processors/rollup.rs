@@ -1,0 +1,244 @@
+//! `rollup`: per-window aggregates of flows by exporter, addresses, protocol, destination port
+//! and interfaces (the `flows_1m` table).
+//!
+//! Flows are bucketed by their end time. A window is emitted once the wall clock has passed its
+//! end plus `flush_delay`, which leaves time for exporters' late records. Records that still
+//! arrive for an emitted window open it again and are emitted as an extra row with the same key:
+//! sums over the table stay exact, which matters more for accounting than one row per key.
+
+use std::net::IpAddr;
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use super::{BuildProcessor, Emitter, Processor};
+use crate::records::{FlowRecord, RollupRow};
+use crate::units::HumanDuration;
+
+/// `[[processors]] type = "rollup"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupConfig {
+    /// Window length. Default 1m.
+    #[serde(default = "default_window")]
+    pub window: HumanDuration,
+    /// How long after a window ends it stays open for late records. Default 30s.
+    #[serde(default = "default_flush_delay")]
+    pub flush_delay: HumanDuration,
+    /// Most keys held per worker; beyond it every open window is emitted early (and counted).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+fn default_window() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+fn default_flush_delay() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_max_keys() -> usize {
+    1_000_000
+}
+
+impl Default for RollupConfig {
+    fn default() -> Self {
+        RollupConfig {
+            window: default_window(),
+            flush_delay: default_flush_delay(),
+            max_keys: default_max_keys(),
+        }
+    }
+}
+
+impl BuildProcessor for RollupConfig {
+    fn build(&self) -> Box<dyn Processor> {
+        Box::new(Rollup::new(self))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RollupKey {
+    window_start_ms: u64,
+    exporter: IpAddr,
+    src_addr: IpAddr,
+    dst_addr: IpAddr,
+    protocol: u8,
+    dst_port: u16,
+    in_if: u32,
+    out_if: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    bytes: u64,
+    packets: u64,
+    flows: u64,
+}
+
+/// The roll-up processor.
+pub struct Rollup {
+    window_ms: u64,
+    flush_delay_ms: u64,
+    max_keys: usize,
+    open: FxHashMap<RollupKey, Totals>,
+    /// Earliest window start held, to skip scanning when nothing can be due.
+    oldest_window: Option<u64>,
+    forced_flushes: metrics::Counter,
+    keys_gauge: metrics::Gauge,
+}
+
+impl Rollup {
+    pub fn new(c: &RollupConfig) -> Self {
+        Rollup {
+            window_ms: c.window.as_millis_u64().max(1000),
+            flush_delay_ms: c.flush_delay.as_millis_u64(),
+            max_keys: c.max_keys.max(1),
+            open: FxHashMap::default(),
+            oldest_window: None,
+            forced_flushes: metrics::counter!("nmsd_rollup_forced_flushes_total"),
+            keys_gauge: metrics::gauge!("nmsd_rollup_open_keys"),
+        }
+    }
+
+    fn emit_where(&mut self, out: &mut Emitter, due: impl Fn(u64) -> bool) {
+        let mut rows = Vec::new();
+        let mut oldest: Option<u64> = None;
+        self.open.retain(|k, t| {
+            if due(k.window_start_ms) {
+                rows.push(RollupRow {
+                    window_start_ms: k.window_start_ms,
+                    exporter: k.exporter,
+                    src_addr: k.src_addr,
+                    dst_addr: k.dst_addr,
+                    protocol: k.protocol,
+                    dst_port: k.dst_port,
+                    in_if: k.in_if,
+                    out_if: k.out_if,
+                    bytes: t.bytes,
+                    packets: t.packets,
+                    flows: t.flows,
+                });
+                false
+            } else {
+                oldest = Some(oldest.map_or(k.window_start_ms, |o| o.min(k.window_start_ms)));
+                true
+            }
+        });
+        self.oldest_window = oldest;
+        out.rollups(rows);
+    }
+}
+
+impl Processor for Rollup {
+    fn name(&self) -> &'static str {
+        "rollup"
+    }
+
+    fn process(&mut self, flows: &mut Vec<FlowRecord>, out: &mut Emitter) {
+        for f in flows.iter() {
+            let window_start_ms = f.end_ms - f.end_ms % self.window_ms;
+            let key = RollupKey {
+                window_start_ms,
+                exporter: f.exporter,
+                src_addr: f.src_addr,
+                dst_addr: f.dst_addr,
+                protocol: f.protocol,
+                dst_port: f.dst_port,
+                in_if: f.in_if,
+                out_if: f.out_if,
+            };
+            let t = self.open.entry(key).or_default();
+            t.bytes += f.bytes;
+            t.packets += f.packets;
+            t.flows += 1;
+            self.oldest_window = Some(
+                self.oldest_window
+                    .map_or(window_start_ms, |o| o.min(window_start_ms)),
+            );
+        }
+        if self.open.len() > self.max_keys {
+            self.forced_flushes.increment(1);
+            self.emit_where(out, |_| true);
+        }
+        self.keys_gauge.set(self.open.len() as f64);
+    }
+
+    fn tick(&mut self, now_ms: u64, out: &mut Emitter) {
+        let (window, delay) = (self.window_ms, self.flush_delay_ms);
+        let is_due = |start: u64| start + window + delay <= now_ms;
+        if self.oldest_window.is_some_and(is_due) {
+            self.emit_where(out, is_due);
+        }
+        self.keys_gauge.set(self.open.len() as f64);
+    }
+
+    fn flush(&mut self, out: &mut Emitter) {
+        self.emit_where(out, |_| true);
+        self.keys_gauge.set(0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::SinkMessage;
+
+    fn flow(end_ms: u64, dst_port: u16, bytes: u64) -> FlowRecord {
+        FlowRecord {
+            end_ms,
+            start_ms: end_ms,
+            bytes,
+            packets: 1,
+            protocol: 6,
+            dst_port,
+            ..FlowRecord::EMPTY
+        }
+    }
+
+    fn rows(e: &mut Emitter) -> Vec<RollupRow> {
+        e.drain()
+            .flat_map(|m| match m {
+                SinkMessage::Rollups(r) => r,
+                SinkMessage::Flows(_) => vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aggregates_per_window_and_key() {
+        let mut r = Rollup::new(&RollupConfig::default());
+        let mut e = Emitter::default();
+        let mut flows = vec![
+            flow(60_000, 80, 100),
+            flow(119_999, 80, 50),
+            flow(120_000, 80, 7),
+            flow(61_000, 443, 1),
+        ];
+        r.process(&mut flows, &mut e);
+        // Window [60s,120s) closes at 120s + 30s.
+        r.tick(149_999, &mut e);
+        assert!(rows(&mut e).is_empty());
+        r.tick(150_000, &mut e);
+        let mut got = rows(&mut e);
+        got.sort_by_key(|r| r.dst_port);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].bytes, got[0].flows), (150, 2));
+        assert_eq!((got[1].bytes, got[1].flows), (1, 1));
+        r.flush(&mut e);
+        let rest = rows(&mut e);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].window_start_ms, 120_000);
+    }
+
+    #[test]
+    fn key_cap_forces_flush() {
+        let mut r = Rollup::new(&RollupConfig {
+            max_keys: 2,
+            ..RollupConfig::default()
+        });
+        let mut e = Emitter::default();
+        let mut flows: Vec<_> = (0..3).map(|p| flow(0, p, 1)).collect();
+        r.process(&mut flows, &mut e);
+        assert_eq!(rows(&mut e).len(), 3);
+    }
+}

@@ -1,0 +1,190 @@
+//! Bounded lock-free rings between receive threads and parse workers.
+//!
+//! Each receive socket has one SPSC ring (rtrb) to the one worker that owns it, carrying boxed
+//! [`DatagramBatch`]es, and a second ring back for recycling the emptied batches. The pool of
+//! batches is fixed at `capacity + 2`, so memory is bounded and steady-state receiving allocates
+//! nothing. When the forward ring is full the [`FullPolicy`] decides: `drop` counts the batch's
+//! datagrams as dropped and reuses the buffer, `block` waits (the kernel socket buffer then
+//! absorbs the burst, and its own drops are counted from SO_RXQ_OVFL).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge};
+use serde::{Deserialize, Serialize};
+
+use crate::records::DatagramBatch;
+
+/// What a producer does when its queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// Drop the newest data and count it.
+    #[default]
+    Drop,
+    /// Wait for room (backpressure to the previous stage).
+    Block,
+}
+
+/// Receive-thread end of a datagram ring.
+pub struct RingSender {
+    forward: rtrb::Producer<Box<DatagramBatch>>,
+    returned: rtrb::Consumer<Box<DatagramBatch>>,
+    free: Vec<Box<DatagramBatch>>,
+    allocated: usize,
+    pool_max: usize,
+    batch_capacity: usize,
+    slot_size: usize,
+    policy: FullPolicy,
+    dropped: Counter,
+    occupancy: Gauge,
+}
+
+/// Worker end of a datagram ring.
+pub struct RingReceiver {
+    name: Arc<str>,
+    forward: rtrb::Consumer<Box<DatagramBatch>>,
+    returned: rtrb::Producer<Box<DatagramBatch>>,
+}
+
+/// Make a ring named `name` holding up to `capacity` batches of `batch_capacity` datagrams of at
+/// most `slot_size` bytes.
+pub fn datagram_ring(
+    name: &str,
+    capacity: usize,
+    batch_capacity: usize,
+    slot_size: usize,
+    policy: FullPolicy,
+) -> (RingSender, RingReceiver) {
+    let capacity = capacity.max(1);
+    let pool_max = capacity + 2;
+    let (fp, fc) = rtrb::RingBuffer::new(capacity);
+    let (rp, rc) = rtrb::RingBuffer::new(pool_max);
+    let labels = [("ring", name.to_string())];
+    metrics::gauge!("nmsd_ring_capacity_batches", &labels).set(capacity as f64);
+    let sender = RingSender {
+        forward: fp,
+        returned: rc,
+        free: Vec::with_capacity(pool_max),
+        allocated: 0,
+        pool_max,
+        batch_capacity,
+        slot_size,
+        policy,
+        dropped: metrics::counter!("nmsd_ring_dropped_datagrams_total", &labels),
+        occupancy: metrics::gauge!("nmsd_ring_occupancy_batches", &labels),
+    };
+    let receiver = RingReceiver {
+        name: Arc::from(name),
+        forward: fc,
+        returned: rp,
+    };
+    (sender, receiver)
+}
+
+impl RingSender {
+    /// An empty batch to receive into: recycled if possible, new while under the pool bound.
+    pub fn take_batch(&mut self) -> Box<DatagramBatch> {
+        while let Ok(b) = self.returned.pop() {
+            self.free.push(b);
+        }
+        if let Some(mut b) = self.free.pop() {
+            b.clear();
+            return b;
+        }
+        self.allocated += 1;
+        if self.allocated > self.pool_max {
+            // Only reachable if a worker dropped batches instead of returning them; allocation
+            // then replaces them, and the counter below keeps the pool honest.
+            self.allocated = self.pool_max;
+        }
+        Box::new(DatagramBatch::new(self.batch_capacity, self.slot_size))
+    }
+
+    /// Hand a filled batch to the worker. With `Drop` a full ring drops the batch's datagrams
+    /// (counted) and keeps the buffer; with `Block` it waits until there is room or `stop` is set.
+    pub fn send(&mut self, batch: Box<DatagramBatch>, stop: &AtomicBool) {
+        let mut batch = batch;
+        loop {
+            match self.forward.push(batch) {
+                Ok(()) => {
+                    let cap = self.forward.buffer().capacity();
+                    self.occupancy.set((cap - self.forward.slots()) as f64);
+                    return;
+                }
+                Err(rtrb::PushError::Full(b)) => {
+                    if self.policy == FullPolicy::Drop || stop.load(Ordering::Relaxed) {
+                        self.dropped.increment(b.len() as u64);
+                        self.free.push(b);
+                        return;
+                    }
+                    batch = b;
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
+    }
+
+    /// Give back a batch that was taken but not sent (e.g. a receive timeout with no data).
+    pub fn put_back(&mut self, batch: Box<DatagramBatch>) {
+        self.free.push(batch);
+    }
+}
+
+impl RingReceiver {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Next batch, if any.
+    #[inline]
+    pub fn try_recv(&mut self) -> Option<Box<DatagramBatch>> {
+        self.forward.pop().ok()
+    }
+
+    /// Return a processed batch to its receive thread for reuse.
+    #[inline]
+    pub fn recycle(&mut self, batch: Box<DatagramBatch>) {
+        // The return ring holds the whole pool, so this only fails if the sender is gone.
+        let _ = self.returned.push(batch);
+    }
+
+    /// True once the receive thread has gone and everything it sent was taken.
+    pub fn is_finished(&self) -> bool {
+        self.forward.is_abandoned() && self.forward.is_empty()
+    }
+
+    /// Batches waiting.
+    pub fn occupancy(&self) -> usize {
+        self.forward.slots()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_policy_counts_and_keeps_buffers_bounded() {
+        let (mut tx, mut rx) = datagram_ring("test", 2, 4, 64, FullPolicy::Drop);
+        let stop = AtomicBool::new(false);
+        let src = "192.0.2.1".parse().unwrap();
+        for _ in 0..5 {
+            let mut b = tx.take_batch();
+            b.push(src, b"x");
+            tx.send(b, &stop);
+        }
+        // Two fit; three were dropped and their buffers reused.
+        assert_eq!(rx.occupancy(), 2);
+        assert!(tx.allocated <= tx.pool_max);
+        let b = rx.try_recv().unwrap();
+        assert_eq!(b.len(), 1);
+        rx.recycle(b);
+        drop(tx);
+        assert!(!rx.is_finished());
+        let b = rx.try_recv().unwrap();
+        rx.recycle(b);
+        assert!(rx.is_finished());
+    }
+}

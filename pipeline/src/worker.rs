@@ -1,0 +1,319 @@
+//! The parse stage: a worker thread that decodes datagram batches, runs the processor chain
+//! and hands results to the sinks.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use metrics::{Counter, Gauge};
+use nmsd_parsers::{DecodeError, DecoderLimits, DecoderStats, FlowDecoder};
+
+use crate::processors::{Emitter, Processor};
+use crate::queue::SinkQueue;
+use crate::records::{DatagramBatch, FlowRecord, SinkMessage};
+use crate::ring::RingReceiver;
+
+/// Called with (worker id, template cache snapshot) to persist it; the collector writes files.
+pub type SnapshotHook = Box<dyn FnMut(usize, String) + Send>;
+
+/// A sink as a worker sees it: its queue and whether it takes raw flows.
+#[derive(Clone)]
+pub struct SinkRoute {
+    pub queue: SinkQueue,
+    /// Send raw flow records (not only processor output).
+    pub raw_flows: bool,
+}
+
+/// Everything a worker needs, built by the collector's topology.
+pub struct WorkerSetup {
+    pub id: usize,
+    pub inputs: Vec<RingReceiver>,
+    pub limits: DecoderLimits,
+    pub sampling_overrides: Vec<(IpAddr, u32)>,
+    /// Template cache text to restore before the first datagram.
+    pub restore: Option<String>,
+    pub processors: Vec<Box<dyn Processor>>,
+    pub sinks: Vec<SinkRoute>,
+    pub snapshot_every: Duration,
+    pub snapshot_hook: Option<SnapshotHook>,
+}
+
+/// How often timers (processor ticks, expiry, metrics) run.
+const TICK: Duration = Duration::from_millis(250);
+/// Template/domain expiry sweep period.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+
+/// Metric handles, resolved once: the registry lookup is too slow for per-batch use.
+struct WorkerMetrics {
+    datagrams: [Counter; 3],
+    records: [Counter; 3],
+    errors: Vec<Counter>,
+    malformed: Counter,
+    payload_bytes: Counter,
+    options_records: Counter,
+    templates_learned: Counter,
+    templates_removed: Counter,
+    sets_buffered: Counter,
+    sets_replayed: Counter,
+    sets_dropped: Counter,
+    lost_flows: Counter,
+    lost_datagrams: Counter,
+    resets: Counter,
+    templates: Gauge,
+    domains: Gauge,
+    batch_records: metrics::Histogram,
+}
+
+impl WorkerMetrics {
+    fn new(id: usize) -> Self {
+        let v = |name: &'static str| {
+            ["v5", "v9", "ipfix"].map(|ver| metrics::counter!(name, "version" => ver))
+        };
+        let w = id.to_string();
+        WorkerMetrics {
+            datagrams: v("nmsd_flow_datagrams_decoded_total"),
+            records: v("nmsd_flow_records_decoded_total"),
+            errors: DecodeError::KINDS
+                .iter()
+                .map(|k| metrics::counter!("nmsd_flow_decode_errors_total", "kind" => *k))
+                .collect(),
+            malformed: metrics::counter!("nmsd_flow_datagrams_malformed_total"),
+            payload_bytes: metrics::counter!("nmsd_flow_payload_bytes_decoded_total"),
+            options_records: metrics::counter!("nmsd_flow_options_records_total"),
+            templates_learned: metrics::counter!("nmsd_flow_templates_learned_total"),
+            templates_removed: metrics::counter!("nmsd_flow_templates_removed_total"),
+            sets_buffered: metrics::counter!("nmsd_flow_sets_without_template_total", "outcome" => "buffered"),
+            sets_replayed: metrics::counter!("nmsd_flow_sets_without_template_total", "outcome" => "replayed"),
+            sets_dropped: metrics::counter!("nmsd_flow_sets_without_template_total", "outcome" => "dropped"),
+            lost_flows: metrics::counter!("nmsd_flow_sequence_lost_flows_total"),
+            lost_datagrams: metrics::counter!("nmsd_flow_sequence_lost_datagrams_total"),
+            resets: metrics::counter!("nmsd_flow_sequence_resets_total"),
+            templates: metrics::gauge!("nmsd_flow_templates", "worker" => w.clone()),
+            domains: metrics::gauge!("nmsd_flow_exporter_domains", "worker" => w),
+            batch_records: metrics::histogram!("nmsd_flow_batch_records"),
+        }
+    }
+
+    /// Export what changed since `last`.
+    fn export(&self, now: &DecoderStats, last: &DecoderStats) {
+        for i in 0..3 {
+            self.datagrams[i].increment(now.datagrams[i] - last.datagrams[i]);
+            self.records[i].increment(now.records[i] - last.records[i]);
+        }
+        for (c, (n, l)) in self.errors.iter().zip(now.errors.iter().zip(&last.errors)) {
+            c.increment(n - l);
+        }
+        self.options_records.increment(now.options_records - last.options_records);
+        self.templates_learned.increment(now.templates_learned - last.templates_learned);
+        self.templates_removed.increment(now.templates_removed - last.templates_removed);
+        self.sets_buffered.increment(now.sets_buffered - last.sets_buffered);
+        self.sets_replayed.increment(now.sets_replayed - last.sets_replayed);
+        self.sets_dropped
+            .increment(now.sets_dropped_no_template - last.sets_dropped_no_template);
+        self.lost_flows.increment(now.sequence_lost_flows - last.sequence_lost_flows);
+        self.lost_datagrams
+            .increment(now.sequence_lost_datagrams - last.sequence_lost_datagrams);
+        self.resets.increment(now.sequence_resets - last.sequence_resets);
+    }
+}
+
+/// A parse worker. Run it on its own thread with [`ParseWorker::run`].
+pub struct ParseWorker {
+    id: usize,
+    inputs: Vec<RingReceiver>,
+    decoder: FlowDecoder,
+    processors: Vec<Box<dyn Processor>>,
+    sinks: Vec<SinkRoute>,
+    wants_raw: bool,
+    flows: Vec<FlowRecord>,
+    emitter: Emitter,
+    metrics: WorkerMetrics,
+    last_stats: DecoderStats,
+    snapshot_every: Duration,
+    snapshot_hook: Option<SnapshotHook>,
+}
+
+impl ParseWorker {
+    pub fn new(setup: WorkerSetup) -> Self {
+        let mut decoder = FlowDecoder::new(setup.limits);
+        for (addr, interval) in &setup.sampling_overrides {
+            decoder.set_sampling_override(*addr, *interval);
+        }
+        if let Some(text) = &setup.restore {
+            let summary = nmsd_parsers::persist::restore(&mut decoder, text);
+            if setup.id == 0 {
+                tracing::info!(
+                    templates = summary.templates,
+                    sampling_states = summary.sampling_states,
+                    skipped = summary.skipped,
+                    "restored template cache"
+                );
+                if let Some(p) = summary.first_problem {
+                    tracing::warn!("template cache: skipped damaged entries, first: {p}");
+                }
+            }
+        }
+        let wants_raw = setup.sinks.iter().any(|s| s.raw_flows);
+        ParseWorker {
+            id: setup.id,
+            inputs: setup.inputs,
+            decoder,
+            processors: setup.processors,
+            sinks: setup.sinks,
+            wants_raw,
+            flows: Vec::with_capacity(4096),
+            emitter: Emitter::default(),
+            metrics: WorkerMetrics::new(setup.id),
+            last_stats: DecoderStats::default(),
+            snapshot_every: setup.snapshot_every,
+            snapshot_hook: setup.snapshot_hook,
+        }
+    }
+
+    /// Process until every input ring is finished (its receive thread stopped and the ring is
+    /// drained), then flush processors, export final stats and save the template cache.
+    pub fn run(mut self) {
+        let mut idle: u32 = 0;
+        let mut last_tick = Instant::now();
+        let mut last_expire = Instant::now();
+        let mut last_snapshot = Instant::now();
+        loop {
+            let mut worked = false;
+            for i in 0..self.inputs.len() {
+                if let Some(batch) = self.inputs[i].try_recv() {
+                    self.process_batch(&batch);
+                    self.inputs[i].recycle(batch);
+                    worked = true;
+                }
+            }
+            if worked {
+                idle = 0;
+            } else {
+                if self.inputs.iter().all(RingReceiver::is_finished) {
+                    break;
+                }
+                backoff(idle);
+                idle = idle.saturating_add(1);
+            }
+            let now = Instant::now();
+            if now.duration_since(last_tick) >= TICK {
+                last_tick = now;
+                let now_ms = unix_ms();
+                for p in &mut self.processors {
+                    p.tick(now_ms, &mut self.emitter);
+                }
+                self.forward_emitted();
+                if now.duration_since(last_expire) >= EXPIRE_EVERY {
+                    last_expire = now;
+                    self.decoder.expire(now_ms);
+                }
+                self.export_stats();
+                if now.duration_since(last_snapshot) >= self.snapshot_every {
+                    last_snapshot = now;
+                    self.snapshot();
+                }
+            }
+        }
+        for p in &mut self.processors {
+            p.flush(&mut self.emitter);
+        }
+        self.forward_emitted();
+        self.export_stats();
+        self.snapshot();
+        tracing::debug!(worker = self.id, "parse worker stopped");
+    }
+
+    fn process_batch(&mut self, batch: &DatagramBatch) {
+        let now_ms = unix_ms();
+        self.flows.clear();
+        let mut malformed = 0u64;
+        for (src, data) in batch.iter() {
+            if self.decoder.decode(src, data, now_ms, &mut self.flows).is_err() {
+                malformed += 1;
+            }
+        }
+        self.metrics.malformed.increment(malformed);
+        self.metrics.payload_bytes.increment(batch.payload_bytes() as u64);
+        self.metrics.batch_records.record(self.flows.len() as f64);
+        if self.flows.is_empty() {
+            return;
+        }
+        for p in &mut self.processors {
+            p.process(&mut self.flows, &mut self.emitter);
+        }
+        self.forward_emitted();
+        if self.wants_raw && !self.flows.is_empty() {
+            let raw_sinks = self.sinks.iter().filter(|s| s.raw_flows).count();
+            let mut sent = 0;
+            for s in self.sinks.iter().filter(|s| s.raw_flows) {
+                sent += 1;
+                // The last sink gets the buffer itself; others get copies.
+                let flows = if sent == raw_sinks {
+                    std::mem::replace(&mut self.flows, Vec::with_capacity(4096))
+                } else {
+                    self.flows.clone()
+                };
+                s.queue.send(SinkMessage::Flows(flows));
+            }
+        }
+    }
+
+    fn forward_emitted(&mut self) {
+        if self.emitter.messages.is_empty() {
+            return;
+        }
+        let messages: Vec<SinkMessage> = self.emitter.drain().collect();
+        for m in messages {
+            match self.sinks.split_last() {
+                None => {}
+                Some((last, rest)) => {
+                    for s in rest {
+                        s.queue.send(clone_message(&m));
+                    }
+                    last.queue.send(m);
+                }
+            }
+        }
+    }
+
+    fn export_stats(&mut self) {
+        let now = self.decoder.stats().clone();
+        self.metrics.export(&now, &self.last_stats);
+        self.last_stats = now;
+        self.metrics.templates.set(self.decoder.template_count() as f64);
+        self.metrics.domains.set(self.decoder.domain_count() as f64);
+    }
+
+    fn snapshot(&mut self) {
+        if let Some(hook) = &mut self.snapshot_hook {
+            hook(self.id, nmsd_parsers::persist::snapshot(&self.decoder));
+        }
+    }
+}
+
+fn clone_message(m: &SinkMessage) -> SinkMessage {
+    match m {
+        SinkMessage::Flows(f) => SinkMessage::Flows(f.clone()),
+        SinkMessage::Rollups(r) => SinkMessage::Rollups(r.clone()),
+    }
+}
+
+/// Wait a little longer the longer the rings have been empty: spin briefly (a burst is likely
+/// mid-flight), then yield, then sleep up to 1 ms so an idle worker costs almost no CPU.
+fn backoff(idle: u32) {
+    if idle < 64 {
+        std::hint::spin_loop();
+    } else if idle < 128 {
+        std::thread::yield_now();
+    } else if idle < 1024 {
+        std::thread::sleep(Duration::from_micros(100));
+    } else {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

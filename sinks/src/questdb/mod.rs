@@ -1,0 +1,489 @@
+//! QuestDB sink: ILP over HTTP with `questdb-rs`, on its own thread (the client is blocking).
+//!
+//! Rows are batched per table (one buffer each, so every HTTP flush is one transaction and a
+//! retry cannot duplicate half a batch) and flushed when a buffer reaches `batch_rows` or its
+//! oldest row is `batch_interval` old. Failures are retried with backoff for as long as it takes;
+//! meanwhile the sink stops taking from its queue, so the queue's full policy decides what
+//! happens upstream (drop and count, by default): the receive path never blocks on QuestDB.
+//! A durable disk spool will sit between the queue and this loop (see DESIGN.md).
+
+mod rows;
+pub mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use metrics::{Counter, Histogram};
+use nmsd_pipeline::SinkMessage;
+use nmsd_pipeline::ring::FullPolicy;
+use nmsd_pipeline::units::HumanDuration;
+use questdb::ingress::{Buffer, ProtocolVersion, Sender};
+use serde::Deserialize;
+
+use crate::backoff::Backoff;
+use crate::status::SinkStatus;
+use rows::RowWriter;
+pub use schema::TableNames;
+
+/// QuestDB partitioning of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partition {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Partition {
+    pub fn sql(self) -> &'static str {
+        match self {
+            Partition::Hour => "HOUR",
+            Partition::Day => "DAY",
+            Partition::Week => "WEEK",
+            Partition::Month => "MONTH",
+        }
+    }
+}
+
+/// `[sinks.questdb]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuestDbConfig {
+    /// Turn the sink off entirely.
+    pub enabled: bool,
+    /// `http://host:port` of QuestDB's HTTP server (ILP and `/exec`).
+    pub url: String,
+    /// Write every decoded flow to the raw `flows` table (roll-ups are always written).
+    pub raw_flows: bool,
+    /// Prefix for table names, e.g. `"lab_"` → `lab_flows`.
+    pub table_prefix: String,
+    pub flows_table: String,
+    pub rollup_table: String,
+    pub flows_partition: Partition,
+    pub rollup_partition: Partition,
+    /// Flush a table's buffer at this many rows.
+    pub batch_rows: usize,
+    /// ...or when its oldest row is this old.
+    pub batch_interval: HumanDuration,
+    /// Messages (batches from workers) queued for this sink.
+    pub queue_capacity: usize,
+    /// What workers do when the queue is full: `drop` (count and continue) or `block`.
+    pub queue_full_policy: FullPolicy,
+    /// First retry delay; doubles up to `retry_max`.
+    pub retry_initial: HumanDuration,
+    pub retry_max: HumanDuration,
+    /// Per-request timeout (added to the size-based allowance).
+    pub request_timeout: HumanDuration,
+    /// On shutdown, how long to keep trying to flush before giving up (and counting the loss).
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for QuestDbConfig {
+    fn default() -> Self {
+        QuestDbConfig {
+            enabled: true,
+            url: "http://127.0.0.1:9000".into(),
+            raw_flows: true,
+            table_prefix: String::new(),
+            flows_table: "flows".into(),
+            rollup_table: "flows_1m".into(),
+            flows_partition: Partition::Hour,
+            rollup_partition: Partition::Day,
+            batch_rows: 50_000,
+            batch_interval: HumanDuration::from_secs(1),
+            queue_capacity: 1024,
+            queue_full_policy: FullPolicy::Drop,
+            retry_initial: HumanDuration::from_millis(250),
+            retry_max: HumanDuration::from_secs(30),
+            request_timeout: HumanDuration::from_secs(10),
+            shutdown_timeout: HumanDuration::from_secs(10),
+        }
+    }
+}
+
+impl QuestDbConfig {
+    pub fn table_names(&self) -> TableNames {
+        TableNames {
+            flows: format!("{}{}", self.table_prefix, self.flows_table),
+            rollup: format!("{}{}", self.table_prefix, self.rollup_table),
+        }
+    }
+
+    /// `host:port` from the URL, or why it is not usable.
+    pub fn host_port(&self) -> Result<String, String> {
+        let rest = self.url.strip_prefix("http://").ok_or_else(|| {
+            format!(
+                "url \"{}\" must start with http:// (QuestDB open source serves plain HTTP; \
+                 put a TLS proxy on the same host if the link needs encryption)",
+                self.url
+            )
+        })?;
+        let hp = rest.trim_end_matches('/');
+        if hp.is_empty() || hp.contains('/') {
+            return Err(format!(
+                "url \"{}\" must be http://HOST:PORT with no path",
+                self.url
+            ));
+        }
+        Ok(if hp.contains(':') && !hp.ends_with(']') {
+            hp.to_string()
+        } else {
+            format!("{hp}:9000")
+        })
+    }
+
+    /// Everything that can be checked without a server.
+    pub fn validate(&self) -> Result<(), String> {
+        self.host_port()?;
+        rows::validate_names(&self.table_names())?;
+        if self.batch_rows == 0 {
+            return Err("batch_rows must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Metric handles.
+struct SinkMetrics {
+    written_flows: Counter,
+    written_rollups: Counter,
+    failed_rejected: Counter,
+    failed_shutdown: Counter,
+    retries: Counter,
+    flush_seconds: Histogram,
+    up: metrics::Gauge,
+}
+
+impl SinkMetrics {
+    fn new(names: &TableNames) -> Self {
+        let s = "questdb";
+        SinkMetrics {
+            written_flows: metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => names.flows.clone()),
+            written_rollups: metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => names.rollup.clone()),
+            failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "rejected"),
+            failed_shutdown: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "shutdown"),
+            retries: metrics::counter!("nmsd_sink_retries_total", "sink" => s),
+            flush_seconds: metrics::histogram!("nmsd_sink_flush_duration_seconds", "sink" => s),
+            up: metrics::gauge!("nmsd_sink_up", "sink" => s),
+        }
+    }
+}
+
+/// One table's pending rows.
+struct TableBuffer {
+    buf: Buffer,
+    oldest: Option<Instant>,
+    written: Counter,
+}
+
+impl TableBuffer {
+    fn rows(&self) -> usize {
+        self.buf.row_count()
+    }
+}
+
+/// The running sink. Build it with [`QuestDbSink::new`] and run it on its own thread.
+pub struct QuestDbSink {
+    cfg: QuestDbConfig,
+    rx: Receiver<SinkMessage>,
+    shutdown: Arc<AtomicBool>,
+    status: Arc<SinkStatus>,
+    writer: RowWriter,
+    metrics: SinkMetrics,
+    backoff: Backoff,
+    /// When shutdown was first noticed, for the shutdown timeout.
+    shutdown_seen: Option<Instant>,
+    /// Last time an outage was logged, to log it plainly but not on every retry.
+    last_outage_log: Option<Instant>,
+}
+
+/// How a flush attempt ended.
+enum FlushError {
+    /// Worth retrying: unreachable, timeout, 5xx.
+    Transient(String),
+    /// The server rejected the data itself; retrying cannot help.
+    Rejected(String),
+}
+
+impl QuestDbSink {
+    /// `shutdown` is set by the collector when it starts stopping; the sink then drains its
+    /// queue and gives up on an unreachable server after `shutdown_timeout`.
+    pub fn new(
+        cfg: QuestDbConfig,
+        rx: Receiver<SinkMessage>,
+        shutdown: Arc<AtomicBool>,
+        status: Arc<SinkStatus>,
+    ) -> Self {
+        let names = cfg.table_names();
+        QuestDbSink {
+            backoff: Backoff::new(cfg.retry_initial.get(), cfg.retry_max.get()),
+            writer: RowWriter::new(names.clone()),
+            metrics: SinkMetrics::new(&names),
+            cfg,
+            rx,
+            shutdown,
+            status,
+            shutdown_seen: None,
+            last_outage_log: None,
+        }
+    }
+
+    fn sender(&self) -> Result<Sender, String> {
+        let hp = self.cfg.host_port()?;
+        // protocol_version is pinned: auto-detection asks the server at construction and fails
+        // while it is down. retry_timeout=0: retries are ours (questdb-rs retries only timeouts
+        // and 5xx, not connection refused), so one policy covers every failure.
+        let conf = format!(
+            "http::addr={hp};retry_timeout=0;request_timeout={};",
+            self.cfg.request_timeout.as_millis_u64().max(1)
+        );
+        let sender = questdb::ingress::SenderBuilder::from_conf(&conf)
+            .and_then(|b| b.protocol_version(ProtocolVersion::V1))
+            .and_then(|b| b.build())
+            .map_err(|e| format!("cannot configure the QuestDB client: {e}"))?;
+        Ok(sender)
+    }
+
+    /// Run until the queue is closed and drained.
+    pub fn run(mut self) {
+        let mut sender = match self.sender() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("QuestDB sink disabled: {e}");
+                self.status.set_error(e);
+                // Keep draining so workers never block on a dead sink.
+                for m in self.rx.iter() {
+                    self.metrics.failed_rejected.increment(m.rows() as u64);
+                }
+                return;
+            }
+        };
+        if !self.ensure_schema() {
+            self.drain_after_failure();
+            return;
+        }
+        let names = self.cfg.table_names();
+        let mut flows = TableBuffer {
+            buf: sender.new_buffer(),
+            oldest: None,
+            written: self.metrics.written_flows.clone(),
+        };
+        let mut rollups = TableBuffer {
+            buf: sender.new_buffer(),
+            oldest: None,
+            written: self.metrics.written_rollups.clone(),
+        };
+        let interval = self.cfg.batch_interval.get();
+        loop {
+            let wait = [&flows, &rollups]
+                .iter()
+                .filter_map(|t| t.oldest)
+                .map(|o| interval.saturating_sub(o.elapsed()))
+                .min()
+                .unwrap_or(interval);
+            let msg = self.rx.recv_timeout(wait);
+            let closed = matches!(msg, Err(RecvTimeoutError::Disconnected));
+            if let Ok(m) = msg {
+                self.append(m, &mut flows, &mut rollups);
+            }
+            for t in [&mut flows, &mut rollups] {
+                let due = t.rows() >= self.cfg.batch_rows
+                    || t.oldest.is_some_and(|o| o.elapsed() >= interval)
+                    || (closed && t.rows() > 0);
+                if due && !self.flush(&mut sender, t) {
+                    // Gave up during shutdown: nothing more can be written.
+                    self.drain_after_failure();
+                    return;
+                }
+            }
+            if closed {
+                break;
+            }
+        }
+        tracing::info!(
+            rows = self.status.rows_written(),
+            flows_table = %names.flows,
+            rollup_table = %names.rollup,
+            "QuestDB sink flushed and stopped"
+        );
+    }
+
+    fn append(&mut self, m: SinkMessage, flows: &mut TableBuffer, rollups: &mut TableBuffer) {
+        let (t, result) = match &m {
+            SinkMessage::Flows(recs) => {
+                let r = recs
+                    .iter()
+                    .try_for_each(|f| self.writer.flow(&mut flows.buf, f));
+                (flows, r)
+            }
+            SinkMessage::Rollups(rows) => {
+                let r = rows
+                    .iter()
+                    .try_for_each(|row| self.writer.rollup(&mut rollups.buf, row));
+                (rollups, r)
+            }
+        };
+        if let Err(e) = result {
+            // Only reachable through a bug in row encoding; count rather than crash.
+            tracing::error!("QuestDB sink: could not encode a {} row: {e}", m.kind());
+            self.metrics.failed_rejected.increment(1);
+        }
+        if t.oldest.is_none() && t.rows() > 0 {
+            t.oldest = Some(Instant::now());
+        }
+    }
+
+    /// Flush one table buffer, retrying transient failures. Returns false if it gave up
+    /// (only during shutdown, after `shutdown_timeout`).
+    fn flush(&mut self, sender: &mut Sender, t: &mut TableBuffer) -> bool {
+        loop {
+            let rows = t.rows() as u64;
+            let started = Instant::now();
+            let result = sender.flush_and_keep_with_flags(&t.buf, true);
+            self.metrics
+                .flush_seconds
+                .record(started.elapsed().as_secs_f64());
+            match result.map_err(classify) {
+                Ok(()) => {
+                    t.buf.clear();
+                    t.oldest = None;
+                    t.written.increment(rows);
+                    self.status.add_rows(rows);
+                    self.mark_up();
+                    return true;
+                }
+                Err(FlushError::Rejected(e)) => {
+                    tracing::error!(
+                        rows,
+                        "QuestDB rejected a batch; dropping it (counted in \
+                         nmsd_sink_rows_failed_total{{reason=\"rejected\"}}): {e}"
+                    );
+                    self.metrics.failed_rejected.increment(rows);
+                    t.buf.clear();
+                    t.oldest = None;
+                    return true;
+                }
+                Err(FlushError::Transient(e)) => {
+                    self.mark_down(&e);
+                    if self.gave_up() {
+                        tracing::error!(
+                            rows,
+                            "QuestDB still unreachable at shutdown; {rows} rows not written"
+                        );
+                        self.metrics.failed_shutdown.increment(rows);
+                        t.buf.clear();
+                        return false;
+                    }
+                    self.metrics.retries.increment(1);
+                    std::thread::sleep(self.backoff.next_delay());
+                }
+            }
+        }
+    }
+
+    /// Create the tables; retry until it works or shutdown gives up.
+    fn ensure_schema(&mut self) -> bool {
+        let client = schema::ExecClient::new(&self.cfg.url, self.cfg.request_timeout.get());
+        let ddl = schema::ddl(
+            &self.cfg.table_names(),
+            self.cfg.flows_partition,
+            self.cfg.rollup_partition,
+        );
+        loop {
+            match ddl.iter().try_for_each(|sql| client.exec(sql).map(|_| ())) {
+                Ok(()) => {
+                    tracing::info!(url = %self.cfg.url, "QuestDB sink connected; tables ready");
+                    self.mark_up();
+                    return true;
+                }
+                Err(e) => {
+                    self.mark_down(&e.to_string());
+                    if self.gave_up() {
+                        return false;
+                    }
+                    self.metrics.retries.increment(1);
+                    std::thread::sleep(self.backoff.next_delay());
+                }
+            }
+        }
+    }
+
+    fn mark_up(&mut self) {
+        if !self.status.connected() && self.last_outage_log.is_some() {
+            tracing::info!(url = %self.cfg.url, "QuestDB reachable again; writing resumes");
+        }
+        self.last_outage_log = None;
+        self.backoff.reset();
+        self.status.set_ok();
+        self.metrics.up.set(1.0);
+    }
+
+    /// Log an outage plainly when it starts and every 30 s while it lasts.
+    fn mark_down(&mut self, e: &str) {
+        self.metrics.up.set(0.0);
+        self.status.set_error(e.to_string());
+        let due = self
+            .last_outage_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30));
+        if due {
+            self.last_outage_log = Some(Instant::now());
+            tracing::warn!(
+                "QuestDB sink cannot write to {}: {e}. Retrying with backoff (up to {:?}); \
+                 flows are still collected, and rows that do not fit the sink queue are \
+                 dropped and counted in nmsd_sink_queue_dropped_rows_total",
+                self.cfg.url,
+                self.cfg.retry_max.get()
+            );
+        }
+    }
+
+    fn gave_up(&mut self) -> bool {
+        if !self.shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        let seen = *self.shutdown_seen.get_or_insert_with(Instant::now);
+        seen.elapsed() >= self.cfg.shutdown_timeout.get()
+    }
+
+    fn drain_after_failure(&mut self) {
+        for m in self.rx.iter() {
+            self.metrics.failed_shutdown.increment(m.rows() as u64);
+        }
+    }
+}
+
+fn classify(e: questdb::Error) -> FlushError {
+    use questdb::ErrorCode;
+    let msg = e.msg().to_string();
+    match e.code() {
+        // QuestDB answers 400 with code "invalid" for data it cannot take (type mismatch, bad
+        // value): resending the same bytes fails the same way.
+        ErrorCode::ServerFlushError if msg.contains("code: invalid") => FlushError::Rejected(msg),
+        ErrorCode::InvalidApiCall | ErrorCode::InvalidName | ErrorCode::InvalidTimestamp => {
+            FlushError::Rejected(msg)
+        }
+        _ => FlushError::Transient(msg),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_parsing() {
+        let mut c = QuestDbConfig::default();
+        assert_eq!(c.host_port().as_deref(), Ok("127.0.0.1:9000"));
+        c.url = "http://db.example:19000/".into();
+        assert_eq!(c.host_port().as_deref(), Ok("db.example:19000"));
+        c.url = "http://db.example".into();
+        assert_eq!(c.host_port().as_deref(), Ok("db.example:9000"));
+        c.url = "https://db.example".into();
+        assert!(c.host_port().unwrap_err().contains("http://"));
+        c.url = "http://db/x".into();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! A sink's health, shared with the control plane.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Health of one sink, written by its thread and read by `/api/v1/status`.
+#[derive(Debug, Default)]
+pub struct SinkStatus {
+    connected: AtomicBool,
+    rows_written: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl SinkStatus {
+    pub fn set_ok(&self) {
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_error(&self, e: String) {
+        self.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = Some(e);
+        }
+    }
+
+    pub fn add_rows(&self, n: u64) {
+        self.rows_written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+}

@@ -120,10 +120,7 @@ fn read_pcap(c: &[u8]) -> Result<Capture<'_>, CaptureError> {
         (magic, _) => return Err(CaptureError::NotACapture(magic.unwrap_or(0))),
     };
     // Link type: low 16 bits of the last header word (the upper bits carry FCS information).
-    let linktype = endian
-        .u32(c, 20)
-        .ok_or(CaptureError::Truncated(c.len()))?
-        & 0xFFFF;
+    let linktype = endian.u32(c, 20).ok_or(CaptureError::Truncated(c.len()))? & 0xFFFF;
     let mut out = Capture::default();
     let mut pos = 24;
     while pos < c.len() {
@@ -141,7 +138,12 @@ fn read_pcap(c: &[u8]) -> Result<Capture<'_>, CaptureError> {
             return Err(CaptureError::Truncated(pos));
         };
         pos = start + caplen as usize;
-        let ts_us = secs as u64 * 1_000_000 + if nanos { frac as u64 / 1000 } else { frac as u64 };
+        let ts_us = secs as u64 * 1_000_000
+            + if nanos {
+                frac as u64 / 1000
+            } else {
+                frac as u64
+            };
         out.push(linktype, frame, caplen < origlen, ts_us);
     }
     Ok(out)
@@ -175,9 +177,7 @@ fn read_pcapng(c: &[u8]) -> Result<Capture<'_>, CaptureError> {
         if len < 12 || len % 4 != 0 {
             return Err(CaptureError::BadBlock { offset: pos, len });
         }
-        let block = c
-            .get(pos..pos + len)
-            .ok_or(CaptureError::Truncated(pos))?;
+        let block = c.get(pos..pos + len).ok_or(CaptureError::Truncated(pos))?;
         // Body: between the 8-byte block header and the trailing length copy.
         let body = &block[8..len - 4];
         pos += len;
@@ -403,7 +403,11 @@ fn udp_payload(u: &[u8]) -> Option<(u16, u16, &[u8])> {
     let dp = be16(u, 2)?;
     let len = be16(u, 4)? as usize;
     // UDP length 0 happens with IPv6 jumbograms only; otherwise it must cover the header.
-    let payload = if len == 0 { u.get(8..)? } else { u.get(8..len)? };
+    let payload = if len == 0 {
+        u.get(8..)?
+    } else {
+        u.get(8..len)?
+    };
     Some((sp, dp, payload))
 }
 
@@ -473,7 +477,12 @@ mod tests {
 
     #[test]
     fn reads_ethernet_ipv4_and_ipv6_and_skips_the_rest() {
-        let v4 = ipv4([127, 0, 0, 1], [127, 0, 0, 2], IPPROTO_UDP, &udp(4444, 2055, b"abc"));
+        let v4 = ipv4(
+            [127, 0, 0, 1],
+            [127, 0, 0, 2],
+            IPPROTO_UDP,
+            &udp(4444, 2055, b"abc"),
+        );
         let v6src: Ipv6Addr = "::1".parse().unwrap();
         let v6 = ipv6(v6src, v6src, &udp(5555, 4739, b"ipfix!"));
         let tcp = ipv4([127, 0, 0, 1], [127, 0, 0, 2], 6, &[0; 20]);
@@ -505,10 +514,17 @@ mod tests {
 
     #[test]
     fn reads_cooked_raw_and_loopback_links() {
-        let v4 = ipv4([10, 0, 0, 1], [10, 0, 0, 2], IPPROTO_UDP, &udp(1, 2, b"xyz"));
+        let v4 = ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            IPPROTO_UDP,
+            &udp(1, 2, b"xyz"),
+        );
         let mut sll = vec![0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0];
         sll.extend_from_slice(&v4);
-        let mut sll2 = vec![0x08, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut sll2 = vec![
+            0x08, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         sll2.extend_from_slice(&v4);
         let mut null = 2u32.to_le_bytes().to_vec();
         null.extend_from_slice(&v4);
@@ -546,7 +562,12 @@ mod tests {
 
     #[test]
     fn snapped_and_fragmented_packets_are_skipped() {
-        let v4 = ipv4([10, 0, 0, 1], [10, 0, 0, 2], IPPROTO_UDP, &udp(1, 2, &[7; 100]));
+        let v4 = ipv4(
+            [10, 0, 0, 1],
+            [10, 0, 0, 2],
+            IPPROTO_UDP,
+            &udp(1, 2, &[7; 100]),
+        );
         let mut buf = pcap(LINKTYPE_RAW, &[&v4[..60]]);
         // Original length larger than captured: the payload would be partial.
         let at = 24 + 12;
@@ -554,7 +575,8 @@ mod tests {
         assert_eq!(udp_datagrams(&buf).unwrap().skipped, 1);
         let mut frag = v4.clone();
         frag[6] = 0x20; // more fragments
-        let cap = udp_datagrams(&pcap(LINKTYPE_RAW, &[&frag])).unwrap();
+        let buf = pcap(LINKTYPE_RAW, &[&frag]);
+        let cap = udp_datagrams(&buf).unwrap();
         assert_eq!((cap.datagrams.len(), cap.skipped), (0, 1));
     }
 
@@ -573,7 +595,12 @@ mod tests {
 
     #[test]
     fn reads_pcapng_with_tsresol() {
-        let v4 = ipv4([192, 0, 2, 9], [192, 0, 2, 1], IPPROTO_UDP, &udp(9, 2055, b"ng"));
+        let v4 = ipv4(
+            [192, 0, 2, 9],
+            [192, 0, 2, 1],
+            IPPROTO_UDP,
+            &udp(9, 2055, b"ng"),
+        );
         let mut shb = PCAPNG_BYTE_ORDER.to_le_bytes().to_vec();
         shb.extend_from_slice(&[1, 0, 0, 0]);
         shb.extend_from_slice(&u64::MAX.to_le_bytes());

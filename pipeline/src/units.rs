@@ -31,9 +31,9 @@ impl HumanDuration {
 /// Parse `"<number><unit>"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("\"{s}\" has no unit; write e.g. \"30s\" (units: ms, s, m, h, d)"))?;
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("\"{s}\" has no unit; write e.g. \"30s\" (units: ms, s, m, h, d)")
+    })?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
@@ -140,7 +140,11 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_duration("6h"), Ok(Duration::from_secs(6 * 3600)));
         assert!(parse_duration("30").unwrap_err().contains("no unit"));
-        assert!(parse_duration("3x").unwrap_err().contains("unknown duration unit"));
+        assert!(
+            parse_duration("3x")
+                .unwrap_err()
+                .contains("unknown duration unit")
+        );
     }
 
     #[test]

@@ -102,17 +102,24 @@ impl WorkerMetrics {
         for (c, (n, l)) in self.errors.iter().zip(now.errors.iter().zip(&last.errors)) {
             c.increment(n - l);
         }
-        self.options_records.increment(now.options_records - last.options_records);
-        self.templates_learned.increment(now.templates_learned - last.templates_learned);
-        self.templates_removed.increment(now.templates_removed - last.templates_removed);
-        self.sets_buffered.increment(now.sets_buffered - last.sets_buffered);
-        self.sets_replayed.increment(now.sets_replayed - last.sets_replayed);
+        self.options_records
+            .increment(now.options_records - last.options_records);
+        self.templates_learned
+            .increment(now.templates_learned - last.templates_learned);
+        self.templates_removed
+            .increment(now.templates_removed - last.templates_removed);
+        self.sets_buffered
+            .increment(now.sets_buffered - last.sets_buffered);
+        self.sets_replayed
+            .increment(now.sets_replayed - last.sets_replayed);
         self.sets_dropped
             .increment(now.sets_dropped_no_template - last.sets_dropped_no_template);
-        self.lost_flows.increment(now.sequence_lost_flows - last.sequence_lost_flows);
+        self.lost_flows
+            .increment(now.sequence_lost_flows - last.sequence_lost_flows);
         self.lost_datagrams
             .increment(now.sequence_lost_datagrams - last.sequence_lost_datagrams);
-        self.resets.increment(now.sequence_resets - last.sequence_resets);
+        self.resets
+            .increment(now.sequence_resets - last.sequence_resets);
     }
 }
 
@@ -227,12 +234,18 @@ impl ParseWorker {
         self.flows.clear();
         let mut malformed = 0u64;
         for (src, data) in batch.iter() {
-            if self.decoder.decode(src, data, now_ms, &mut self.flows).is_err() {
+            if self
+                .decoder
+                .decode(src, data, now_ms, &mut self.flows)
+                .is_err()
+            {
                 malformed += 1;
             }
         }
         self.metrics.malformed.increment(malformed);
-        self.metrics.payload_bytes.increment(batch.payload_bytes() as u64);
+        self.metrics
+            .payload_bytes
+            .increment(batch.payload_bytes() as u64);
         self.metrics.batch_records.record(self.flows.len() as f64);
         if self.flows.is_empty() {
             return;
@@ -279,7 +292,9 @@ impl ParseWorker {
         let now = self.decoder.stats().clone();
         self.metrics.export(&now, &self.last_stats);
         self.last_stats = now;
-        self.metrics.templates.set(self.decoder.template_count() as f64);
+        self.metrics
+            .templates
+            .set(self.decoder.template_count() as f64);
         self.metrics.domains.set(self.decoder.domain_count() as f64);
     }
 

@@ -198,6 +198,8 @@ pub struct QuestDbSink {
     shutdown_seen: Option<Instant>,
     /// Last time an outage was logged, to log it plainly but not on every retry.
     last_outage_log: Option<Instant>,
+    /// Messages taken off the queue while waiting for the server during shutdown.
+    stash: Vec<SinkMessage>,
 }
 
 /// How a flush attempt ended.
@@ -228,6 +230,7 @@ impl QuestDbSink {
             status,
             shutdown_seen: None,
             last_outage_log: None,
+            stash: Vec::new(),
         }
     }
 
@@ -276,6 +279,9 @@ impl QuestDbSink {
             oldest: None,
             written: self.metrics.written_rollups.clone(),
         };
+        for m in std::mem::take(&mut self.stash) {
+            self.append(m, &mut flows, &mut rollups);
+        }
         let interval = self.cfg.batch_interval.get();
         loop {
             let wait = [&flows, &rollups]
@@ -378,10 +384,24 @@ impl QuestDbSink {
                         return false;
                     }
                     self.metrics.retries.increment(1);
-                    std::thread::sleep(self.backoff.next_delay());
+                    self.pause();
                 }
             }
         }
+    }
+
+    /// Wait before the next retry. Shutdown cuts the wait short, so an outage cannot hold the
+    /// process longer than `shutdown_timeout`.
+    fn pause(&mut self) {
+        let until = Instant::now() + self.backoff.next_delay();
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 
     /// Create the tables; retry until it works or shutdown gives up.
@@ -401,12 +421,27 @@ impl QuestDbSink {
                 }
                 Err(e) => {
                     self.mark_down(&e.to_string());
-                    if self.gave_up() {
+                    if self.gave_up() || self.nothing_left_to_write() {
                         return false;
                     }
                     self.metrics.retries.increment(1);
-                    std::thread::sleep(self.backoff.next_delay());
+                    self.pause();
                 }
+            }
+        }
+    }
+
+    /// During shutdown, with the server still down: true once every worker has finished and
+    /// queued nothing, so there is no reason to wait out the shutdown timeout.
+    fn nothing_left_to_write(&mut self) -> bool {
+        if !self.shutdown.load(Ordering::Relaxed) {
+            return false;
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => self.stash.push(m),
+                Err(crossbeam_channel::TryRecvError::Empty) => return false,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return self.stash.is_empty(),
             }
         }
     }
@@ -449,7 +484,10 @@ impl QuestDbSink {
     }
 
     fn drain_after_failure(&mut self) {
-        for m in self.rx.iter() {
+        for m in std::mem::take(&mut self.stash)
+            .into_iter()
+            .chain(self.rx.iter())
+        {
             self.metrics.failed_shutdown.increment(m.rows() as u64);
         }
     }

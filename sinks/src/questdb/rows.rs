@@ -121,7 +121,8 @@ fn clamp(v: u64) -> i64 {
 /// Check table names once, so rows can use them unchecked.
 pub fn validate_names(names: &TableNames) -> Result<(), String> {
     for n in [&names.flows, &names.rollup] {
-        TableName::new(n).map_err(|e| format!("table name \"{n}\" is not valid for QuestDB: {e}"))?;
+        TableName::new(n)
+            .map_err(|e| format!("table name \"{n}\" is not valid for QuestDB: {e}"))?;
     }
     Ok(())
 }

@@ -16,7 +16,11 @@ pub struct TableNames {
 }
 
 /// `CREATE TABLE` statements for the configured tables.
-pub fn ddl(names: &TableNames, flows_partition: Partition, rollup_partition: Partition) -> Vec<String> {
+pub fn ddl(
+    names: &TableNames,
+    flows_partition: Partition,
+    rollup_partition: Partition,
+) -> Vec<String> {
     vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {} (\

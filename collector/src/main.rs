@@ -1,0 +1,191 @@
+//! `nmsd`: the collector daemon. A thin binary over the `nmsd-*` crates: command line, config,
+//! sources, control plane, lifecycle.
+
+mod config;
+mod control;
+mod lifecycle;
+mod sources;
+mod state;
+mod telemetry;
+mod topology;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+const USAGE: &str = "\
+nmsd — network telemetry collector (NetFlow v5/v9, IPFIX → QuestDB + Prometheus)
+
+USAGE:
+    nmsd run [-c PATH]          run the collector (default config: /etc/nmsd/config.toml)
+    nmsd check-config [PATH]    check a config file and exit: 0 valid, 1 invalid
+    nmsd version                print the version
+    nmsd help                   print this help
+
+Every config key is documented in the shipped config.toml.";
+
+const DEFAULT_CONFIG: &str = "/etc/nmsd/config.toml";
+
+enum Command {
+    Run(PathBuf),
+    CheckConfig(PathBuf),
+    Version,
+    Help,
+}
+
+fn parse_args() -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let sub = match parser.next()? {
+        None => return Ok(Command::Help),
+        Some(Value(v)) => v.string()?,
+        Some(Long("help") | Short('h')) => return Ok(Command::Help),
+        Some(Long("version") | Short('V')) => return Ok(Command::Version),
+        Some(other) => return Err(other.unexpected()),
+    };
+    match sub.as_str() {
+        "run" => {
+            let mut path = PathBuf::from(DEFAULT_CONFIG);
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Short('c') | Long("config") => path = parser.value()?.into(),
+                    other => return Err(other.unexpected()),
+                }
+            }
+            Ok(Command::Run(path))
+        }
+        "check-config" => {
+            let mut path = PathBuf::from(DEFAULT_CONFIG);
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Value(v) => path = v.into(),
+                    Short('c') | Long("config") => path = parser.value()?.into(),
+                    other => return Err(other.unexpected()),
+                }
+            }
+            Ok(Command::CheckConfig(path))
+        }
+        "version" => Ok(Command::Version),
+        "help" => Ok(Command::Help),
+        other => Err(lexopt::Error::from(format!(
+            "unknown command \"{other}\"; expected run, check-config, version or help"
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    let cmd = match parse_args() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nmsd: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("nmsd {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(path) => match config::Config::load(&path) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nmsd: invalid config: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(path) => match run(&path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("nmsd: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let cfg = config::Config::load(path).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
+    telemetry::init_logging(cfg.general.log_level.as_str());
+    let prometheus = telemetry::install_recorder()?;
+    tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "nmsd starting");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the control-plane runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.control.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} for the control plane; change [control] listen",
+                    cfg.control.listen
+                )
+            })?;
+        let topology = topology::Topology::start(&cfg)?;
+        let state = control::ControlState {
+            prometheus: prometheus.clone(),
+            status: topology.status.clone(),
+        };
+        let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let app = control::router(state);
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!("control plane stopped: {e}");
+            }
+        });
+        tokio::spawn(telemetry::upkeep(prometheus));
+        if let Some(every) = lifecycle::watchdog_interval() {
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(every);
+                loop {
+                    t.tick().await;
+                    lifecycle::notify("WATCHDOG=1");
+                }
+            });
+        }
+        tracing::info!(control = %cfg.control.listen, "ready: /healthz /readyz /metrics /api/v1/status");
+        lifecycle::notify("READY=1");
+
+        wait_for_stop_signal().await?;
+        lifecycle::notify("STOPPING=1");
+        tracing::info!("stopping: no new datagrams are read; draining and flushing");
+        tokio::task::spawn_blocking(move || topology.shutdown())
+            .await
+            .context("shutdown task")?;
+        let _ = stop_http.send(());
+        let _ = server.await;
+        Ok(())
+    })
+}
+
+/// Wait for SIGINT or SIGTERM. SIGHUP is logged: config reload is not implemented yet.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => tracing::warn!(
+                "SIGHUP: config reload is not implemented yet; restart nmsd to apply changes"
+            ),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Sources: where telemetry enters nmsd. One file per source kind, its config beside it.
+
+pub mod netflow;

@@ -1,0 +1,353 @@
+//! `[[sources.netflow]]`: NetFlow v5/v9 and IPFIX over UDP.
+//!
+//! N sockets bound to one address with SO_REUSEPORT; the kernel hashes each exporter (by its
+//! address and port) to one socket, and each socket feeds one parse worker, which therefore owns
+//! that exporter's templates without locks. A receive thread per socket reads bursts with
+//! `recvmmsg` straight into a recycled [`DatagramBatch`] and pushes it onto its ring. The
+//! kernel's own drop count for the socket comes back on every read through SO_RXQ_OVFL.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nmsd_pipeline::ring::{FullPolicy, RingSender};
+use nmsd_pipeline::units::ByteSize;
+use serde::Deserialize;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// One NetFlow/IPFIX listener.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetflowSourceConfig {
+    /// Name in logs and metric labels.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Address and port to receive on; one port takes v5, v9 and IPFIX alike.
+    pub listen: SocketAddr,
+    /// Sockets (and receive threads) sharing the port; 0 means one per parse worker.
+    #[serde(default)]
+    pub sockets: usize,
+    /// SO_RCVBUF per socket. Above `net.core.rmem_max` it needs root (SO_RCVBUFFORCE).
+    #[serde(default = "default_receive_buffer")]
+    pub receive_buffer: ByteSize,
+    /// Datagrams read per `recvmmsg` call (one ring entry).
+    #[serde(default = "default_batch")]
+    pub batch_datagrams: usize,
+    /// Largest datagram accepted; longer ones are truncated and counted.
+    #[serde(default = "default_max_datagram")]
+    pub max_datagram_size: ByteSize,
+    /// Ring entries (batches) between each socket and its worker.
+    #[serde(default = "default_ring_capacity")]
+    pub ring_capacity: usize,
+    /// What the receive thread does when its ring is full: `drop` (count) or `block` (leave it
+    /// to the kernel buffer, whose drops are counted too).
+    #[serde(default)]
+    pub ring_full_policy: FullPolicy,
+}
+
+fn default_name() -> String {
+    "netflow".into()
+}
+fn default_receive_buffer() -> ByteSize {
+    ByteSize(4 << 20)
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_max_datagram() -> ByteSize {
+    ByteSize(9216)
+}
+fn default_ring_capacity() -> usize {
+    64
+}
+
+impl NetflowSourceConfig {
+    /// Returns (key, message) on error.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let e = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        if !(1..=1024).contains(&self.batch_datagrams) {
+            return e("batch_datagrams", "must be between 1 and 1024");
+        }
+        if !(512..=65535).contains(&self.max_datagram_size.0) {
+            return e("max_datagram_size", "must be between 512 and 65535 bytes");
+        }
+        if self.ring_capacity == 0 {
+            return e("ring_capacity", "must be at least 1");
+        }
+        if self.sockets > 256 {
+            return e("sockets", "must be at most 256");
+        }
+        Ok(())
+    }
+}
+
+/// A bound socket and what the kernel actually granted.
+pub struct BoundSocket {
+    pub socket: UdpSocket,
+    pub index: usize,
+    /// SO_RCVBUF as the kernel reports it (it doubles the request for bookkeeping).
+    pub receive_buffer: usize,
+}
+
+/// Bind `count` SO_REUSEPORT sockets to the source's address.
+pub fn bind_sockets(cfg: &NetflowSourceConfig, count: usize) -> io::Result<Vec<BoundSocket>> {
+    let mut out = Vec::with_capacity(count);
+    for index in 0..count {
+        let sock = Socket::new(
+            Domain::for_address(cfg.listen),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )?;
+        sock.set_reuse_port(true)?;
+        if cfg.listen.is_ipv6() {
+            // Accept IPv4 exporters on [::] too.
+            sock.set_only_v6(false)?;
+        }
+        set_receive_buffer(&sock, cfg.receive_buffer.0 as usize);
+        // A short timeout lets the receive thread notice shutdown without a wake-up datagram.
+        sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+        enable_drop_counter(&sock);
+        sock.bind(&cfg.listen.into()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot bind {} (socket {index}): {e}; is another collector on that port?",
+                    cfg.listen
+                ),
+            )
+        })?;
+        let receive_buffer = sock.recv_buffer_size().unwrap_or(0);
+        out.push(BoundSocket {
+            socket: sock.into(),
+            index,
+            receive_buffer,
+        });
+    }
+    Ok(out)
+}
+
+/// Ask for `bytes` of receive buffer: SO_RCVBUFFORCE first (works as root, past rmem_max),
+/// then plain SO_RCVBUF (capped by net.core.rmem_max).
+fn set_receive_buffer(sock: &Socket, bytes: usize) {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: setsockopt with a valid fd and a pointer to a live c_int of the given size.
+    let forced = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _ = sock.set_recv_buffer_size(bytes);
+    }
+}
+
+fn enable_drop_counter(sock: &Socket) {
+    let one: libc::c_int = 1;
+    // SAFETY: as above. Failure only loses the kernel drop metric.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Metric handles of one socket.
+struct SocketMetrics {
+    datagrams: metrics::Counter,
+    bytes: metrics::Counter,
+    kernel_drops: metrics::Counter,
+    oversize: metrics::Counter,
+    receive_errors: metrics::Counter,
+}
+
+/// Control-message space per datagram: one cmsghdr plus a u32, 8-byte aligned, with headroom.
+const CMSG_SPACE: usize = 64;
+
+/// Receive until `stop` is set, then drop the ring sender (which tells the worker).
+pub fn run_receiver(source: &str, bound: BoundSocket, mut ring: RingSender, stop: Arc<AtomicBool>) {
+    let labels = [
+        ("source", source.to_string()),
+        ("socket", bound.index.to_string()),
+    ];
+    let m = SocketMetrics {
+        datagrams: metrics::counter!("nmsd_flow_datagrams_received_total", &labels),
+        bytes: metrics::counter!("nmsd_flow_bytes_received_total", &labels),
+        kernel_drops: metrics::counter!("nmsd_flow_socket_kernel_drops_total", &labels),
+        oversize: metrics::counter!("nmsd_flow_datagrams_oversize_total", &labels),
+        receive_errors: metrics::counter!("nmsd_flow_receive_errors_total", &labels),
+    };
+    metrics::gauge!("nmsd_flow_socket_receive_buffer_bytes", &labels)
+        .set(bound.receive_buffer as f64);
+
+    let fd = bound.socket.as_raw_fd();
+    let probe = ring.take_batch();
+    let n = probe.capacity();
+    let slot = probe.slot_size();
+    ring.put_back(probe);
+
+    // SAFETY: all-zero bytes are valid values of these plain C structs.
+    let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { zeroed() }; n];
+    let mut iovs: Vec<libc::iovec> = vec![unsafe { zeroed() }; n];
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; n];
+    // u64 elements give cmsghdr the alignment it needs.
+    let mut ctrl: Vec<[u64; CMSG_SPACE / 8]> = vec![[0; CMSG_SPACE / 8]; n];
+
+    while !stop.load(Ordering::Relaxed) {
+        let mut batch = ring.take_batch();
+        let base = batch.slots_mut().as_mut_ptr();
+        for i in 0..n {
+            iovs[i] = libc::iovec {
+                // SAFETY: slot i lies within the batch buffer of n * slot bytes.
+                iov_base: unsafe { base.add(i * slot) }.cast(),
+                iov_len: slot,
+            };
+            let h = &mut hdrs[i];
+            h.msg_len = 0;
+            h.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = &mut iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = CMSG_SPACE as _;
+            h.msg_hdr.msg_flags = 0;
+        }
+        // SAFETY: hdrs holds n initialised headers whose pointers (names, iovecs into the
+        // batch buffer, control buffers) stay valid and unaliased for the call's duration.
+        let r = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if r <= 0 {
+            ring.put_back(batch);
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => {}
+                _ if r == 0 => {}
+                _ => {
+                    m.receive_errors.increment(1);
+                    tracing::warn!(source, socket = bound.index, "receive failed: {err}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            continue;
+        }
+        let got = r as usize;
+        let mut oversize = 0u64;
+        batch.set_received(got, |i| {
+            if hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                oversize += 1;
+            }
+            (hdrs[i].msg_len as usize, sockaddr_ip(&addrs[i]))
+        });
+        if oversize > 0 {
+            m.oversize.increment(oversize);
+        }
+        if let Some(drops) = kernel_drops(&hdrs[got - 1].msg_hdr) {
+            m.kernel_drops.absolute(drops as u64);
+        }
+        m.datagrams.increment(got as u64);
+        m.bytes.increment(batch.payload_bytes() as u64);
+        ring.send(batch, &stop);
+    }
+}
+
+/// The SO_RXQ_OVFL count in a received message's control data, if present.
+fn kernel_drops(h: &libc::msghdr) -> Option<u32> {
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by
+    // msg_controllen; the payload is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
+
+/// Source address of a datagram; IPv4-mapped IPv6 (from a dual-stack socket) becomes IPv4 so an
+/// exporter has one identity whichever socket family received it.
+fn sockaddr_ip(s: &libc::sockaddr_storage) -> IpAddr {
+    match s.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)).to_canonical()
+        }
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nmsd_pipeline::ring::datagram_ring;
+
+    #[test]
+    fn receives_bursts_with_source_addresses() {
+        let cfg = NetflowSourceConfig {
+            name: "t".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            sockets: 1,
+            receive_buffer: ByteSize(1 << 20),
+            batch_datagrams: 8,
+            max_datagram_size: ByteSize(2048),
+            ring_capacity: 4,
+            ring_full_policy: FullPolicy::Block,
+        };
+        let mut socks = bind_sockets(&cfg, 1).unwrap();
+        let bound = socks.remove(0);
+        let addr = bound.socket.local_addr().unwrap();
+        assert!(bound.receive_buffer > 0);
+        let (tx, mut rx) = datagram_ring("t", 4, 8, 2048, FullPolicy::Block);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let h = std::thread::spawn(move || run_receiver("t", bound, tx, s2));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..20u8 {
+            client.send_to(&[0, 9, i], addr).unwrap();
+        }
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while got.len() < 20 && std::time::Instant::now() < deadline {
+            if let Some(b) = rx.try_recv() {
+                for (src, d) in b.iter() {
+                    assert_eq!(src, IpAddr::from([127, 0, 0, 1]));
+                    got.push(d.to_vec());
+                }
+                rx.recycle(b);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert_eq!(got.len(), 20);
+        assert_eq!(got[19], vec![0, 9, 19]);
+        assert!(rx.is_finished());
+    }
+}

@@ -1,0 +1,181 @@
+//! Logging and the Prometheus recorder.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Set up logging to stderr (journald picks it up). `RUST_LOG` overrides the configured level.
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Install the global metrics recorder and describe nmsd's metrics.
+pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        // Real histograms (not summaries) so Grafana can aggregate across instances.
+        .set_buckets_for_metric(
+            Matcher::Full("nmsd_sink_flush_duration_seconds".into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .context("histogram buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full("nmsd_flow_batch_records".into()),
+            &[1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0],
+        )
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    describe();
+    metrics::gauge!(
+        "nmsd_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "rustc" => option_env!("NMSD_RUSTC_VERSION").unwrap_or("unknown"),
+    )
+    .set(1.0);
+    Ok(handle)
+}
+
+/// The recorder needs periodic upkeep when it is rendered by us rather than its own listener
+/// (it drains histogram buckets then).
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut t = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        t.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+fn describe() {
+    use metrics::{describe_counter as c, describe_gauge as g, describe_histogram as h};
+    c!(
+        "nmsd_flow_datagrams_received_total",
+        "Export datagrams read from a socket."
+    );
+    c!(
+        "nmsd_flow_bytes_received_total",
+        "Bytes of export datagrams read from a socket."
+    );
+    c!(
+        "nmsd_flow_socket_kernel_drops_total",
+        "Datagrams the kernel dropped on a full socket buffer (SO_RXQ_OVFL)."
+    );
+    c!(
+        "nmsd_flow_datagrams_oversize_total",
+        "Datagrams longer than max_datagram_size (truncated)."
+    );
+    c!(
+        "nmsd_flow_receive_errors_total",
+        "recvmmsg failures other than timeouts."
+    );
+    g!(
+        "nmsd_flow_socket_receive_buffer_bytes",
+        "SO_RCVBUF granted by the kernel (twice the usable size)."
+    );
+    g!(
+        "nmsd_ring_capacity_batches",
+        "Capacity of a receive ring, in batches."
+    );
+    g!(
+        "nmsd_ring_occupancy_batches",
+        "Batches waiting in a receive ring."
+    );
+    c!(
+        "nmsd_ring_dropped_datagrams_total",
+        "Datagrams dropped because a receive ring was full."
+    );
+    c!(
+        "nmsd_flow_datagrams_decoded_total",
+        "Datagrams decoded, by export version."
+    );
+    c!(
+        "nmsd_flow_records_decoded_total",
+        "Flow records decoded, by export version."
+    );
+    c!("nmsd_flow_decode_errors_total", "Decode problems, by kind.");
+    c!(
+        "nmsd_flow_datagrams_malformed_total",
+        "Datagrams with at least one decode problem."
+    );
+    c!(
+        "nmsd_flow_payload_bytes_decoded_total",
+        "Datagram bytes handed to the decoder."
+    );
+    c!(
+        "nmsd_flow_options_records_total",
+        "Options data records read (sampling, clock)."
+    );
+    c!(
+        "nmsd_flow_templates_learned_total",
+        "Templates received new or changed."
+    );
+    c!(
+        "nmsd_flow_templates_removed_total",
+        "Templates expired or withdrawn."
+    );
+    g!("nmsd_flow_templates", "Templates known, per worker.");
+    g!(
+        "nmsd_flow_exporter_domains",
+        "Exporter domains tracked, per worker."
+    );
+    c!(
+        "nmsd_flow_sets_without_template_total",
+        "Data sets whose template was unknown: buffered, replayed later, or dropped."
+    );
+    c!(
+        "nmsd_flow_sequence_lost_flows_total",
+        "Flows missing per v5/IPFIX sequence numbers."
+    );
+    c!(
+        "nmsd_flow_sequence_lost_datagrams_total",
+        "Export datagrams missing per NetFlow v9 sequence numbers."
+    );
+    c!(
+        "nmsd_flow_sequence_resets_total",
+        "Sequence numbers that went backwards (exporter restart, reordering)."
+    );
+    h!("nmsd_flow_batch_records", "Flow records per decoded batch.");
+    c!(
+        "nmsd_rollup_forced_flushes_total",
+        "Roll-up windows emitted early because max_keys was reached."
+    );
+    g!("nmsd_rollup_open_keys", "Roll-up keys held open.");
+    g!(
+        "nmsd_sink_queue_capacity_messages",
+        "Capacity of a sink queue, in messages."
+    );
+    g!(
+        "nmsd_sink_queue_occupancy_messages",
+        "Messages waiting in a sink queue."
+    );
+    c!(
+        "nmsd_sink_queue_dropped_rows_total",
+        "Rows dropped because a sink queue was full or its sink stopped."
+    );
+    c!(
+        "nmsd_sink_rows_written_total",
+        "Rows a sink wrote, by table."
+    );
+    c!(
+        "nmsd_sink_rows_failed_total",
+        "Rows a sink could not write: rejected by the server or lost at shutdown."
+    );
+    c!(
+        "nmsd_sink_retries_total",
+        "Failed sink requests that were retried."
+    );
+    h!(
+        "nmsd_sink_flush_duration_seconds",
+        "Time to flush one batch to a sink."
+    );
+    g!("nmsd_sink_up", "1 when the sink's last request succeeded.");
+    g!("nmsd_build_info", "Build information.");
+}

@@ -1,0 +1,222 @@
+//! Wires sources, rings, parse workers, processors and sinks from the config, and takes them
+//! down again in the order that loses nothing: stop receiving, drain rings, flush processors,
+//! flush sinks, save templates.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use anyhow::Context;
+use nmsd_pipeline::queue::sink_queue;
+use nmsd_pipeline::ring::{RingReceiver, datagram_ring};
+use nmsd_pipeline::worker::{ParseWorker, SinkRoute, WorkerSetup};
+use nmsd_sinks::SinkStatus;
+use nmsd_sinks::questdb::QuestDbSink;
+
+use crate::config::Config;
+use crate::sources::netflow;
+use crate::state::TemplateStore;
+
+/// What the control plane reports about a running topology.
+#[derive(Debug)]
+pub struct RuntimeStatus {
+    pub started: Instant,
+    pub workers: usize,
+    pub sources: Vec<SourceStatus>,
+    pub questdb: Option<Arc<SinkStatus>>,
+    pub ready: AtomicBool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub listen: SocketAddr,
+    pub sockets: usize,
+    /// SO_RCVBUF the kernel granted per socket.
+    pub receive_buffer_bytes: Vec<usize>,
+}
+
+/// Running threads.
+pub struct Topology {
+    stop_receivers: Arc<AtomicBool>,
+    sink_shutdown: Arc<AtomicBool>,
+    receivers: Vec<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    sinks: Vec<JoinHandle<()>>,
+    pub status: Arc<RuntimeStatus>,
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> anyhow::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .with_context(|| format!("cannot start thread {name}"))
+}
+
+impl Topology {
+    pub fn start(cfg: &Config) -> anyhow::Result<Topology> {
+        let workers = cfg.pipeline.worker_count();
+        let stop_receivers = Arc::new(AtomicBool::new(false));
+        let sink_shutdown = Arc::new(AtomicBool::new(false));
+
+        let store = TemplateStore::new(&cfg.general.state_dir);
+        store.prepare()?;
+        let restore = store.load_all();
+        store.remove_beyond(workers);
+
+        // Sinks first, so workers have somewhere to send.
+        let mut routes = Vec::new();
+        let mut sinks = Vec::new();
+        let mut questdb = None;
+        let q = &cfg.sinks.questdb;
+        if q.enabled {
+            let (queue, rx) = sink_queue("questdb", q.queue_capacity, q.queue_full_policy);
+            let status = Arc::new(SinkStatus::default());
+            let sink = QuestDbSink::new(q.clone(), rx, sink_shutdown.clone(), status.clone());
+            sinks.push(spawn("nmsd-sink-questdb".into(), move || sink.run())?);
+            routes.push(SinkRoute {
+                queue,
+                raw_flows: q.raw_flows,
+            });
+            questdb = Some(status);
+        }
+
+        // Sources: bind every socket before starting anything that could need undoing.
+        let mut inputs: Vec<Vec<RingReceiver>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut receivers = Vec::new();
+        let mut sources = Vec::new();
+        let mut next_worker = 0usize;
+        for src in &cfg.sources.netflow {
+            let count = if src.sockets == 0 {
+                workers
+            } else {
+                src.sockets
+            };
+            let bound = netflow::bind_sockets(src, count)
+                .with_context(|| format!("starting netflow source \"{}\"", src.name))?;
+            let buffers: Vec<usize> = bound.iter().map(|b| b.receive_buffer).collect();
+            let wanted = src.receive_buffer.0 as usize;
+            if buffers.iter().any(|&b| b < wanted) {
+                tracing::warn!(
+                    source = %src.name,
+                    "receive buffer is {} bytes, less than the {} asked for: the kernel caps \
+                     SO_RCVBUF at net.core.rmem_max unless nmsd runs as root (or with \
+                     CAP_NET_ADMIN); raise it with `sysctl -w net.core.rmem_max={}`",
+                    buffers.iter().min().copied().unwrap_or(0) / 2,
+                    wanted,
+                    wanted
+                );
+            }
+            for b in bound {
+                let ring_name = format!("{}-{}", src.name, b.index);
+                let (tx, rx) = datagram_ring(
+                    &ring_name,
+                    src.ring_capacity,
+                    src.batch_datagrams,
+                    src.max_datagram_size.0 as usize,
+                    src.ring_full_policy,
+                );
+                inputs[next_worker % workers].push(rx);
+                next_worker += 1;
+                let stop = stop_receivers.clone();
+                let name = src.name.clone();
+                receivers.push(spawn(format!("nmsd-rx-{ring_name}"), move || {
+                    netflow::run_receiver(&name, b, tx, stop)
+                })?);
+            }
+            tracing::info!(
+                source = %src.name,
+                listen = %src.listen,
+                sockets = count,
+                receive_buffer = buffers.first().copied().unwrap_or(0),
+                "receiving NetFlow v5/v9/IPFIX"
+            );
+            sources.push(SourceStatus {
+                name: src.name.clone(),
+                kind: "netflow",
+                listen: src.listen,
+                sockets: count,
+                receive_buffer_bytes: buffers,
+            });
+        }
+
+        let overrides: Vec<_> = cfg
+            .pipeline
+            .sampling_override
+            .iter()
+            .map(|o| (o.exporter, o.interval))
+            .collect();
+        let mut worker_handles = Vec::new();
+        for (id, inputs) in inputs.into_iter().enumerate() {
+            if inputs.is_empty() {
+                continue;
+            }
+            let store = store.clone();
+            let setup = WorkerSetup {
+                id,
+                inputs,
+                limits: cfg.pipeline.decoder_limits(),
+                sampling_overrides: overrides.clone(),
+                restore: (!restore.is_empty()).then(|| restore.clone()),
+                processors: cfg.processors.iter().map(|p| p.build()).collect(),
+                sinks: routes.clone(),
+                snapshot_every: cfg.pipeline.template_save_interval.get(),
+                snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
+            };
+            let worker = ParseWorker::new(setup);
+            worker_handles.push(spawn(format!("nmsd-parse-{id}"), move || worker.run())?);
+        }
+        // Workers hold the only queue senders now: when they finish, sinks see the end.
+        drop(routes);
+
+        let processors: Vec<_> = cfg.processors.iter().map(|p| p.name()).collect();
+        tracing::info!(
+            workers = worker_handles.len(),
+            processors = ?processors,
+            questdb = q.enabled,
+            state_dir = %cfg.general.state_dir.display(),
+            "pipeline started"
+        );
+        Ok(Topology {
+            stop_receivers,
+            sink_shutdown,
+            receivers,
+            workers: worker_handles,
+            sinks,
+            status: Arc::new(RuntimeStatus {
+                started: Instant::now(),
+                workers,
+                sources,
+                questdb,
+                ready: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// Stop receiving, drain, flush, save. Blocks until every thread has finished.
+    pub fn shutdown(self) {
+        self.status.ready.store(false, Ordering::Relaxed);
+        let started = Instant::now();
+        self.stop_receivers.store(true, Ordering::Relaxed);
+        // From here the sinks' shutdown_timeout runs: an unreachable server cannot hold the
+        // process forever.
+        self.sink_shutdown.store(true, Ordering::Relaxed);
+        for h in self.receivers {
+            let _ = h.join();
+        }
+        tracing::info!("receiving stopped; draining rings and flushing processors");
+        for h in self.workers {
+            let _ = h.join();
+        }
+        for h in self.sinks {
+            let _ = h.join();
+        }
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shutdown complete"
+        );
+    }
+}

@@ -174,7 +174,7 @@ fn read_pcapng(c: &[u8]) -> Result<Capture<'_>, CaptureError> {
             interfaces.clear();
         }
         let len = endian.u32(c, pos + 4).ok_or(CaptureError::Truncated(pos))? as usize;
-        if len < 12 || len % 4 != 0 {
+        if len < 12 || !len.is_multiple_of(4) {
             return Err(CaptureError::BadBlock { offset: pos, len });
         }
         let block = c.get(pos..pos + len).ok_or(CaptureError::Truncated(pos))?;
@@ -483,7 +483,7 @@ mod tests {
             IPPROTO_UDP,
             &udp(4444, 2055, b"abc"),
         );
-        let v6src: Ipv6Addr = "::1".parse().unwrap();
+        let v6src: Ipv6Addr = "::1".parse().expect("valid address");
         let v6 = ipv6(v6src, v6src, &udp(5555, 4739, b"ipfix!"));
         let tcp = ipv4([127, 0, 0, 1], [127, 0, 0, 2], 6, &[0; 20]);
         let mut tagged = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0, 0, 42, 0x08, 0];
@@ -497,7 +497,7 @@ mod tests {
         ];
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         let buf = pcap(LINKTYPE_ETHERNET, &refs);
-        let cap = udp_datagrams(&buf).unwrap();
+        let cap = udp_datagrams(&buf).expect("valid capture");
         assert_eq!(cap.skipped, 2);
         assert_eq!(cap.datagrams.len(), 3);
         let d = cap.datagrams[0];
@@ -535,7 +535,7 @@ mod tests {
             (LINKTYPE_NULL, &null),
         ] {
             let buf = pcap(lt, &[frame]);
-            let cap = udp_datagrams(&buf).unwrap();
+            let cap = udp_datagrams(&buf).expect("valid capture");
             assert_eq!(cap.datagrams.len(), 1, "linktype {lt}");
             assert_eq!(cap.datagrams[0].payload, b"xyz", "linktype {lt}");
             assert_eq!(cap.datagrams[0].src, IpAddr::from([10, 0, 0, 1]));
@@ -556,7 +556,7 @@ mod tests {
         b.extend_from_slice(&(v4.len() as u32).to_be_bytes());
         b.extend_from_slice(&(v4.len() as u32).to_be_bytes());
         b.extend_from_slice(&v4);
-        let cap = udp_datagrams(&b).unwrap();
+        let cap = udp_datagrams(&b).expect("valid capture");
         assert_eq!(cap.datagrams[0].ts_us, 10_123_456);
     }
 
@@ -572,17 +572,17 @@ mod tests {
         // Original length larger than captured: the payload would be partial.
         let at = 24 + 12;
         buf[at..at + 4].copy_from_slice(&(v4.len() as u32).to_le_bytes());
-        assert_eq!(udp_datagrams(&buf).unwrap().skipped, 1);
+        assert_eq!(udp_datagrams(&buf).expect("valid capture").skipped, 1);
         let mut frag = v4.clone();
         frag[6] = 0x20; // more fragments
         let buf = pcap(LINKTYPE_RAW, &[&frag]);
-        let cap = udp_datagrams(&buf).unwrap();
+        let cap = udp_datagrams(&buf).expect("valid capture");
         assert_eq!((cap.datagrams.len(), cap.skipped), (0, 1));
     }
 
     fn ng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
         let mut body = body.to_vec();
-        while body.len() % 4 != 0 {
+        while !body.len().is_multiple_of(4) {
             body.push(0);
         }
         let len = (body.len() + 12) as u32;
@@ -621,7 +621,7 @@ mod tests {
         buf.extend(ng_block(1, &idb));
         buf.extend(ng_block(5, &[0; 8])); // interface statistics: ignored
         buf.extend(ng_block(6, &epb));
-        let cap = udp_datagrams(&buf).unwrap();
+        let cap = udp_datagrams(&buf).expect("valid capture");
         assert_eq!(cap.datagrams.len(), 1);
         assert_eq!(cap.datagrams[0].payload, b"ng");
         assert_eq!(cap.datagrams[0].ts_us, 1_767_225_600_123_456);

@@ -295,7 +295,7 @@ impl FlowDecoder {
         };
         let dom = self.domain(key, now_ms)?;
         dom.sampling.default_interval = header_interval;
-        let seq_outcome = dom.sequence.observe(seq, Some(count as u32), false);
+        let seq_outcome = dom.sequence.observe(seq, Some(count as u32), 0, false);
         self.count_sequence(seq_outcome, true);
         self.stats.datagrams[0] += 1;
 
@@ -382,6 +382,7 @@ impl FlowDecoder {
 
         let before = out.len();
         let mut data_records: u32 = 0;
+        let mut options_records: u32 = 0;
         let mut advance_known = true;
         let mut first_error = None;
         let mut pos = header_len;
@@ -389,11 +390,14 @@ impl FlowDecoder {
             let set_id = u16::from_be_bytes([d[pos], d[pos + 1]]);
             let set_len = u16::from_be_bytes([d[pos + 2], d[pos + 3]]) as usize;
             if set_len < 4 || set_len > body_end - pos {
-                first_error = Some(DecodeError::BadSetLength {
+                // The walk cannot go on past a bad length; count it like every other error.
+                let e = DecodeError::BadSetLength {
                     set_id,
                     len: set_len,
                     remaining: body_end - pos,
-                });
+                };
+                self.stats.count_error(&e);
+                first_error.get_or_insert(e);
                 break;
             }
             let body = &d[pos + 4..pos + set_len];
@@ -405,6 +409,7 @@ impl FlowDecoder {
                     first_error.get_or_insert(e);
                 }
             } else if set_id >= 256 {
+                let options_before = self.stats.options_records;
                 match self.read_data_set(
                     key,
                     set_id,
@@ -414,7 +419,11 @@ impl FlowDecoder {
                     now_ms,
                     out,
                 ) {
-                    Ok(Some(n)) => data_records += n,
+                    Ok(Some(n)) => {
+                        data_records += n;
+                        // Options records are counted by read_data_set as they are learned.
+                        options_records += (self.stats.options_records - options_before) as u32;
+                    }
                     Ok(None) => advance_known = false,
                     Err(e) => {
                         self.stats.count_error(&e);
@@ -435,7 +444,8 @@ impl FlowDecoder {
             Templated::Ipfix => (advance_known.then_some(data_records), true),
         };
         if let Some(dom) = self.domains.get_mut(&key) {
-            let outcome = dom.sequence.observe(seq, advance, kind == Templated::Ipfix);
+            let ipfix = kind == Templated::Ipfix;
+            let outcome = dom.sequence.observe(seq, advance, options_records, ipfix);
             self.count_sequence(outcome, flows);
         }
         self.stats.records[vi] += (out.len() - before) as u64;
@@ -554,7 +564,7 @@ impl FlowDecoder {
                 }
                 let scope_len = u16::from_be_bytes([b[2], b[3]]) as usize;
                 let opt_len = u16::from_be_bytes([b[4], b[5]]) as usize;
-                if scope_len % 4 != 0 || opt_len % 4 != 0 {
+                if !scope_len.is_multiple_of(4) || !opt_len.is_multiple_of(4) {
                     return Err(DecodeError::BadTemplate {
                         template_id,
                         reason: "options template lengths are not multiples of 4",

@@ -143,49 +143,70 @@ pub(crate) enum SequenceOutcome {
 ///
 /// v5 and IPFIX count flow records sent before the message, v9 counts export packets. Some
 /// exporters (softflowd 1.1.0 in IPFIX mode) include the current message's records in the count;
-/// the tracker accepts either convention, learning which one the exporter uses.
+/// the tracker accepts either convention, learning which one the exporter uses. IPFIX counts
+/// options data records too (RFC 7011 §3.1: all Data Records), but softflowd leaves them out,
+/// so whether they count is learned the same way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SequenceTracker {
-    /// Sequence number and advance (records or 1) of the previous message.
-    last: Option<(u32, Option<u32>)>,
+    /// Sequence number, advance (records or 1) and options records of the previous message.
+    last: Option<(u32, Option<u32>, u32)>,
     counts_current: bool,
+    skips_options: bool,
 }
 
 impl SequenceTracker {
     /// `advance`: how much this message moves the counter (None when unknown, e.g. data sets
-    /// whose template is missing). `allow_inclusive`: the exporter may count the current message.
+    /// whose template is missing), `options` of them options data records.
+    /// `allow_inclusive`: the exporter may count the current message.
     pub fn observe(
         &mut self,
         seq: u32,
         advance: Option<u32>,
+        options: u32,
         allow_inclusive: bool,
     ) -> SequenceOutcome {
         let outcome = match self.last {
-            Some((last_seq, Some(last_adv))) => {
-                let standard = last_seq.wrapping_add(last_adv);
-                let inclusive = advance.map(|a| last_seq.wrapping_add(a));
-                if allow_inclusive && self.counts_current {
-                    match inclusive {
-                        Some(e) if e == seq => SequenceOutcome::InOrder,
-                        _ if seq == standard => {
-                            self.counts_current = false;
-                            SequenceOutcome::InOrder
+            Some((last_seq, Some(last_adv), last_opts)) => {
+                // What `seq` should be under a convention: (counts this message, skips options).
+                let expect = |inclusive: bool, skips: bool| -> Option<u32> {
+                    let (adv, opts) = if inclusive {
+                        (advance?, options)
+                    } else {
+                        (last_adv, last_opts)
+                    };
+                    let adv = if skips { adv.saturating_sub(opts) } else { adv };
+                    Some(last_seq.wrapping_add(adv))
+                };
+                // The convention learned so far is tried first, so an ambiguous match keeps it.
+                let learned = (allow_inclusive && self.counts_current, self.skips_options);
+                let found = [
+                    learned,
+                    (false, false),
+                    (false, true),
+                    (true, false),
+                    (true, true),
+                ]
+                .into_iter()
+                .filter(|&(inclusive, _)| allow_inclusive || !inclusive)
+                .find(|&(inclusive, skips)| expect(inclusive, skips) == Some(seq));
+                match found {
+                    Some((inclusive, skips)) => {
+                        self.counts_current = inclusive;
+                        // Only a message with options records tells the two counts apart.
+                        if expect(inclusive, !skips) != Some(seq) {
+                            self.skips_options = skips;
                         }
+                        SequenceOutcome::InOrder
+                    }
+                    None => match expect(learned.0, learned.1) {
                         Some(e) => gap(seq.wrapping_sub(e)),
                         None => SequenceOutcome::Unknown,
-                    }
-                } else if seq == standard {
-                    SequenceOutcome::InOrder
-                } else if allow_inclusive && inclusive == Some(seq) {
-                    self.counts_current = true;
-                    SequenceOutcome::InOrder
-                } else {
-                    gap(seq.wrapping_sub(standard))
+                    },
                 }
             }
             _ => SequenceOutcome::Unknown,
         };
-        self.last = Some((seq, advance));
+        self.last = Some((seq, advance, options));
         outcome
     }
 }
@@ -225,25 +246,44 @@ mod tests {
     #[test]
     fn sequence_counts_gaps_and_resets() {
         let mut t = SequenceTracker::default();
-        assert_eq!(t.observe(100, Some(10), false), SequenceOutcome::Unknown);
-        assert_eq!(t.observe(110, Some(10), false), SequenceOutcome::InOrder);
-        assert_eq!(t.observe(125, Some(10), false), SequenceOutcome::Gap(5));
-        assert_eq!(t.observe(3, Some(10), false), SequenceOutcome::Reset);
+        assert_eq!(t.observe(100, Some(10), 0, false), SequenceOutcome::Unknown);
+        assert_eq!(t.observe(110, Some(10), 0, false), SequenceOutcome::InOrder);
+        assert_eq!(t.observe(125, Some(10), 0, false), SequenceOutcome::Gap(5));
+        assert_eq!(t.observe(3, Some(10), 0, false), SequenceOutcome::Reset);
         // Wraps around 2^32 without a gap.
         let mut w = SequenceTracker::default();
-        w.observe(u32::MAX - 4, Some(10), false);
-        assert_eq!(w.observe(5, Some(3), false), SequenceOutcome::InOrder);
+        w.observe(u32::MAX - 4, Some(10), 0, false);
+        assert_eq!(w.observe(5, Some(3), 0, false), SequenceOutcome::InOrder);
     }
 
     #[test]
     fn sequence_learns_inclusive_counting() {
         // softflowd IPFIX: seq = records sent including this message.
         let mut t = SequenceTracker::default();
-        t.observe(30, Some(30), true);
-        assert_eq!(t.observe(42, Some(12), true), SequenceOutcome::InOrder);
-        assert_eq!(t.observe(49, Some(7), true), SequenceOutcome::InOrder);
+        t.observe(30, Some(30), 0, true);
+        assert_eq!(t.observe(42, Some(12), 0, true), SequenceOutcome::InOrder);
+        assert_eq!(t.observe(49, Some(7), 0, true), SequenceOutcome::InOrder);
         // 5 records lost before a 7-record message.
-        assert_eq!(t.observe(61, Some(7), true), SequenceOutcome::Gap(5));
+        assert_eq!(t.observe(61, Some(7), 0, true), SequenceOutcome::Gap(5));
+    }
+
+    #[test]
+    fn sequence_learns_whether_options_records_count() {
+        // softflowd IPFIX: inclusive, and the options record sent with each template refresh
+        // is not counted (seen in a real capture: 436, then 454 for 18 flows + 1 options).
+        let mut t = SequenceTracker::default();
+        t.observe(408, Some(28), 0, true);
+        assert_eq!(t.observe(436, Some(28), 0, true), SequenceOutcome::InOrder);
+        assert_eq!(t.observe(454, Some(19), 1, true), SequenceOutcome::InOrder);
+        assert_eq!(t.observe(482, Some(28), 0, true), SequenceOutcome::InOrder);
+        assert_eq!(t.observe(500, Some(19), 1, true), SequenceOutcome::InOrder);
+        // 2 lost before a message with options: counted in the learned terms.
+        assert_eq!(t.observe(520, Some(19), 1, true), SequenceOutcome::Gap(2));
+        // RFC 7011 exporters count the options record; that stays in order too.
+        let mut r = SequenceTracker::default();
+        r.observe(100, Some(11), 1, true);
+        assert_eq!(r.observe(111, Some(5), 0, true), SequenceOutcome::InOrder);
+        assert_eq!(r.observe(120, Some(5), 0, true), SequenceOutcome::Gap(4));
     }
 
     #[test]

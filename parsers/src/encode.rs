@@ -185,7 +185,7 @@ impl MessageBuilder {
             self.push_field_spec(f);
         }
         // v9 options template sets are padded to 4 bytes.
-        while self.format == Format::V9 && options.is_some() && self.buf.len() % 4 != 0 {
+        while self.format == Format::V9 && options.is_some() && !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
         self.close_set(at);

@@ -11,8 +11,10 @@
 //!
 //! For one datagram from one exporter, in a stream of datagrams fed to both decoders:
 //!
-//! * When `netflow_parser` reports an error for the datagram ([`Oracle::decode`] returns `Err`),
-//!   nothing is compared: the oracle has no opinion on malformed input.
+//! * When `netflow_parser` reports an error for the datagram, or stops reading its sets before
+//!   the end of the message without saying so (it does for IPFIX templates with a zero-length
+//!   field), [`Oracle::decode`] returns `Err` and nothing is compared: the oracle has no
+//!   opinion on input it did not read completely.
 //! * Otherwise nmsd must decode the datagram without error and produce the same records as a
 //!   multiset ([`compare_records`]): order is not compared, because the two replay early data
 //!   sets at different points of the datagram.
@@ -40,7 +42,7 @@
 //! over `ipDiffServCodePoint` (DSCP fills ToS only when ToS is absent or 0), otherwise the
 //! first. An IPv4 and an IPv6 element for the same address: the later one in the record wins.
 //!
-//! Times become Unix milliseconds, rounded down. Start and end each take the most precise
+//! Times become Unix milliseconds, rounded down (and clamped at the epoch). Start and end each take the most precise
 //! source the record has (NTP nanoseconds > NTP microseconds > milliseconds > seconds >
 //! delta microseconds > uptime). Uptime (v5 and v9 `FIRST/LAST_SWITCHED`) is relative to the
 //! header's `sysUptime` and `unix_secs` (+ `unix_nsecs` for v5), taken as a signed 32-bit
@@ -132,6 +134,8 @@ impl Oracle {
             .with_max_error_sample_size(usize::from(u16::MAX))
             // nmsd has no per-set record cap; a set of 1-byte records can hold ~65k.
             .with_max_records_per_flowset(usize::from(u16::MAX));
+        // The settings are constant and valid today. Should a later netflow_parser refuse them,
+        // its defaults still decode; early data then shows up as a disagreement, not a panic.
         let parser = AutoScopedParser::try_with_builder(builder).unwrap_or_default();
         Oracle {
             parser,
@@ -177,11 +181,40 @@ impl Oracle {
             .parser
             .iter_packets_from_source(source, datagram)
             .map_err(|e| OracleError(e.to_string()))?;
-        match packets.next() {
-            Some(Ok(p)) => Ok(p),
-            Some(Err(e)) => Err(OracleError(e.to_string())),
-            None => Err(OracleError("no message".into())),
+        let packet = match packets.next() {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(OracleError(e.to_string())),
+            None => return Err(OracleError("no message".into())),
+        };
+        // netflow_parser stops at a set it cannot read (an IPFIX template with a zero-length
+        // field, say) and returns the sets before it without an error. A message it did not
+        // read to the end is one it has no full opinion on.
+        let (read, end) = match &packet {
+            NetflowPacket::V9(p) => (
+                20 + p
+                    .flowsets
+                    .iter()
+                    .map(|s| usize::from(s.header.length))
+                    .sum::<usize>(),
+                datagram.len(),
+            ),
+            NetflowPacket::IPFix(p) => (
+                16 + p
+                    .flowsets
+                    .iter()
+                    .map(|s| usize::from(s.header.length))
+                    .sum::<usize>(),
+                usize::from(p.header.length),
+            ),
+            _ => (0, 0),
+        };
+        // Fewer than 4 bytes left are padding, for nmsd too.
+        if end.saturating_sub(read) >= 4 {
+            return Err(OracleError(format!(
+                "stopped reading sets at byte {read} of {end}"
+            )));
         }
+        Ok(packet)
     }
 
     /// Append the flow records of one parsed message; return the template ids it defined.
@@ -367,7 +400,7 @@ fn v5_records(
     // Top two bits: sampling mode; the rest: the interval.
     let interval = u32::from(h.sampling_interval & 0x3FFF).max(1);
     for f in &p.flowsets {
-        let at = |uptime: u32| clock.from_uptime(uptime).unwrap_or(export_ms);
+        let at = |uptime: u32| clock.at_uptime(uptime).unwrap_or(export_ms);
         out.push(FlowRecord {
             start_ms: at(f.first),
             end_ms: at(f.last),
@@ -406,7 +439,7 @@ struct Clock {
 }
 
 impl Clock {
-    fn from_uptime(&self, uptime: u32) -> Option<u64> {
+    fn at_uptime(&self, uptime: u32) -> Option<u64> {
         match self.sys_uptime_ms {
             Some(now) => {
                 // How long before the export the event happened; negative if the exporter
@@ -614,7 +647,6 @@ fn build_record<'a>(
         let len = v.byte_len();
         let int = (1..=8).contains(&len);
         let u = || uint(v);
-        let r = &mut b.rec;
         match id {
             ie::OCTET_DELTA_COUNT | ie::OCTET_TOTAL_COUNT if int => {
                 let rank = if id == ie::OCTET_DELTA_COUNT { 2 } else { 1 };
@@ -628,31 +660,31 @@ fn build_record<'a>(
                     b.rec.packets = u().unwrap_or(0);
                 }
             }
-            ie::PROTOCOL_IDENTIFIER if len == 1 => r.protocol = u().unwrap_or(0) as u8,
-            ie::IP_CLASS_OF_SERVICE if len == 1 => {
-                if b.claim(Slot::Tos, 1) {
-                    b.rec.tos = u().unwrap_or(0) as u8;
-                }
+            ie::PROTOCOL_IDENTIFIER if len == 1 => b.rec.protocol = u().unwrap_or(0) as u8,
+            ie::IP_CLASS_OF_SERVICE if len == 1 && b.claim(Slot::Tos, 1) => {
+                b.rec.tos = u().unwrap_or(0) as u8;
             }
-            ie::IP_DIFF_SERV_CODE_POINT if len == 1 => {
-                if b.claim(Slot::Dscp, 1) {
-                    b.dscp = u().map(|d| d as u8);
-                }
+            ie::IP_DIFF_SERV_CODE_POINT if len == 1 && b.claim(Slot::Dscp, 1) => {
+                b.dscp = u().map(|d| d as u8);
             }
             ie::TCP_CONTROL_BITS if len == 1 || len == 2 => {
                 // The low byte holds the classic flags; the high bits of a 2-byte value are
                 // header flags nmsd does not keep.
-                r.tcp_flags = u().unwrap_or(0) as u8;
+                b.rec.tcp_flags = u().unwrap_or(0) as u8;
             }
-            ie::SOURCE_TRANSPORT_PORT if len == 2 => r.src_port = u().unwrap_or(0) as u16,
-            ie::DESTINATION_TRANSPORT_PORT if len == 2 => r.dst_port = u().unwrap_or(0) as u16,
-            ie::SOURCE_IPV4_ADDRESS if len == 4 => r.src_addr = addr(v).unwrap_or(r.src_addr),
-            ie::SOURCE_IPV6_ADDRESS if len == 16 => r.src_addr = addr(v).unwrap_or(r.src_addr),
+            ie::SOURCE_TRANSPORT_PORT if len == 2 => b.rec.src_port = u().unwrap_or(0) as u16,
+            ie::DESTINATION_TRANSPORT_PORT if len == 2 => b.rec.dst_port = u().unwrap_or(0) as u16,
+            ie::SOURCE_IPV4_ADDRESS if len == 4 => {
+                b.rec.src_addr = addr(v).unwrap_or(b.rec.src_addr)
+            }
+            ie::SOURCE_IPV6_ADDRESS if len == 16 => {
+                b.rec.src_addr = addr(v).unwrap_or(b.rec.src_addr)
+            }
             ie::DESTINATION_IPV4_ADDRESS if len == 4 => {
-                r.dst_addr = addr(v).unwrap_or(r.dst_addr);
+                b.rec.dst_addr = addr(v).unwrap_or(b.rec.dst_addr);
             }
             ie::DESTINATION_IPV6_ADDRESS if len == 16 => {
-                r.dst_addr = addr(v).unwrap_or(r.dst_addr);
+                b.rec.dst_addr = addr(v).unwrap_or(b.rec.dst_addr);
             }
             ie::IP_NEXT_HOP_IPV4_ADDRESS | ie::BGP_NEXT_HOP_IPV4_ADDRESS if len == 4 => {
                 let rank = if id == ie::IP_NEXT_HOP_IPV4_ADDRESS {
@@ -674,10 +706,10 @@ fn build_record<'a>(
                     b.rec.next_hop = addr(v).unwrap_or(b.rec.next_hop);
                 }
             }
-            ie::INGRESS_INTERFACE if int => r.in_if = u().unwrap_or(0) as u32,
-            ie::EGRESS_INTERFACE if int => r.out_if = u().unwrap_or(0) as u32,
-            ie::BGP_SOURCE_AS_NUMBER if int => r.src_as = u().unwrap_or(0) as u32,
-            ie::BGP_DESTINATION_AS_NUMBER if int => r.dst_as = u().unwrap_or(0) as u32,
+            ie::INGRESS_INTERFACE if int => b.rec.in_if = u().unwrap_or(0) as u32,
+            ie::EGRESS_INTERFACE if int => b.rec.out_if = u().unwrap_or(0) as u32,
+            ie::BGP_SOURCE_AS_NUMBER if int => b.rec.src_as = u().unwrap_or(0) as u32,
+            ie::BGP_DESTINATION_AS_NUMBER if int => b.rec.dst_as = u().unwrap_or(0) as u32,
             ie::VLAN_ID | ie::DOT1Q_VLAN_ID if len == 2 => {
                 let rank = if id == ie::VLAN_ID { 2 } else { 1 };
                 if b.claim(Slot::Vlan, rank) {
@@ -685,16 +717,16 @@ fn build_record<'a>(
                 }
             }
             ie::FLOW_DIRECTION if len == 1 => {
-                r.direction = match u() {
+                b.rec.direction = match u() {
                     Some(0) => Direction::Ingress,
                     Some(1) => Direction::Egress,
                     _ => Direction::Unknown,
                 };
             }
-            ie::ICMP_TYPE_CODE_IPV4 | ie::ICMP_TYPE_CODE_IPV6 if len == 2 => {
-                if b.claim(Slot::IcmpTypeCode, 1) {
-                    b.icmp_type_code = u().map(|x| x as u16);
-                }
+            ie::ICMP_TYPE_CODE_IPV4 | ie::ICMP_TYPE_CODE_IPV6
+                if len == 2 && b.claim(Slot::IcmpTypeCode, 1) =>
+            {
+                b.icmp_type_code = u().map(|x| x as u16);
             }
             ie::ICMP_TYPE_IPV4 | ie::ICMP_TYPE_IPV6 if len == 1 => {
                 b.icmp_type = u().map(|x| x as u8);
@@ -703,7 +735,7 @@ fn build_record<'a>(
                 b.icmp_code = u().map(|x| x as u8);
             }
             ie::FLOW_START_SYS_UP_TIME | ie::FLOW_END_SYS_UP_TIME if len == 4 => {
-                let ms = u().and_then(|t| clock.from_uptime(t as u32));
+                let ms = u().and_then(|t| clock.at_uptime(t as u32));
                 b.time(id == ie::FLOW_START_SYS_UP_TIME, TimeKind::Uptime, ms);
             }
             ie::FLOW_START_DELTA_MICROSECONDS | ie::FLOW_END_DELTA_MICROSECONDS if len == 4 => {
@@ -840,8 +872,10 @@ pub fn compare_record(nmsd: &FlowRecord, oracle: &FlowRecord) -> Result<(), Mism
 
 /// Compare the records two decoders produced for the same input, as multisets.
 ///
-/// Both lists are sorted by flow key (addresses, ports, protocol, interfaces; stable, so wire
-/// order breaks ties) and compared pairwise; the first difference is reported.
+/// Each nmsd record is matched with an equal (per [`compare_record`]) oracle record not yet
+/// matched. The first nmsd record without a match is reported against an unmatched oracle
+/// record of the same flow (addresses, ports, protocol) if there is one, else the first
+/// unmatched one; `index` is its position in `nmsd`.
 pub fn compare_records(nmsd: &[FlowRecord], oracle: &[FlowRecord]) -> Result<(), Mismatch> {
     if nmsd.len() != oracle.len() {
         return Err(Mismatch {
@@ -851,17 +885,20 @@ pub fn compare_records(nmsd: &[FlowRecord], oracle: &[FlowRecord]) -> Result<(),
             oracle: oracle.len().to_string(),
         });
     }
-    let key = |r: &FlowRecord| {
-        (
-            r.src_addr, r.dst_addr, r.src_port, r.dst_port, r.protocol, r.in_if, r.out_if,
-        )
-    };
-    let mut a = nmsd.to_vec();
-    let mut b = oracle.to_vec();
-    a.sort_by_key(key);
-    b.sort_by_key(key);
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        compare_record(x, y).map_err(|m| Mismatch { index: i, ..m })?;
+    let flow = |r: &FlowRecord| (r.src_addr, r.dst_addr, r.src_port, r.dst_port, r.protocol);
+    let mut used = vec![false; oracle.len()];
+    for (i, n) in nmsd.iter().enumerate() {
+        let unused = || (0..oracle.len()).filter(|&j| !used[j]);
+        if let Some(j) = unused().find(|&j| compare_record(n, &oracle[j]).is_ok()) {
+            used[j] = true;
+            continue;
+        }
+        let j = unused()
+            .find(|&j| flow(&oracle[j]) == flow(n))
+            .or_else(|| unused().next());
+        if let Some(Err(m)) = j.map(|j| compare_record(n, &oracle[j])) {
+            return Err(Mismatch { index: i, ..m });
+        }
     }
     Ok(())
 }
@@ -903,7 +940,7 @@ mod tests {
         t.template(&tmpl);
         let mut oracle = Oracle::new();
         assert_eq!(oracle.decode(exporter(), &data.finish()), Ok(vec![]));
-        let got = oracle.decode(exporter(), &t.finish()).unwrap();
+        let got = oracle.decode(exporter(), &t.finish()).expect("accepted");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].start_ms, records[0].start_ms);
     }
@@ -916,7 +953,7 @@ mod tests {
         b.reverse();
         assert_eq!(compare_records(&a, &b), Ok(()), "order does not matter");
         b[0].tos ^= 4;
-        let m = compare_records(&a, &b).unwrap_err();
+        let m = compare_records(&a, &b).expect_err("tos differs");
         assert_eq!(m.field, "tos");
         let unknown = FlowRecord {
             sampling_interval: SAMPLING_UNKNOWN,

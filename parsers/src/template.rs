@@ -221,7 +221,15 @@ impl CompiledTemplate {
         let mut start_idx = None;
         let mut end_idx = None;
         for (i, f) in def.fields.iter().enumerate() {
-            if f.enterprise != 0 || f.len == ie::VARIABLE_LENGTH || i < scope_fields {
+            // Scope fields say what an options record is about. v9 scope types (System,
+            // Interface, ...) are not information elements, so scope fields are skipped, but for
+            // a sampler / selector id: RFC 5476 makes selectorId the scope of a Selector Report
+            // Interpretation, and neither 48 nor 302 is a v9 scope type.
+            let sampler_scope = matches!(f.id, ie::SAMPLER_ID | ie::SELECTOR_ID);
+            if f.enterprise != 0
+                || f.len == ie::VARIABLE_LENGTH
+                || (i < scope_fields && !sampler_scope)
+            {
                 continue;
             }
             if let Some((is_start, src)) = classify_time(f.id, f.len) {
@@ -434,14 +442,17 @@ pub(crate) fn to_unix_ms(source: TimeSource, raw: u64, clock: &ClockContext) -> 
                 clock.system_init_ms.map(|init| init + raw as u64)
             }
         }
-        TimeSource::DeltaMicros => Some(clock.export_ms.saturating_sub(raw / 1000)),
+        // Round the event time down, as for every other source: export - ceil(delta).
+        TimeSource::DeltaMicros => Some(clock.export_ms.saturating_sub(raw.div_ceil(1000))),
         TimeSource::Seconds => Some(raw * 1000),
         TimeSource::Millis => Some(raw),
         TimeSource::NtpMicros | TimeSource::NtpNanos => {
             let secs = raw >> 32;
             let frac = raw & 0xFFFF_FFFF;
             let ms = (frac * 1000) >> 32;
-            Some(secs.saturating_sub(NTP_UNIX_OFFSET) * 1000 + ms)
+            // Clamp the whole time, not only the seconds, at the Unix epoch: a time before
+            // 1970 is nonsense either way, but should not come out as 0.1 s past the epoch.
+            Some((secs * 1000 + ms).saturating_sub(NTP_UNIX_OFFSET * 1000))
         }
     }
 }
@@ -503,7 +514,7 @@ mod tests {
             kind: TemplateKind::Data,
             fields: vec![f(8, 4), f(999, 3), f(12, 4), f(1, 4), f(85, 8)],
         };
-        let t = CompiledTemplate::compile(def, 0).unwrap();
+        let t = CompiledTemplate::compile(def, 0).expect("compiles");
         assert_eq!(t.fixed_len, Some(23));
         let targets: Vec<_> = t.ops.iter().map(|o| (o.offset, o.target)).collect();
         // octetTotalCount loses to octetDeltaCount; the unknown field is skipped.
@@ -539,6 +550,13 @@ mod tests {
             to_unix_ms(TimeSource::NtpMicros, raw, &clock),
             Some(1_767_225_600_500)
         );
+    }
+
+    #[test]
+    fn ntp_time_before_the_unix_epoch_clamps_to_it() {
+        let clock = ClockContext::default();
+        let raw = (1u64 << 32) | (1u64 << 31); // 1900-01-01T00:00:01.5Z
+        assert_eq!(to_unix_ms(TimeSource::NtpNanos, raw, &clock), Some(0));
     }
 
     #[test]

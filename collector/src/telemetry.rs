@@ -142,6 +142,18 @@ fn describe() {
         "nmsd_flow_sequence_resets_total",
         "Sequence numbers that went backwards (exporter restart, reordering)."
     );
+    c!(
+        "nmsd_flow_exporter_lost_flows_total",
+        "Flows missing per sequence numbers, per exporter (v5, IPFIX)."
+    );
+    c!(
+        "nmsd_flow_exporter_lost_datagrams_total",
+        "Export datagrams missing per sequence numbers, per exporter (v9)."
+    );
+    c!(
+        "nmsd_flow_exporter_sequence_resets_total",
+        "Sequence resets per exporter."
+    );
     h!("nmsd_flow_batch_records", "Flow records per decoded batch.");
     c!(
         "nmsd_rollup_forced_flushes_total",

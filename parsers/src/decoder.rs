@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::domain::{DomainKey, DomainState, FxBuild, PendingSet, SequenceOutcome};
+use crate::domain::{DomainKey, DomainState, ExporterLoss, FxBuild, PendingSet, SequenceOutcome};
 use crate::error::DecodeError;
 use crate::ie;
 use crate::record::{FlowRecord, FlowVersion};
@@ -296,6 +296,7 @@ impl FlowDecoder {
         let dom = self.domain(key, now_ms)?;
         dom.sampling.default_interval = header_interval;
         let seq_outcome = dom.sequence.observe(seq, Some(count as u32), 0, false);
+        dom.unreported_loss.add(seq_outcome, true);
         self.count_sequence(seq_outcome, true);
         self.stats.datagrams[0] += 1;
 
@@ -338,11 +339,20 @@ impl FlowDecoder {
     }
 
     fn count_sequence(&mut self, outcome: SequenceOutcome, flows: bool) {
-        match outcome {
-            SequenceOutcome::Gap(n) if flows => self.stats.sequence_lost_flows += n as u64,
-            SequenceOutcome::Gap(n) => self.stats.sequence_lost_datagrams += n as u64,
-            SequenceOutcome::Reset => self.stats.sequence_resets += 1,
-            SequenceOutcome::Unknown | SequenceOutcome::InOrder => {}
+        let mut l = ExporterLoss::default();
+        l.add(outcome, flows);
+        self.stats.sequence_lost_flows += l.lost_flows;
+        self.stats.sequence_lost_datagrams += l.lost_datagrams;
+        self.stats.sequence_resets += l.resets;
+    }
+
+    /// Hand over, per exporter domain, the loss seen since the last call, and reset it.
+    /// The owner exports it with an exporter label (loss visibility per exporter).
+    pub fn take_exporter_loss(&mut self, mut f: impl FnMut(&DomainKey, ExporterLoss)) {
+        for (key, dom) in self.domains.iter_mut() {
+            if !dom.unreported_loss.is_zero() {
+                f(key, std::mem::take(&mut dom.unreported_loss));
+            }
         }
     }
 
@@ -446,6 +456,7 @@ impl FlowDecoder {
         if let Some(dom) = self.domains.get_mut(&key) {
             let ipfix = kind == Templated::Ipfix;
             let outcome = dom.sequence.observe(seq, advance, options_records, ipfix);
+            dom.unreported_loss.add(outcome, flows);
             self.count_sequence(outcome, flows);
         }
         self.stats.records[vi] += (out.len() - before) as u64;

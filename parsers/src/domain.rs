@@ -237,6 +237,35 @@ pub(crate) struct DomainState {
     pub pending: VecDeque<PendingSet>,
     /// Unix ms of the last datagram.
     pub last_seen_ms: u64,
+    /// Loss seen since the owner last asked (see `FlowDecoder::take_exporter_loss`).
+    pub unreported_loss: ExporterLoss,
+}
+
+/// Loss an exporter domain's sequence numbers revealed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExporterLoss {
+    /// Flow records missing (v5, IPFIX).
+    pub lost_flows: u64,
+    /// Export datagrams missing (v9).
+    pub lost_datagrams: u64,
+    /// Sequence numbers that went backwards or jumped.
+    pub resets: u64,
+}
+
+impl ExporterLoss {
+    pub fn is_zero(&self) -> bool {
+        *self == ExporterLoss::default()
+    }
+
+    /// Add what a sequence number said; `flows` tells whether gaps count flows or datagrams.
+    pub(crate) fn add(&mut self, outcome: SequenceOutcome, flows: bool) {
+        match outcome {
+            SequenceOutcome::Gap(n) if flows => self.lost_flows += n as u64,
+            SequenceOutcome::Gap(n) => self.lost_datagrams += n as u64,
+            SequenceOutcome::Reset => self.resets += 1,
+            SequenceOutcome::Unknown | SequenceOutcome::InOrder => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ impl MessageBuilder {
     }
 
     /// An IPFIX message. Uptime-relative fields are written relative to a system init time of
-    /// `export_secs - 1000 s`; announce it with [`Self::system_init_options`] if used.
+    /// `export_secs - 1000 s`; announce it with an options data record carrying `systemInitTimeMilliseconds` (160) if used.
     pub fn ipfix(export_secs: u32, sequence: u32, observation_domain: u32) -> Self {
         let mut buf = Vec::with_capacity(1500);
         buf.extend_from_slice(&10u16.to_be_bytes());

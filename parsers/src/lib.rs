@@ -30,7 +30,7 @@ pub mod record;
 pub mod template;
 
 pub use decoder::{DecoderLimits, DecoderStats, FlowDecoder};
-pub use domain::DomainKey;
+pub use domain::{DomainKey, ExporterLoss};
 pub use error::DecodeError;
 pub use record::{Direction, FlowRecord, FlowVersion};
 pub use template::{FieldSpec, TemplateDef, TemplateKind};

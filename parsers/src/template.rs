@@ -2,7 +2,7 @@
 //!
 //! A NetFlow v9 / IPFIX template lists (element, length) pairs. Decoding a record by walking that
 //! list and looking up each element would cost a table lookup per field per record. Instead a
-//! template is *compiled* once, when it arrives, into a short list of [`FieldOp`]s: the offset of
+//! template is *compiled* once, when it arrives, into a short list of field ops: the offset of
 //! each field nmsd uses, its length and the [`FlowRecord`] slot it fills. Fields nmsd does not
 //! use produce no op at all, and where an exporter sends two elements for one slot (say
 //! `octetDeltaCount` and `octetTotalCount`) only the preferred one is kept. Decoding a record is

@@ -1,0 +1,191 @@
+//! nmsd itself, run as the operator would: the real binary with a config file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The `nmsd` binary, built once per test process if needed (`$NMSD_BIN` overrides).
+pub fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("NMSD_BIN") {
+            return PathBuf::from(p);
+        }
+        let ws = crate::workspace();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "nmsd"])
+            .current_dir(&ws)
+            .status()
+            .expect("cargo build -p nmsd");
+        assert!(status.success(), "building nmsd failed");
+        ws.join("target/debug/nmsd")
+    })
+    .clone()
+}
+
+/// A running nmsd.
+pub struct Nmsd {
+    pub dir: PathBuf,
+    pub control_port: u16,
+    pub flow_port: u16,
+    child: Option<Child>,
+    agent: ureq::Agent,
+}
+
+/// Settings for a test instance; everything else comes from defaults.
+#[derive(Clone, Debug)]
+pub struct NmsdOptions {
+    /// QuestDB URL, or None to disable the sink.
+    pub questdb: Option<String>,
+    pub table_prefix: String,
+    pub raw_flows: bool,
+    /// Extra TOML appended verbatim.
+    pub extra: String,
+    /// Reuse a state dir (for restart tests).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for NmsdOptions {
+    fn default() -> Self {
+        NmsdOptions {
+            questdb: None,
+            table_prefix: String::new(),
+            raw_flows: true,
+            extra: String::new(),
+            state_dir: None,
+        }
+    }
+}
+
+impl Nmsd {
+    pub fn start(name: &str, opts: &NmsdOptions) -> Nmsd {
+        let dir = crate::scratch(name);
+        let control_port = crate::free_tcp_port();
+        let flow_port = crate::free_udp_port();
+        let state = opts.state_dir.clone().unwrap_or_else(|| dir.join("state"));
+        let sink = match &opts.questdb {
+            Some(url) => format!(
+                "[sinks.questdb]\nurl = \"{url}\"\ntable_prefix = \"{}\"\nraw_flows = {}\n\
+                 batch_interval = \"200ms\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n",
+                opts.table_prefix, opts.raw_flows
+            ),
+            None => "[sinks.questdb]\nenabled = false\n".to_string(),
+        };
+        let config = format!(
+            "[general]\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n\
+             [control]\nlisten = \"127.0.0.1:{control_port}\"\n\n\
+             [[sources.netflow]]\nlisten = \"127.0.0.1:{flow_port}\"\nsockets = 1\n\
+             receive_buffer = \"8MiB\"\nring_full_policy = \"block\"\n\n\
+             [[processors]]\ntype = \"rollup\"\nflush_delay = \"0s\"\n\n{sink}\n{}",
+            state.display(),
+            opts.extra
+        );
+        let cfg_path = dir.join("config.toml");
+        std::fs::write(&cfg_path, config).expect("write config");
+        let log = std::fs::File::create(dir.join("nmsd.log")).expect("nmsd log");
+        let child = Command::new(binary())
+            .args(["run", "-c"])
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log fd")))
+            .stderr(Stdio::from(log))
+            .env("NO_COLOR", "1")
+            .spawn()
+            .expect("nmsd starts");
+        let n = Nmsd {
+            dir,
+            control_port,
+            flow_port,
+            child: Some(child),
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        };
+        let ready = crate::wait_for(Duration::from_secs(30), || {
+            (n.get("/readyz").map(|(s, _)| s) == Some(200)).then_some(())
+        });
+        assert!(ready.is_some(), "nmsd not ready in 30 s; log:\n{}", n.log());
+        n
+    }
+
+    /// GET a control-plane path: (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut r = self
+            .agent
+            .get(format!("http://127.0.0.1:{}{path}", self.control_port))
+            .call()
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.body_mut().read_to_string().ok()?))
+    }
+
+    /// Every sample of /metrics as `name{labels}` → value.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        let (_, body) = self.get("/metrics").expect("metrics endpoint answers");
+        body.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Sum of a metric over all label sets matching every `label="value"` fragment given.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        self.metrics()
+            .iter()
+            .filter(|(k, _)| {
+                let base = k.split('{').next().unwrap_or(k);
+                base == name && labels.iter().all(|l| k.contains(l))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Wait until `name` (summed over labels) reaches `at_least`.
+    pub fn wait_metric(
+        &self,
+        name: &str,
+        labels: &[&str],
+        at_least: f64,
+        timeout: Duration,
+    ) -> f64 {
+        crate::wait_for(timeout, || {
+            let v = self.metric(name, labels);
+            (v >= at_least).then_some(v)
+        })
+        .unwrap_or_else(|| self.metric(name, labels))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("nmsd.log")).unwrap_or_default()
+    }
+
+    /// Still running?
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("nmsd running");
+        crate::terminate(&mut child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("nmsd did not stop within 60 s; log:\n{}", self.log()))
+    }
+}
+
+impl Drop for Nmsd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

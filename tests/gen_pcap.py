@@ -9,9 +9,14 @@ SYN+RST); UDP and ICMP echo may or may not be answered. Timestamps start at
 Ground truth (--truth) counts what a unidirectional flow exporter such as
 softflowd reports: one flow per direction that carried packets, keyed by
 (src, dst, proto, sport, dport); for ICMP sport=0, dport=type*256+code.
-Bytes are IP-level (IPv4 total length, IPv6 payload length + 40): short IPv4
-frames are padded to the 60-byte Ethernet minimum and the padding is NOT
-counted.  --flows-csv writes one line per unidirectional flow.
+Bytes are IP-level (IPv4 total length, IPv6 payload length + 40).  Frames
+are NOT padded to the 60-byte Ethernet minimum: softflowd 1.1.0 counts the
+captured length minus the 14-byte Ethernet header, so padding would be
+counted by it (real routers count IP total length).  --flows-csv writes one
+line per unidirectional flow; session_first/last_us span both directions
+(softflowd tracks TCP/UDP flows bidirectionally and puts the session's
+first/last time in both directions' records; ICMP request and reply have
+different keys in softflowd, so for ICMP the session is the direction).
 
 Stdlib only.  python3 gen_pcap.py --seed 1 --flows 20000 --out x.pcap --truth x.json
 """
@@ -47,7 +52,8 @@ class Dir:
         self.ver, self.proto, self.src, self.dst = ver, proto, src, dst
         self.sport, self.dport = sport, dport
         self.eth = dmac + smac + (b"\x08\x00" if ver == 4 else b"\x86\xdd")
-        self.psum = words(src) + words(dst) + proto  # pseudo-header part
+        # pseudo-header part of the L4 checksum (ICMPv4 has none)
+        self.psum = 0 if proto == ICMP else words(src) + words(dst) + proto
         self.flow_label = self.seq = 0
         self.packets = self.bytes = self.flags = 0
         self.first = self.last = None
@@ -56,7 +62,7 @@ class Dir:
     def packet(self, l4hdr, paylen):
         """Return the Ethernet frame for an L4 header (checksum 0) + zero payload."""
         l4len = len(l4hdr) + paylen
-        csum = fold(self.psum + l4len + words(l4hdr)) or 0xFFFF
+        csum = fold(self.psum + (l4len if self.psum else 0) + words(l4hdr)) or 0xFFFF
         off = {TCP: 16, UDP: 6}.get(self.proto, 2)
         l4 = l4hdr[:off] + struct.pack("!H", csum) + l4hdr[off + 2:] + bytes(paylen)
         if self.ver == 4:
@@ -69,15 +75,10 @@ class Dir:
             hdr = struct.pack("!IHBB16s16s", 0x60000000 | self.flow_label, l4len,
                               self.proto, 64, self.src, self.dst)
             iplen = 40 + l4len
-        frame = self.eth + hdr + l4
-        if len(frame) < 60:
-            frame += bytes(60 - len(frame))  # Ethernet padding, not part of IP length
+        frame = self.eth + hdr + l4  # no Ethernet padding: see module docstring
         self.packets += 1
         self.bytes += iplen
         return frame
-
-    def key(self):
-        return (self.ver, self.proto, self.src, self.dst, self.sport, self.dport)
 
 
 class Gen:
@@ -88,7 +89,6 @@ class Gen:
         self.out = []  # (ts_us, frame)
         self.dirs = []
         self.used = set()
-        r = self.r
         self.srv4 = [bytes([192, 0, 2, i]) for i in range(1, 33)] + \
                     [bytes([198, 51, 100, i]) for i in range(1, 33)]
         self.srv6 = [bytes.fromhex("20010db8000500000000000000000000")[:15] + bytes([i])
@@ -125,8 +125,9 @@ class Gen:
         t = self.start_us + r.randrange(self.args.duration * 1_000_000)
         getattr(self, "flow_" + ("tcp" if proto == TCP else "udp" if proto == UDP else "icmp"))(
             fwd, rev, t)
-        for d in (fwd, rev):
+        for d, other in ((fwd, rev), (rev, fwd)):
             if d.packets:
+                d.peer = d if proto in (ICMP, ICMP6) else other  # ICMP: no pairing
                 self.dirs.append(d)
 
     def gap(self):
@@ -248,11 +249,14 @@ class Gen:
     def write_flows_csv(self, path):
         import ipaddress
         with open(path, "w") as f:
-            f.write("ver,proto,src,dst,sport,dport,packets,bytes,tcp_flags,first_us,last_us\n")
+            f.write("ver,proto,src,dst,sport,dport,packets,bytes,tcp_flags,first_us,last_us,"
+                    "session_first_us,session_last_us\n")
             for d in sorted(self.dirs, key=lambda d: d.first):
-                f.write("%d,%d,%s,%s,%d,%d,%d,%d,%d,%d,%d\n" % (
+                p = d.peer
+                f.write("%d,%d,%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d\n" % (
                     d.ver, d.proto, ipaddress.ip_address(d.src), ipaddress.ip_address(d.dst),
-                    d.sport, d.dport, d.packets, d.bytes, d.flags, d.first, d.last))
+                    d.sport, d.dport, d.packets, d.bytes, d.flags, d.first, d.last,
+                    min(d.first, p.first or d.first), max(d.last, p.last or d.last)))
 
 
 def main():

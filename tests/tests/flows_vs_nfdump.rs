@@ -133,6 +133,41 @@ fn check_version(version: u8) {
         ),
     );
     assert_eq!(rolled, want, "roll-up table vs nfdump, per protocol");
+    // The pcap's ground truth: what the packets really were, per IP version and protocol
+    // (NetFlow v5 cannot carry IPv6).
+    for (key, proto, v6) in [
+        ("ipv4/tcp", 6, false),
+        ("ipv4/udp", 17, false),
+        ("ipv4/icmp", 1, false),
+        ("ipv6/tcp", 6, true),
+        ("ipv6/udp", 17, true),
+        ("ipv6/icmp6", 58, true),
+    ] {
+        if version == 5 && v6 {
+            continue;
+        }
+        let t = &traffic.truth["by_proto"][key];
+        let want = (
+            t["flows"].as_i64(),
+            t["packets"].as_i64(),
+            t["bytes"].as_i64(),
+        );
+        let family = if v6 {
+            "src_ipv6 is not null"
+        } else {
+            "src_ipv4 is not null"
+        };
+        let got = q.query(&format!(
+            "select count(), sum(packets), sum(bytes) from {flows} where protocol = {proto} and {family}"
+        ));
+        let row = got.first().cloned().unwrap_or_default();
+        let got = (
+            row.first().and_then(|v| v.as_i64()),
+            row.get(1).and_then(|v| v.as_i64()),
+            row.get(2).and_then(|v| v.as_i64()),
+        );
+        assert_eq!(got, want, "{key}: QuestDB vs the pcap's ground truth");
+    }
     let per_exporter = q.query(&format!(
         "select exporter, count(), sum(packets), sum(bytes) from {flows} group by exporter"
     ));

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian 12 machine (idempotent):
+# the real peers (softflowd, nfdump, tshark), a JDK and the QuestDB jar from Maven Central,
+# rustfmt/clippy, Python 3. Run as root (CI and the dev machines are root).
+set -euo pipefail
+
+QUESTDB_VERSION="${QUESTDB_VERSION:-9.3.4}"
+
+need_apt=()
+for pkg_bin in softflowd:softflowd nfdump:nfcapd tshark:tshark python3:python3 openjdk-17-jre-headless:java maven:mvn; do
+    pkg="${pkg_bin%%:*}"
+    bin="${pkg_bin##*:}"
+    command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$pkg")
+done
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "install-deps: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark asks whether non-root users may capture; answer for it.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+jar="$HOME/.m2/repository/org/questdb/questdb/$QUESTDB_VERSION/questdb-$QUESTDB_VERSION.jar"
+if [ ! -f "$jar" ]; then
+    echo "install-deps: fetching org.questdb:questdb:$QUESTDB_VERSION from Maven Central"
+    mvn -q dependency:get -Dartifact="org.questdb:questdb:$QUESTDB_VERSION" -Dtransitive=false
+fi
+test -f "$jar"
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+echo "install-deps: ok (softflowd $(softflowd -v 2>&1 | head -1 | grep -o '[0-9.]*' | head -1 || true), $(nfdump -V 2>&1 | head -1), QuestDB $QUESTDB_VERSION)"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then runs lint, unit, differential, acceptance
+# (real softflowd, nfcapd/nfdump and QuestDB on loopback) tests and a short fuzz run.
+#   tests/run.sh              everything (what CI runs)
+#   FUZZ_SECONDS=0 tests/run.sh   skip fuzzing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "installing test dependencies"
+tests/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, differential, acceptance)"
+cargo build --locked -p nmsd
+# Acceptance tests start real peers; one test binary at a time keeps 2-core machines honest.
+cargo test --workspace --locked -- --test-threads=2
+
+if [ "$FUZZ_SECONDS" -gt 0 ]; then
+    step "fuzzing each decoder for ${FUZZ_SECONDS}s"
+    parsers/fuzz/run.sh "$FUZZ_SECONDS"
+fi
+
+step "all tests passed"

@@ -1,0 +1,335 @@
+//! The daemon as an operator runs it: bad input, restarts, the config checker, a QuestDB that is
+//! down at start.
+
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::Duration;
+
+use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions, binary};
+use nmsd_acceptance::questdb::QuestDb;
+use nmsd_parsers::encode::{self, MessageBuilder, V5Header};
+use nmsd_parsers::{FieldSpec, TemplateDef, TemplateKind};
+
+const T0_SECS: u32 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+fn send(port: u16, datagrams: &[Vec<u8>]) {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+    for d in datagrams {
+        s.send_to(d, ("127.0.0.1", port)).expect("send");
+        // Keep well under any buffer limit: this test is about content, not rate.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A stream of valid datagrams of every version (v9 and IPFIX with their templates).
+fn valid_datagrams(records_per: usize) -> (Vec<Vec<u8>>, usize) {
+    let recs = encode::sample_records(records_per, false, T0_SECS as u64 * 1000);
+    let recs6 = encode::sample_records(records_per, true, T0_SECS as u64 * 1000);
+    let t4 = encode::ipv4_template(300);
+    let t6 = encode::ipv6_template(301);
+    let mut v9 = MessageBuilder::v9(1_000_000, T0_SECS + 60, 1, 7);
+    v9.template(&t4).data(&t4, &recs);
+    let mut ipfix = MessageBuilder::ipfix(T0_SECS + 60, 0, 9);
+    ipfix.template(&t6).data(&t6, &recs6);
+    let v5 = encode::v5_datagram(
+        &V5Header {
+            sys_uptime_ms: 1_000_000,
+            unix_secs: T0_SECS + 60,
+            ..V5Header::default()
+        },
+        &recs,
+    );
+    (vec![v9.finish(), ipfix.finish(), v5], records_per * 3)
+}
+
+/// Malformed datagrams of every kind the issue names.
+fn malformed() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let (valid, _) = valid_datagrams(5);
+    // Truncated at every length.
+    for d in &valid {
+        for cut in [0, 1, 2, 3, 10, 19, 23, 30, d.len() / 2, d.len() - 1] {
+            out.push(d[..cut.min(d.len())].to_vec());
+        }
+    }
+    // Wrong lengths: IPFIX header length larger than the datagram, v5 count too high.
+    let mut ipfix = valid[1].clone();
+    ipfix[2..4].copy_from_slice(&u16::MAX.to_be_bytes());
+    out.push(ipfix);
+    let mut v5 = valid[2].clone();
+    v5[2..4].copy_from_slice(&200u16.to_be_bytes());
+    out.push(v5);
+    // Zero-length and overrunning sets.
+    let mut m = MessageBuilder::v9(1, T0_SECS, 2, 7);
+    m.raw_set(0, &[]);
+    let mut zero = m.finish();
+    let n = zero.len();
+    zero[n - 2..].copy_from_slice(&0u16.to_be_bytes());
+    out.push(zero);
+    let mut m = MessageBuilder::ipfix(T0_SECS, 1, 9);
+    m.raw_set(400, &[1, 2, 3, 4]);
+    let mut over = m.finish();
+    let n = over.len();
+    over[n - 6..n - 4].copy_from_slice(&9999u16.to_be_bytes());
+    out.push(over);
+    // Template with zero-length records ("template loop"), oversized field lengths, v9
+    // variable length, too many fields.
+    let zero_len = TemplateDef {
+        id: 310,
+        kind: TemplateKind::Data,
+        fields: vec![encode::field(1, 0), encode::field(2, 0)],
+    };
+    let mut m = MessageBuilder::v9(1, T0_SECS, 3, 7);
+    m.template(&zero_len).raw_set(310, &[0; 40]);
+    out.push(m.finish());
+    let huge = TemplateDef {
+        id: 311,
+        kind: TemplateKind::Data,
+        fields: vec![encode::field(1, 60000), encode::field(2, 60000)],
+    };
+    let mut m = MessageBuilder::ipfix(T0_SECS, 2, 9);
+    m.template(&huge).raw_set(311, &[0; 100]);
+    out.push(m.finish());
+    let var_v9 = TemplateDef {
+        id: 312,
+        kind: TemplateKind::Data,
+        fields: vec![FieldSpec {
+            id: 1,
+            len: 0xFFFF,
+            enterprise: 0,
+        }],
+    };
+    let mut m = MessageBuilder::v9(1, T0_SECS, 4, 7);
+    m.template(&var_v9);
+    out.push(m.finish());
+    // A template set claiming 10000 fields in a few bytes.
+    let mut m = MessageBuilder::v9(1, T0_SECS, 5, 7);
+    m.raw_set(0, &[1, 60, 0x27, 0x10, 0, 1, 0, 4]);
+    out.push(m.finish());
+    // Reserved set id, unknown versions, random bytes.
+    let mut m = MessageBuilder::ipfix(T0_SECS, 3, 9);
+    m.raw_set(100, &[0; 8]);
+    out.push(m.finish());
+    out.push(vec![0, 7, 1, 2, 3, 4]);
+    out.push(vec![0xFF, 0xFF]);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..500 {
+        let len = 1 + (i * 37) % 1400;
+        let mut d = Vec::with_capacity(len);
+        for _ in 0..len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            d.push(x as u8);
+        }
+        // Half of them look like real versions so the decoders, not the dispatcher, see them.
+        if i % 2 == 0 {
+            d[0] = 0;
+            if len > 1 {
+                d[1] = [5, 9, 10][i % 3];
+            }
+        }
+        out.push(d);
+    }
+    out
+}
+
+#[test]
+fn malformed_datagrams_are_counted_and_the_daemon_keeps_working() {
+    let mut nmsd = Nmsd::start("bad-input", &NmsdOptions::default());
+    let bad = malformed();
+    send(nmsd.flow_port, &bad);
+    let (good, good_records) = valid_datagrams(10);
+    send(nmsd.flow_port, &good);
+
+    let received = nmsd.wait_metric(
+        "nmsd_flow_datagrams_received_total",
+        &[],
+        (bad.len() + good.len()) as f64,
+        Duration::from_secs(20),
+    );
+    assert_eq!(received as usize, bad.len() + good.len());
+    let decoded = nmsd.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &[],
+        good_records as f64,
+        Duration::from_secs(10),
+    );
+    assert!(
+        decoded >= good_records as f64,
+        "valid records still decode after bad input"
+    );
+    assert!(nmsd.alive(), "nmsd died on bad input; log:\n{}", nmsd.log());
+    assert_eq!(nmsd.get("/healthz").map(|r| r.0), Some(200));
+
+    let malformed = nmsd.metric("nmsd_flow_datagrams_malformed_total", &[]);
+    assert!(
+        malformed >= 40.0,
+        "malformed datagrams counted: {malformed}"
+    );
+    for kind in [
+        "truncated",
+        "unknown_version",
+        "length_mismatch",
+        "bad_record_count",
+        "bad_set_length",
+        "bad_template",
+        "reserved_set_id",
+    ] {
+        let v = nmsd.metric(
+            "nmsd_flow_decode_errors_total",
+            &[&format!("kind=\"{kind}\"")],
+        );
+        assert!(v > 0.0, "decode errors of kind {kind} counted");
+    }
+    let log = nmsd.log();
+    assert!(!log.contains("panicked"), "no panic in the log:\n{log}");
+    let status = nmsd.stop();
+    assert!(status.success(), "clean exit after bad input: {status:?}");
+}
+
+#[test]
+fn templates_survive_a_restart() {
+    let state = nmsd_acceptance::scratch("restart-state");
+    let opts = NmsdOptions {
+        state_dir: Some(state.clone()),
+        ..NmsdOptions::default()
+    };
+    let recs = encode::sample_records(20, false, T0_SECS as u64 * 1000);
+    let t = encode::ipv4_template(400);
+
+    let mut first = Nmsd::start("restart-1", &opts);
+    let mut m = MessageBuilder::v9(1_000_000, T0_SECS + 60, 1, 3);
+    m.template(&t).data(&t, &recs);
+    send(first.flow_port, &[m.finish()]);
+    first.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &[],
+        20.0,
+        Duration::from_secs(10),
+    );
+    assert!(first.stop().success());
+    let saved = std::fs::read_to_string(state.join("templates/worker-0.txt")).unwrap_or_default();
+    assert!(
+        saved.contains(" 400 d "),
+        "template 400 saved at shutdown:\n{saved}"
+    );
+
+    // After the restart the exporter sends data only; it must decode at once.
+    let mut second = Nmsd::start("restart-2", &opts);
+    let mut m = MessageBuilder::v9(1_000_100, T0_SECS + 61, 2, 3);
+    m.data(&t, &recs);
+    send(second.flow_port, &[m.finish()]);
+    let decoded = second.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &[],
+        20.0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(decoded, 20.0, "first datagram after restart decoded");
+    assert_eq!(
+        second.metric("nmsd_flow_sets_without_template_total", &[]),
+        0.0,
+        "no data set waited for a template"
+    );
+    assert!(second.stop().success());
+}
+
+#[test]
+fn check_config_accepts_the_shipped_file_and_refuses_bad_ones() {
+    let shipped = nmsd_acceptance::workspace().join("config.toml");
+    let ok = Command::new(binary())
+        .arg("check-config")
+        .arg(&shipped)
+        .output()
+        .expect("nmsd runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let dir = nmsd_acceptance::scratch("bad-config");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[general]\nlog_level = \"info\"\n\n[[sources.netflow]]\nlisten = \"0.0.0.0:2055\"\nrecieve_buffer = \"4MiB\"\n",
+    )
+    .expect("write bad config");
+    let out = Command::new(binary())
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .expect("nmsd runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml:6"), "file and line: {err}");
+    assert!(err.contains("recieve_buffer"), "the key: {err}");
+    assert!(err.contains("receive_buffer"), "what is allowed: {err}");
+
+    // `run` refuses it the same way, before binding anything.
+    let out = Command::new(binary())
+        .args(["run", "-c"])
+        .arg(&bad)
+        .output()
+        .expect("nmsd runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6"));
+}
+
+#[test]
+fn runs_without_questdb_and_catches_up_when_it_appears() {
+    // A port where nothing listens yet.
+    let dead = format!("http://127.0.0.1:{}", nmsd_acceptance::free_tcp_port());
+    let mut nmsd = Nmsd::start(
+        "no-questdb",
+        &NmsdOptions {
+            questdb: Some(dead.clone()),
+            table_prefix: "outage_".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    let (good, n) = valid_datagrams(10);
+    send(nmsd.flow_port, &good);
+    nmsd.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &[],
+        n as f64,
+        Duration::from_secs(10),
+    );
+    assert_eq!(nmsd.metric("nmsd_sink_up", &[]), 0.0);
+    let status = nmsd.get("/api/v1/status").expect("status").1;
+    assert!(status.contains("\"connected\":false"), "{status}");
+    let log = nmsd.log();
+    assert!(
+        log.contains("QuestDB sink cannot write") && log.contains("Retrying"),
+        "the log says plainly that the sink is unreachable:\n{log}"
+    );
+    // Still collecting and serving metrics.
+    assert!(nmsd.alive());
+    assert!(
+        nmsd.stop().success(),
+        "exits cleanly even with QuestDB down"
+    );
+
+    // With QuestDB up the same setup writes.
+    let q = QuestDb::shared();
+    let mut nmsd = Nmsd::start(
+        "questdb-up",
+        &NmsdOptions {
+            questdb: Some(q.url()),
+            table_prefix: "outage_".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    send(nmsd.flow_port, &good);
+    nmsd.wait_metric(
+        "nmsd_sink_rows_written_total",
+        &["table=\"outage_flows\""],
+        n as f64,
+        Duration::from_secs(20),
+    );
+    assert!(nmsd.stop().success());
+    q.wait_applied("outage_flows", Duration::from_secs(30));
+    assert_eq!(q.scalar("select count() from outage_flows"), Some(n as i64));
+}

@@ -245,14 +245,16 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
 
 impl Config {
     /// Read and check a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: None,
-            column: None,
-            key: None,
-            message: format!("cannot read the config file: {e}"),
-            source_line: None,
+    pub fn load(path: &Path) -> Result<Config, Box<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Box::new(ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: None,
+                message: format!("cannot read the config file: {e}"),
+                source_line: None,
+            })
         })?;
         let mut cfg = Self::parse(path, &text)?;
         cfg.resolve_paths(path);
@@ -260,7 +262,7 @@ impl Config {
     }
 
     /// Parse and check config text; `path` is only used in error messages.
-    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Box<ConfigError>> {
         let err = |line: Option<usize>, column, key: Option<String>, message: String| {
             let source_line = line
                 .and_then(|l| text.lines().nth(l - 1))
@@ -355,7 +357,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn parse(t: &str) -> Result<Config, ConfigError> {
+    fn parse(t: &str) -> Result<Config, Box<ConfigError>> {
         Config::parse(Path::new("test.toml"), t)
     }
 

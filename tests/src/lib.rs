@@ -116,7 +116,8 @@ pub struct Pcap {
 
 /// Generate (once per seed and size, per test process) the pcap for `seed`/`flows`.
 pub fn pcap(seed: u64, flows: u64) -> &'static Pcap {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<(u64, u64, &'static Pcap)>>> = OnceLock::new();
+    type Cache = std::sync::Mutex<Vec<(u64, u64, &'static Pcap)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().expect("pcap cache");
     if let Some((_, _, p)) = c.iter().find(|(s, f, _)| *s == seed && *f == flows) {

@@ -108,8 +108,9 @@ impl SamplingState {
         }
         let interval = match (s.packet_interval, s.packet_space, s.sampling_interval) {
             // Systematic count-based sampling (RFC 5476): select `interval` packets, skip
-            // `space`; the scale factor is (interval + space) / interval.
-            (Some(pi), Some(ps), _) if pi > 0 => (pi + ps) / pi,
+            // `space`; the scale factor is (interval + space) / interval. Both are up to 8 bytes
+            // on the wire, so the sum saturates rather than overflow.
+            (Some(pi), Some(ps), _) if pi > 0 => pi.saturating_add(ps) / pi,
             (_, _, Some(i)) => i,
             _ => return,
         };

@@ -13,8 +13,15 @@
 //!
 //! * When `netflow_parser` reports an error for the datagram, or stops reading its sets before
 //!   the end of the message without saying so (it does for IPFIX templates with a zero-length
-//!   field), [`Oracle::decode`] returns `Err` and nothing is compared: the oracle has no
-//!   opinion on input it did not read completely.
+//!   field), or stops reading the records of an IPFIX data set while a whole record is left
+//!   (it does at a variable-length field of length 0, which RFC 7011 §7 allows), and also when
+//!   that happens in a buffered data set replayed with this datagram, or drops a well-formed
+//!   template record without saying so (it does for IPFIX templates with a zero-length field,
+//!   IPFIX options templates with nothing but scope fields, and v9 options templates without
+//!   scope fields; no RFC rule refuses them), [`Oracle::decode`] returns `Err` and nothing is
+//!   compared: the oracle has no opinion on input it did not read completely. Its templates
+//!   for that exporter and domain may then differ from nmsd's, so a stream is only comparable
+//!   up to the first `Err` of each domain.
 //! * Otherwise nmsd must decode the datagram without error and produce the same records as a
 //!   multiset ([`compare_records`]): order is not compared, because the two replay early data
 //!   sets at different points of the datagram.
@@ -32,7 +39,9 @@
 //! # Field semantics the oracle reproduces
 //!
 //! Elements are identified by IANA number (v9 field types 1–127 share them); enterprise and
-//! reverse elements are ignored, as are elements sent with a width nmsd does not accept:
+//! reverse elements are ignored, as are elements a template sends variable-length (length
+//! 65535: nmsd maps a field when the template arrives, from its fixed width) and elements sent
+//! with a width nmsd does not accept:
 //! counters, interfaces and AS numbers 1–8 bytes; protocol, ToS, DSCP, direction and ICMP
 //! type / code 1 byte; TCP flags 1 or 2 (low byte kept); ports, VLAN and ICMP type-code 2;
 //! addresses 4 or 16; `*SysUpTime` and `*DeltaMicroseconds` 4; `*Seconds` 4;
@@ -40,7 +49,8 @@
 //! for one slot the preferred one wins: `octetDeltaCount` over `octetTotalCount` (packets
 //! alike), `ipNextHop*` over `bgpNextHop*`, `vlanId` over `dot1qVlanId`, `ipClassOfService`
 //! over `ipDiffServCodePoint` (DSCP fills ToS only when ToS is absent or 0), otherwise the
-//! first. An IPv4 and an IPv6 element for the same address: the later one in the record wins.
+//! first (an element repeated in a record included). An IPv4 and an IPv6 element for the same
+//! address: the later one in the record wins.
 //!
 //! Times become Unix milliseconds, rounded down (and clamped at the epoch). Start and end each take the most precise
 //! source the record has (NTP nanoseconds > NTP microseconds > milliseconds > seconds >
@@ -92,6 +102,10 @@ struct Scope {
     domain: u32,
 }
 
+/// Field lengths of the template each set of a message was read with (`None` but for IPFIX
+/// data sets).
+type SetLayouts = Vec<Option<Vec<u16>>>;
+
 /// A data set whose template `netflow_parser` did not know, kept with its message header.
 #[derive(Clone, Debug)]
 struct PendingSet {
@@ -107,6 +121,9 @@ pub struct Oracle {
     /// IPFIX `systemInitTimeMilliseconds` by (exporter, observation domain).
     system_init: HashMap<(IpAddr, u32), u64>,
     pending: Vec<PendingSet>,
+    /// Field lengths of the IPFIX templates netflow_parser accepted, to tell whether it read a
+    /// data set to its end.
+    ipfix_layouts: HashMap<(Scope, u16), Vec<u16>>,
 }
 
 impl fmt::Debug for Oracle {
@@ -141,6 +158,7 @@ impl Oracle {
             parser,
             system_init: HashMap::new(),
             pending: Vec::new(),
+            ipfix_layouts: HashMap::new(),
         }
     }
 
@@ -152,9 +170,9 @@ impl Oracle {
         exporter: IpAddr,
         datagram: &[u8],
     ) -> Result<Vec<FlowRecord>, OracleError> {
-        let packet = self.parse(exporter, datagram)?;
+        let (packet, layouts) = self.parse(exporter, datagram)?;
         let mut out = Vec::new();
-        let learned = self.records_of(exporter, datagram, &packet, &mut out);
+        let learned = self.records_of(exporter, datagram, &packet, &layouts, &mut out);
         if learned.is_empty() {
             return Ok(out);
         }
@@ -163,19 +181,39 @@ impl Oracle {
             .into_iter()
             .partition(|p| Some(p.scope) == scope && learned.contains(&p.template_id));
         self.pending = waiting;
+        let mut unread = None;
         for p in ready {
             let replay = replay_datagram(&p);
-            // A replay that fails is data nmsd would fail on too; nothing to compare.
-            if let Ok(packet) = self.parse(exporter, &replay) {
-                self.records_of(exporter, &replay, &packet, &mut out);
+            // Records of a replayed set belong to this datagram's output: a set that
+            // netflow_parser did not read completely leaves the oracle without an opinion on it.
+            match self.parse(exporter, &replay) {
+                Ok((packet, layouts)) => {
+                    self.records_of(exporter, &replay, &packet, &layouts, &mut out);
+                }
+                Err(e) => {
+                    unread.get_or_insert(OracleError(format!(
+                        "replayed set {}: {}",
+                        p.template_id, e.0
+                    )));
+                }
             }
         }
-        Ok(out)
+        match unread {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// First message of the datagram. Anything after it is ignored, as nmsd ignores it:
     /// netflow_parser would otherwise try to read trailing bytes as another message.
-    fn parse(&mut self, exporter: IpAddr, datagram: &[u8]) -> Result<NetflowPacket, OracleError> {
+    ///
+    /// With the message, the field lengths of the template each of its IPFIX data sets was
+    /// read with (by set; `None` for other sets and other versions).
+    fn parse(
+        &mut self,
+        exporter: IpAddr,
+        datagram: &[u8],
+    ) -> Result<(NetflowPacket, SetLayouts), OracleError> {
         let source = SocketAddr::new(exporter, 0);
         let mut packets = self
             .parser
@@ -185,6 +223,12 @@ impl Oracle {
             Some(Ok(p)) => p,
             Some(Err(e)) => return Err(OracleError(e.to_string())),
             None => return Err(OracleError("no message".into())),
+        };
+        drop(packets);
+        // Learns the templates of the message too, so it comes before any early return.
+        let (layouts, records_read) = match &packet {
+            NetflowPacket::IPFix(p) => self.check_ipfix_records(scope_of(exporter, datagram), p),
+            _ => (Vec::new(), Ok(())),
         };
         // netflow_parser stops at a set it cannot read (an IPFIX template with a zero-length
         // field, say) and returns the sets before it without an error. A message it did not
@@ -214,7 +258,94 @@ impl Oracle {
                 "stopped reading sets at byte {read} of {end}"
             )));
         }
-        Ok(packet)
+        records_read?;
+        if let Some(id) = dropped_template(datagram, &packet) {
+            return Err(OracleError(format!(
+                "dropped template {id} without saying so"
+            )));
+        }
+        Ok((packet, layouts))
+    }
+
+    /// Learn the layouts of the IPFIX templates in `p` and check that netflow_parser read each
+    /// data set to its end, but for padding shorter than a record. Returns the layout each set
+    /// was read with: a message may redefine a template after a data set that used it.
+    ///
+    /// netflow_parser stops at a record it cannot read and keeps the records before it, without
+    /// an error; the bytes it read are what the template's field lengths (plus the length
+    /// prefixes of variable-length fields) add up to for the records it returned.
+    fn check_ipfix_records(
+        &mut self,
+        scope: Option<Scope>,
+        p: &ipfix::IPFix,
+    ) -> (SetLayouts, Result<(), OracleError>) {
+        let mut layouts = vec![None; p.flowsets.len()];
+        let Some(scope) = scope else {
+            return (layouts, Ok(()));
+        };
+        let mut unread = Ok(());
+        for (n, set) in p.flowsets.iter().enumerate() {
+            let id = set.header.header_id;
+            let mut learn = |id: u16, fields: &[ipfix::TemplateField]| {
+                let lengths = fields.iter().map(|f| f.field_length).collect();
+                self.ipfix_layouts.insert((scope, id), lengths);
+            };
+            let records = match &set.body {
+                ipfix::FlowSetBody::Template(t) => {
+                    learn(t.template_id, &t.fields);
+                    continue;
+                }
+                ipfix::FlowSetBody::Templates(ts) => {
+                    ts.iter().for_each(|t| learn(t.template_id, &t.fields));
+                    continue;
+                }
+                ipfix::FlowSetBody::OptionsTemplate(t) => {
+                    learn(t.template_id, &t.fields);
+                    continue;
+                }
+                ipfix::FlowSetBody::OptionsTemplates(ts) => {
+                    ts.iter().for_each(|t| learn(t.template_id, &t.fields));
+                    continue;
+                }
+                ipfix::FlowSetBody::Data(d) => &d.fields,
+                ipfix::FlowSetBody::OptionsData(d) => &d.fields,
+                _ => continue,
+            };
+            let Some(lengths) = self.ipfix_layouts.get(&(scope, id)) else {
+                unread = unread.and(Err(OracleError(format!(
+                    "data set {id} of a template the oracle did not see"
+                ))));
+                continue;
+            };
+            layouts[n] = Some(lengths.clone());
+            let fixed: usize = lengths
+                .iter()
+                .filter(|&&l| l != ie::VARIABLE_LENGTH)
+                .map(|&l| usize::from(l))
+                .sum();
+            let variable = lengths
+                .iter()
+                .filter(|&&l| l == ie::VARIABLE_LENGTH)
+                .count();
+            let mut read = 0;
+            for r in records {
+                read += fixed;
+                for ((_, v), &l) in r.iter().zip(lengths) {
+                    if l == ie::VARIABLE_LENGTH {
+                        let n = v.byte_len();
+                        read += n + if n < 255 { 1 } else { 3 };
+                    }
+                }
+            }
+            let body = usize::from(set.header.length).saturating_sub(4);
+            // nmsd reads records while one of the smallest possible size fits.
+            if body.saturating_sub(read) >= (fixed + variable).max(1) {
+                unread = unread.and(Err(OracleError(format!(
+                    "stopped reading the records of set {id} at byte {read} of {body}"
+                ))));
+            }
+        }
+        (layouts, unread)
     }
 
     /// Append the flow records of one parsed message; return the template ids it defined.
@@ -223,6 +354,7 @@ impl Oracle {
         exporter: IpAddr,
         datagram: &[u8],
         packet: &NetflowPacket,
+        layouts: &[Option<Vec<u16>>],
         out: &mut Vec<FlowRecord>,
     ) -> Vec<u16> {
         let mut learned = Vec::new();
@@ -261,7 +393,11 @@ impl Oracle {
                 let h = &p.header;
                 let domain = h.observation_domain_id;
                 let base = base_record(exporter, domain, FlowVersion::Ipfix);
-                for set in &p.flowsets {
+                for (n, set) in p.flowsets.iter().enumerate() {
+                    // Which fields of the set's template are sent variable-length.
+                    let layout = layouts.get(n).and_then(Option::as_ref);
+                    let variable =
+                        |i: usize| layout.and_then(|l| l.get(i)) == Some(&ie::VARIABLE_LENGTH);
                     // Options data earlier in the message applies to the sets after it.
                     let clock = Clock {
                         export_ms: u64::from(h.export_time) * 1000,
@@ -271,14 +407,18 @@ impl Oracle {
                     match &set.body {
                         ipfix::FlowSetBody::Data(d) => {
                             for r in &d.fields {
-                                let fields = r.iter().map(|(f, v)| (ipfix_id(f), v));
+                                let fields = r
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, (f, v))| (ipfix_id(f).filter(|_| !variable(i)), v));
                                 out.push(build_record(base, fields, &clock));
                             }
                         }
                         ipfix::FlowSetBody::OptionsData(d) => {
                             for r in &d.fields {
-                                for (f, v) in r {
+                                for (i, (f, v)) in r.iter().enumerate() {
                                     if ipfix_id(f) == Some(ie::SYSTEM_INIT_TIME_MILLISECONDS)
+                                        && !variable(i)
                                         && v.byte_len() == 8
                                         && let Some(ms) = uint(v)
                                     {
@@ -358,6 +498,98 @@ fn scope_of(exporter: IpAddr, d: &[u8]) -> Option<Scope> {
         version,
         domain,
     })
+}
+
+/// A well-formed template record of a v9 / IPFIX message (one with fields, whose fields lie
+/// within its set) that `netflow_parser` did not hand out, if there is one.
+fn dropped_template(d: &[u8], packet: &NetflowPacket) -> Option<u16> {
+    let mut kept = Vec::new();
+    let (header, end, template_sets) = match packet {
+        NetflowPacket::V9(p) => {
+            for set in &p.flowsets {
+                match &set.body {
+                    v9::FlowSetBody::Template(t) => {
+                        kept.extend(t.templates.iter().map(|t| t.template_id));
+                    }
+                    v9::FlowSetBody::OptionsTemplate(t) => {
+                        kept.extend(t.templates.iter().map(|t| t.template_id));
+                    }
+                    _ => {}
+                }
+            }
+            (20, d.len(), [0usize, 1])
+        }
+        NetflowPacket::IPFix(p) => {
+            for set in &p.flowsets {
+                match &set.body {
+                    ipfix::FlowSetBody::Template(t) => kept.push(t.template_id),
+                    ipfix::FlowSetBody::Templates(ts) => {
+                        kept.extend(ts.iter().map(|t| t.template_id));
+                    }
+                    ipfix::FlowSetBody::OptionsTemplate(t) => kept.push(t.template_id),
+                    ipfix::FlowSetBody::OptionsTemplates(ts) => {
+                        kept.extend(ts.iter().map(|t| t.template_id));
+                    }
+                    _ => {}
+                }
+            }
+            (16, usize::from(p.header.length).min(d.len()), [2usize, 3])
+        }
+        _ => return None,
+    };
+    let be16 = |b: &[u8], at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(
+            b.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    let mut pos = header;
+    while end.saturating_sub(pos) >= 4 {
+        let (set_id, len) = (be16(d, pos)?, be16(d, pos + 2)?);
+        if len < 4 || len > end - pos {
+            return None;
+        }
+        let body = &d[pos + 4..pos + len];
+        pos += len;
+        let options = set_id == template_sets[1];
+        if set_id != template_sets[0] && !options {
+            continue;
+        }
+        let ipfix = header == 16;
+        let mut at = 0;
+        while body.len() - at >= 4 {
+            let id = u16::from_be_bytes([body[at], body[at + 1]]);
+            // Field specifiers: count and where they start.
+            let (count, fields_at) = match (ipfix, options) {
+                (false, true) => {
+                    let (scope, opts) = (be16(body, at + 2)?, be16(body, at + 4)?);
+                    ((scope + opts) / 4, at + 6)
+                }
+                (true, true) => (be16(body, at + 2)?, at + 6),
+                _ => (be16(body, at + 2)?, at + 4),
+            };
+            if count == 0 {
+                // An IPFIX withdrawal (4 bytes); for v9, nothing more can be read.
+                if !ipfix {
+                    break;
+                }
+                at += 4;
+                continue;
+            }
+            let mut f = fields_at;
+            for _ in 0..count {
+                let enterprise = ipfix && body.get(f).is_some_and(|b| b & 0x80 != 0);
+                f += if enterprise { 8 } else { 4 };
+            }
+            if f > body.len() {
+                break;
+            }
+            if !kept.contains(&id) {
+                return Some(id);
+            }
+            at = f;
+        }
+    }
+    None
 }
 
 /// A one-set message: the buffered set behind its original header.
@@ -447,7 +679,9 @@ impl Clock {
                 let age = i64::from(now.wrapping_sub(uptime) as i32);
                 Some(u64::try_from(self.export_ms as i64 - age).unwrap_or(0))
             }
-            None => self.system_init_ms.map(|init| init + u64::from(uptime)),
+            None => self
+                .system_init_ms
+                .map(|init| init.saturating_add(u64::from(uptime))),
         }
     }
 }
@@ -577,7 +811,8 @@ fn addr(v: &FieldValue) -> Option<IpAddr> {
     }
 }
 
-/// Slots where two elements compete; the higher rank wins, the first on a tie.
+/// Slots where two elements compete; the higher rank wins, the first on a tie. Slots filled
+/// by one element only still claim, so that a repeated element keeps its first occurrence.
 #[derive(Clone, Copy)]
 enum Slot {
     Bytes,
@@ -588,12 +823,29 @@ enum Slot {
     IcmpTypeCode,
     Tos,
     Dscp,
+    Protocol,
+    TcpFlags,
+    SrcPort,
+    DstPort,
+    Src4,
+    Src6,
+    Dst4,
+    Dst6,
+    InIf,
+    OutIf,
+    SrcAs,
+    DstAs,
+    Direction,
+    IcmpType,
+    IcmpCode,
 }
+
+const SLOTS: usize = Slot::IcmpCode as usize + 1;
 
 /// What a record's elements said, before the message context turns them into a FlowRecord.
 struct Builder {
     rec: FlowRecord,
-    ranks: [u8; 8],
+    ranks: [u8; SLOTS],
     start: Option<(TimeKind, Option<u64>)>,
     end: Option<(TimeKind, Option<u64>)>,
     dscp: Option<u8>,
@@ -634,7 +886,7 @@ fn build_record<'a>(
 ) -> FlowRecord {
     let mut b = Builder {
         rec: base,
-        ranks: [0; 8],
+        ranks: [0; SLOTS],
         start: None,
         end: None,
         dscp: None,
@@ -660,30 +912,36 @@ fn build_record<'a>(
                     b.rec.packets = u().unwrap_or(0);
                 }
             }
-            ie::PROTOCOL_IDENTIFIER if len == 1 => b.rec.protocol = u().unwrap_or(0) as u8,
+            ie::PROTOCOL_IDENTIFIER if len == 1 && b.claim(Slot::Protocol, 1) => {
+                b.rec.protocol = u().unwrap_or(0) as u8;
+            }
             ie::IP_CLASS_OF_SERVICE if len == 1 && b.claim(Slot::Tos, 1) => {
                 b.rec.tos = u().unwrap_or(0) as u8;
             }
             ie::IP_DIFF_SERV_CODE_POINT if len == 1 && b.claim(Slot::Dscp, 1) => {
                 b.dscp = u().map(|d| d as u8);
             }
-            ie::TCP_CONTROL_BITS if len == 1 || len == 2 => {
+            ie::TCP_CONTROL_BITS if (len == 1 || len == 2) && b.claim(Slot::TcpFlags, 1) => {
                 // The low byte holds the classic flags; the high bits of a 2-byte value are
                 // header flags nmsd does not keep.
                 b.rec.tcp_flags = u().unwrap_or(0) as u8;
             }
-            ie::SOURCE_TRANSPORT_PORT if len == 2 => b.rec.src_port = u().unwrap_or(0) as u16,
-            ie::DESTINATION_TRANSPORT_PORT if len == 2 => b.rec.dst_port = u().unwrap_or(0) as u16,
-            ie::SOURCE_IPV4_ADDRESS if len == 4 => {
+            ie::SOURCE_TRANSPORT_PORT if len == 2 && b.claim(Slot::SrcPort, 1) => {
+                b.rec.src_port = u().unwrap_or(0) as u16;
+            }
+            ie::DESTINATION_TRANSPORT_PORT if len == 2 && b.claim(Slot::DstPort, 1) => {
+                b.rec.dst_port = u().unwrap_or(0) as u16;
+            }
+            ie::SOURCE_IPV4_ADDRESS if len == 4 && b.claim(Slot::Src4, 1) => {
                 b.rec.src_addr = addr(v).unwrap_or(b.rec.src_addr)
             }
-            ie::SOURCE_IPV6_ADDRESS if len == 16 => {
+            ie::SOURCE_IPV6_ADDRESS if len == 16 && b.claim(Slot::Src6, 1) => {
                 b.rec.src_addr = addr(v).unwrap_or(b.rec.src_addr)
             }
-            ie::DESTINATION_IPV4_ADDRESS if len == 4 => {
+            ie::DESTINATION_IPV4_ADDRESS if len == 4 && b.claim(Slot::Dst4, 1) => {
                 b.rec.dst_addr = addr(v).unwrap_or(b.rec.dst_addr);
             }
-            ie::DESTINATION_IPV6_ADDRESS if len == 16 => {
+            ie::DESTINATION_IPV6_ADDRESS if len == 16 && b.claim(Slot::Dst6, 1) => {
                 b.rec.dst_addr = addr(v).unwrap_or(b.rec.dst_addr);
             }
             ie::IP_NEXT_HOP_IPV4_ADDRESS | ie::BGP_NEXT_HOP_IPV4_ADDRESS if len == 4 => {
@@ -706,17 +964,25 @@ fn build_record<'a>(
                     b.rec.next_hop = addr(v).unwrap_or(b.rec.next_hop);
                 }
             }
-            ie::INGRESS_INTERFACE if int => b.rec.in_if = u().unwrap_or(0) as u32,
-            ie::EGRESS_INTERFACE if int => b.rec.out_if = u().unwrap_or(0) as u32,
-            ie::BGP_SOURCE_AS_NUMBER if int => b.rec.src_as = u().unwrap_or(0) as u32,
-            ie::BGP_DESTINATION_AS_NUMBER if int => b.rec.dst_as = u().unwrap_or(0) as u32,
+            ie::INGRESS_INTERFACE if int && b.claim(Slot::InIf, 1) => {
+                b.rec.in_if = u().unwrap_or(0) as u32;
+            }
+            ie::EGRESS_INTERFACE if int && b.claim(Slot::OutIf, 1) => {
+                b.rec.out_if = u().unwrap_or(0) as u32;
+            }
+            ie::BGP_SOURCE_AS_NUMBER if int && b.claim(Slot::SrcAs, 1) => {
+                b.rec.src_as = u().unwrap_or(0) as u32;
+            }
+            ie::BGP_DESTINATION_AS_NUMBER if int && b.claim(Slot::DstAs, 1) => {
+                b.rec.dst_as = u().unwrap_or(0) as u32;
+            }
             ie::VLAN_ID | ie::DOT1Q_VLAN_ID if len == 2 => {
                 let rank = if id == ie::VLAN_ID { 2 } else { 1 };
                 if b.claim(Slot::Vlan, rank) {
                     b.rec.vlan = (u().unwrap_or(0) & 0x0FFF) as u16;
                 }
             }
-            ie::FLOW_DIRECTION if len == 1 => {
+            ie::FLOW_DIRECTION if len == 1 && b.claim(Slot::Direction, 1) => {
                 b.rec.direction = match u() {
                     Some(0) => Direction::Ingress,
                     Some(1) => Direction::Egress,
@@ -728,10 +994,10 @@ fn build_record<'a>(
             {
                 b.icmp_type_code = u().map(|x| x as u16);
             }
-            ie::ICMP_TYPE_IPV4 | ie::ICMP_TYPE_IPV6 if len == 1 => {
+            ie::ICMP_TYPE_IPV4 | ie::ICMP_TYPE_IPV6 if len == 1 && b.claim(Slot::IcmpType, 1) => {
                 b.icmp_type = u().map(|x| x as u8);
             }
-            ie::ICMP_CODE_IPV4 | ie::ICMP_CODE_IPV6 if len == 1 => {
+            ie::ICMP_CODE_IPV4 | ie::ICMP_CODE_IPV6 if len == 1 && b.claim(Slot::IcmpCode, 1) => {
                 b.icmp_code = u().map(|x| x as u8);
             }
             ie::FLOW_START_SYS_UP_TIME | ie::FLOW_END_SYS_UP_TIME if len == 4 => {
@@ -906,7 +1172,16 @@ pub fn compare_records(nmsd: &[FlowRecord], oracle: &[FlowRecord]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode;
+    use crate::encode::{self, field};
+    use crate::{TemplateDef, TemplateKind};
+
+    fn data_template(id: u16, fields: Vec<crate::FieldSpec>) -> TemplateDef {
+        TemplateDef {
+            id,
+            kind: TemplateKind::Data,
+            fields,
+        }
+    }
 
     fn exporter() -> IpAddr {
         IpAddr::from([192, 0, 2, 1])
@@ -971,5 +1246,65 @@ mod tests {
             Err("src_addr")
         );
         assert!(compare_records(&a, &b[..2]).is_err());
+    }
+
+    #[test]
+    fn a_repeated_element_keeps_its_first_occurrence() {
+        let t = data_template(
+            256,
+            vec![
+                field(ie::INGRESS_INTERFACE, 4),
+                field(ie::INGRESS_INTERFACE, 4),
+            ],
+        );
+        let mut m = encode::MessageBuilder::ipfix(1_767_225_660, 0, 0);
+        m.template(&t).raw_set(256, &[0, 0, 0, 7, 0, 0, 0, 9]);
+        let got = oracle_decode(exporter(), &[&m.finish()]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].in_if, 7);
+    }
+
+    #[test]
+    fn elements_sent_variable_length_are_ignored() {
+        let t = data_template(
+            256,
+            vec![
+                field(ie::SOURCE_IPV4_ADDRESS, 4),
+                field(ie::EGRESS_INTERFACE, ie::VARIABLE_LENGTH),
+            ],
+        );
+        let mut m = encode::MessageBuilder::ipfix(1_767_225_660, 0, 0);
+        m.template(&t).raw_set(256, &[10, 0, 0, 1, 2, 0, 9]);
+        let got = oracle_decode(exporter(), &[&m.finish()]);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].out_if, 0);
+    }
+
+    #[test]
+    fn no_opinion_on_what_netflow_parser_skips_silently() {
+        // A zero-length variable-length field (RFC 7011 §7 sets no minimum): netflow_parser
+        // stops reading the set there.
+        let t = data_template(
+            256,
+            vec![
+                field(ie::SOURCE_IPV4_ADDRESS, 4),
+                field(82, ie::VARIABLE_LENGTH),
+            ],
+        );
+        let mut m = encode::MessageBuilder::ipfix(1_767_225_660, 0, 0);
+        m.template(&t)
+            .raw_set(256, &[10, 0, 0, 1, 0, 10, 0, 0, 2, 1, b'x']);
+        assert!(Oracle::new().decode(exporter(), &m.finish()).is_err());
+        // A template with a zero-length field: netflow_parser drops it.
+        let t = data_template(
+            257,
+            vec![
+                field(ie::SOURCE_IPV4_ADDRESS, 4),
+                field(ie::PACKET_DELTA_COUNT, 0),
+            ],
+        );
+        let mut m = encode::MessageBuilder::ipfix(1_767_225_660, 0, 0);
+        m.template(&t);
+        assert!(Oracle::new().decode(exporter(), &m.finish()).is_err());
     }
 }

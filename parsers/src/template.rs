@@ -439,7 +439,10 @@ pub(crate) fn to_unix_ms(source: TimeSource, raw: u64, clock: &ClockContext) -> 
                 let delta = raw.wrapping_sub(uptime) as i32 as i64;
                 Some((clock.export_ms as i64 + delta).max(0) as u64)
             } else {
-                clock.system_init_ms.map(|init| init + raw as u64)
+                // The init time is an 8-byte field of options data: saturate, do not overflow.
+                clock
+                    .system_init_ms
+                    .map(|init| init.saturating_add(raw as u64))
             }
         }
         // Round the event time down, as for every other source: export - ceil(delta).

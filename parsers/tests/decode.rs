@@ -942,6 +942,61 @@ fn ipfix_packet_interval_and_space() {
     assert_eq!(out, want);
 }
 
+/// Fuzz finding (decode_ipfix): 8-byte samplingPacketInterval and samplingPacketSpace whose
+/// sum overflows u64 panicked with overflow checks on ("attempt to add with overflow").
+#[test]
+fn ipfix_huge_packet_interval_and_space_do_not_overflow() {
+    let opts = TemplateDef {
+        id: 259,
+        kind: TemplateKind::Options { scope_fields: 1 },
+        fields: vec![
+            field(149, 4),
+            field(ie::SAMPLING_PACKET_INTERVAL, 8),
+            field(ie::SAMPLING_PACKET_SPACE, 8),
+        ],
+    };
+    let tmpl = encode::ipv4_template(256);
+    let records = encode::sample_records(1, false, T0);
+    for (interval, space, scale) in [
+        (u64::MAX, 1, 1),
+        (u64::MAX, u64::MAX, 1),
+        (1, u64::MAX, u32::MAX),
+        (2, u64::MAX - 1, u32::MAX),
+    ] {
+        let mut m = MessageBuilder::ipfix(EXPORT_SECS, 0, 0);
+        m.template(&opts)
+            .options_data(&opts, &[&[0, interval, space]])
+            .template(&tmpl)
+            .data(&tmpl, &records);
+        let mut dec = FlowDecoder::default();
+        let out = accept(&mut dec, &m.finish());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].sampling_interval, scale, "{interval} + {space}");
+    }
+}
+
+/// Same class as the fuzz finding above, found while triaging it: systemInitTimeMilliseconds
+/// near u64::MAX plus a flow*SysUpTime panicked with overflow checks on. Times saturate.
+#[test]
+fn ipfix_huge_system_init_time_does_not_overflow() {
+    let tmpl = encode::ipv4_template(256); // flowStart/EndSysUpTime
+    let init = TemplateDef {
+        id: 258,
+        kind: TemplateKind::Options { scope_fields: 1 },
+        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
+    };
+    let records = encode::sample_records(1, false, T0);
+    let mut m = MessageBuilder::ipfix(EXPORT_SECS, 0, 0);
+    m.template(&init)
+        .template(&tmpl)
+        .options_data(&init, &[&[0, u64::MAX - 10]])
+        .data(&tmpl, &records);
+    let mut dec = FlowDecoder::default();
+    let out = accept(&mut dec, &m.finish());
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].start_ms, out[0].end_ms), (u64::MAX, u64::MAX));
+}
+
 #[test]
 fn ipfix_selector_id_as_options_scope() {
     // RFC 5476 §6.5.2: a Selector Report Interpretation has selectorId as its scope.

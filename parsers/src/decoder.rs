@@ -126,9 +126,16 @@ impl Templated {
 /// NetFlow v5/v9/IPFIX decoder with its template cache.
 #[derive(Debug)]
 pub struct FlowDecoder {
+    domains: HashMap<DomainKey, DomainState, FxBuild>,
+    cx: DecoderContext,
+}
+
+/// Everything but the domains, split off so a datagram can hold `&mut DomainState` (looked up
+/// once per datagram) and this at the same time.
+#[derive(Debug)]
+struct DecoderContext {
     limits: DecoderLimits,
     overrides: Vec<(IpAddr, u32)>,
-    domains: HashMap<DomainKey, DomainState, FxBuild>,
     pending_bytes: usize,
     stats: DecoderStats,
     /// Reused while reading template records, so a refresh allocates nothing.
@@ -144,27 +151,29 @@ impl Default for FlowDecoder {
 impl FlowDecoder {
     pub fn new(limits: DecoderLimits) -> Self {
         FlowDecoder {
-            limits,
-            overrides: Vec::new(),
             domains: HashMap::default(),
-            pending_bytes: 0,
-            stats: DecoderStats::default(),
-            field_scratch: Vec::with_capacity(64),
+            cx: DecoderContext {
+                limits,
+                overrides: Vec::new(),
+                pending_bytes: 0,
+                stats: DecoderStats::default(),
+                field_scratch: Vec::with_capacity(64),
+            },
         }
     }
 
     /// Force a sampling interval for an exporter, whatever it announces.
     pub fn set_sampling_override(&mut self, exporter: IpAddr, interval: u32) {
-        self.overrides.retain(|(a, _)| *a != exporter);
-        self.overrides.push((exporter, interval.max(1)));
+        self.cx.overrides.retain(|(a, _)| *a != exporter);
+        self.cx.overrides.push((exporter, interval.max(1)));
     }
 
     pub fn stats(&self) -> &DecoderStats {
-        &self.stats
+        &self.cx.stats
     }
 
     pub fn limits(&self) -> &DecoderLimits {
-        &self.limits
+        &self.cx.limits
     }
 
     /// Templates currently known, over all domains.
@@ -204,7 +213,7 @@ impl FlowDecoder {
                     }),
                 };
                 if let Err(e) = &r {
-                    self.stats.count_error(e);
+                    self.cx.stats.count_error(e);
                 }
                 r
             }
@@ -212,35 +221,8 @@ impl FlowDecoder {
         result.map(|_| out.len() - before)
     }
 
-    fn override_for(&self, exporter: IpAddr) -> Option<u32> {
-        if self.overrides.is_empty() {
-            return None;
-        }
-        self.overrides
-            .iter()
-            .find(|(a, _)| *a == exporter)
-            .map(|(_, i)| *i)
-    }
-
     fn domain(&mut self, key: DomainKey, now_ms: u64) -> Result<&mut DomainState, DecodeError> {
-        let limit = self.limits.max_domains;
-        let len = self.domains.len();
-        match self.domains.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                let d = e.into_mut();
-                d.last_seen_ms = now_ms;
-                Ok(d)
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                if len >= limit {
-                    return Err(DecodeError::DomainLimit { limit });
-                }
-                Ok(e.insert(DomainState {
-                    last_seen_ms: now_ms,
-                    ..DomainState::default()
-                }))
-            }
-        }
+        domain_entry(&mut self.domains, self.cx.limits.max_domains, key, now_ms)
     }
 
     fn decode_v5(
@@ -286,6 +268,7 @@ impl FlowDecoder {
             system_init_ms: None,
         };
         let sampling = self
+            .cx
             .override_for(exporter)
             .unwrap_or(header_interval.max(1));
         let key = DomainKey {
@@ -297,8 +280,8 @@ impl FlowDecoder {
         dom.sampling.default_interval = header_interval;
         let seq_outcome = dom.sequence.observe(seq, Some(count as u32), 0, false);
         dom.unreported_loss.add(seq_outcome, true);
-        self.count_sequence(seq_outcome, true);
-        self.stats.datagrams[0] += 1;
+        self.cx.count_sequence(seq_outcome, true);
+        self.cx.stats.datagrams[0] += 1;
 
         let base = FlowRecord {
             exporter,
@@ -334,16 +317,8 @@ impl FlowDecoder {
             }
             out.push(rec);
         }
-        self.stats.records[0] += count as u64;
+        self.cx.stats.records[0] += count as u64;
         Ok(())
-    }
-
-    fn count_sequence(&mut self, outcome: SequenceOutcome, flows: bool) {
-        let mut l = ExporterLoss::default();
-        l.add(outcome, flows);
-        self.stats.sequence_lost_flows += l.lost_flows;
-        self.stats.sequence_lost_datagrams += l.lost_datagrams;
-        self.stats.sequence_resets += l.resets;
     }
 
     /// Hand over, per exporter domain, the loss seen since the last call, and reset it.
@@ -364,31 +339,27 @@ impl FlowDecoder {
         now_ms: u64,
         out: &mut Vec<FlowRecord>,
     ) -> Result<(), DecodeError> {
+        let Self { domains, cx } = self;
+        let version = kind.version();
+        // The domain is looked up once per datagram, not once per set.
         let header = Self::templated_header(kind, d).and_then(|h| {
             let key = DomainKey {
                 exporter,
                 domain: h.2,
-                version: kind.version(),
+                version,
             };
-            // Ensure the domain exists (and is within the cap) before walking sets.
-            self.domain(key, now_ms).map(|_| h)
+            domain_entry(domains, cx.limits.max_domains, key, now_ms).map(|dom| (h, key, dom))
         });
-        let (header_len, seq, domain_id, mut clock, body_end) = match header {
+        let ((header_len, seq, _, mut clock, body_end), key, dom) = match header {
             Ok(h) => h,
             Err(e) => {
-                self.stats.count_error(&e);
+                cx.stats.count_error(&e);
                 return Err(e);
             }
         };
-        let version = kind.version();
-        let key = DomainKey {
-            exporter,
-            domain: domain_id,
-            version,
-        };
-        let sampling_override = self.override_for(exporter);
+        let sampling_override = cx.override_for(exporter);
         let vi = vidx(version);
-        self.stats.datagrams[vi] += 1;
+        cx.stats.datagrams[vi] += 1;
 
         let before = out.len();
         let mut data_records: u32 = 0;
@@ -406,7 +377,7 @@ impl FlowDecoder {
                     len: set_len,
                     remaining: body_end - pos,
                 };
-                self.stats.count_error(&e);
+                cx.stats.count_error(&e);
                 first_error.get_or_insert(e);
                 break;
             }
@@ -414,36 +385,39 @@ impl FlowDecoder {
             pos += set_len;
             if set_id == kind.template_set() || set_id == kind.options_set() {
                 let options = set_id == kind.options_set();
-                if let Err(e) = self.read_template_set(kind, key, options, body, now_ms, out) {
-                    self.stats.count_error(&e);
+                let r = cx.read_template_set(kind, key, dom, options, body, now_ms, out);
+                if let Err(e) = r {
+                    cx.stats.count_error(&e);
                     first_error.get_or_insert(e);
                 }
             } else if set_id >= 256 {
-                let options_before = self.stats.options_records;
-                match self.read_data_set(
+                let options_before = cx.stats.options_records;
+                let r = cx.read_data_set(
                     key,
+                    dom,
                     set_id,
                     body,
                     &mut clock,
                     sampling_override,
                     now_ms,
                     out,
-                ) {
+                );
+                match r {
                     Ok(Some(n)) => {
                         data_records += n;
                         // Options records are counted by read_data_set as they are learned.
-                        options_records += (self.stats.options_records - options_before) as u32;
+                        options_records += (cx.stats.options_records - options_before) as u32;
                     }
                     Ok(None) => advance_known = false,
                     Err(e) => {
-                        self.stats.count_error(&e);
+                        cx.stats.count_error(&e);
                         advance_known = false;
                         first_error.get_or_insert(e);
                     }
                 }
             } else {
                 let e = DecodeError::ReservedSetId(set_id);
-                self.stats.count_error(&e);
+                cx.stats.count_error(&e);
                 first_error.get_or_insert(e);
             }
         }
@@ -453,13 +427,11 @@ impl FlowDecoder {
             Templated::V9 => (Some(1), false),
             Templated::Ipfix => (advance_known.then_some(data_records), true),
         };
-        if let Some(dom) = self.domains.get_mut(&key) {
-            let ipfix = kind == Templated::Ipfix;
-            let outcome = dom.sequence.observe(seq, advance, options_records, ipfix);
-            dom.unreported_loss.add(outcome, flows);
-            self.count_sequence(outcome, flows);
-        }
-        self.stats.records[vi] += (out.len() - before) as u64;
+        let ipfix = kind == Templated::Ipfix;
+        let outcome = dom.sequence.observe(seq, advance, options_records, ipfix);
+        dom.unreported_loss.add(outcome, flows);
+        cx.count_sequence(outcome, flows);
+        cx.stats.records[vi] += (out.len() - before) as u64;
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -512,11 +484,103 @@ impl FlowDecoder {
         })
     }
 
+    /// Forget templates not refreshed within the timeout, early data past its wait, and domains
+    /// that have gone quiet. Call it every few seconds.
+    pub fn expire(&mut self, now_ms: u64) {
+        let limits = self.cx.limits.clone();
+        let mut removed = 0u64;
+        let mut dropped_sets = 0u64;
+        let mut freed = 0usize;
+        self.domains.retain(|_, dom| {
+            let before = dom.templates.len();
+            dom.templates
+                .retain(|_, t| now_ms.saturating_sub(t.refreshed_ms) <= limits.template_timeout_ms);
+            removed += (before - dom.templates.len()) as u64;
+            dom.pending.retain(|p| {
+                let keep = now_ms.saturating_sub(p.received_ms) <= limits.pending_timeout_ms;
+                if !keep {
+                    dropped_sets += 1;
+                    freed += p.data.len();
+                }
+                keep
+            });
+            !dom.templates.is_empty()
+                || !dom.pending.is_empty()
+                || now_ms.saturating_sub(dom.last_seen_ms) <= limits.template_timeout_ms
+        });
+        self.cx.stats.templates_removed += removed;
+        self.cx.stats.sets_dropped_no_template += dropped_sets;
+        self.cx.pending_bytes -= freed;
+    }
+
+    /// Templates and sampling state of every domain, for persistence.
+    pub(crate) fn domains(&self) -> impl Iterator<Item = (&DomainKey, &DomainState)> {
+        self.domains.iter()
+    }
+
+    /// Install a persisted template (no replay, no stats).
+    pub(crate) fn restore_template(
+        &mut self,
+        key: DomainKey,
+        def: TemplateDef,
+        refreshed_ms: u64,
+    ) -> Result<(), DecodeError> {
+        let limit = self.cx.limits.max_templates_per_domain;
+        let compiled = CompiledTemplate::compile(def, refreshed_ms)?;
+        let dom = self.domain(key, refreshed_ms)?;
+        if dom.templates.len() >= limit && !dom.templates.contains_key(&compiled.def.id) {
+            return Err(DecodeError::TemplateLimit {
+                template_id: compiled.def.id,
+                limit,
+            });
+        }
+        // Keep the newer one when several snapshots carry the same template.
+        match dom.templates.get(&compiled.def.id) {
+            Some(existing) if existing.refreshed_ms >= refreshed_ms => {}
+            _ => {
+                dom.templates.insert(compiled.def.id, compiled);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn restore_sampling(
+        &mut self,
+        key: DomainKey,
+        sampling: crate::domain::SamplingState,
+        now_ms: u64,
+    ) -> Result<(), DecodeError> {
+        let dom = self.domain(key, now_ms)?;
+        dom.sampling = sampling;
+        Ok(())
+    }
+}
+
+impl DecoderContext {
+    fn override_for(&self, exporter: IpAddr) -> Option<u32> {
+        if self.overrides.is_empty() {
+            return None;
+        }
+        self.overrides
+            .iter()
+            .find(|(a, _)| *a == exporter)
+            .map(|(_, i)| *i)
+    }
+
+    fn count_sequence(&mut self, outcome: SequenceOutcome, flows: bool) {
+        let mut l = ExporterLoss::default();
+        l.add(outcome, flows);
+        self.stats.sequence_lost_flows += l.lost_flows;
+        self.stats.sequence_lost_datagrams += l.lost_datagrams;
+        self.stats.sequence_resets += l.resets;
+    }
+
     /// Read a template or options template set; replay buffered data for templates it brings.
     fn read_template_set(
         &mut self,
         kind: Templated,
         key: DomainKey,
+        dom: &mut DomainState,
         options: bool,
         body: &[u8],
         now_ms: u64,
@@ -531,7 +595,7 @@ impl FlowDecoder {
                     Some(r) => r,
                     None => {
                         // IPFIX withdrawal (field count 0).
-                        self.withdraw(key, template_id, options);
+                        self.withdraw(dom, template_id, options);
                         pos += 4;
                         continue;
                     }
@@ -542,7 +606,7 @@ impl FlowDecoder {
             } else {
                 TemplateKind::Data
             };
-            self.install_template(key, template_id, tkind, now_ms, out)?;
+            self.install_template(key, dom, template_id, tkind, now_ms, out)?;
         }
         Ok(())
     }
@@ -650,10 +714,7 @@ impl FlowDecoder {
         Ok(Some((scope as u16, pos)))
     }
 
-    fn withdraw(&mut self, key: DomainKey, template_id: u16, options: bool) {
-        let Some(dom) = self.domains.get_mut(&key) else {
-            return;
-        };
+    fn withdraw(&mut self, dom: &mut DomainState, template_id: u16, options: bool) {
         let before = dom.templates.len();
         // Withdrawing the set id itself (2 or 3) withdraws every template of that kind.
         if template_id == 2 || template_id == 3 {
@@ -667,15 +728,13 @@ impl FlowDecoder {
     fn install_template(
         &mut self,
         key: DomainKey,
+        dom: &mut DomainState,
         template_id: u16,
         kind: TemplateKind,
         now_ms: u64,
         out: &mut Vec<FlowRecord>,
     ) -> Result<(), DecodeError> {
         let limit = self.limits.max_templates_per_domain;
-        let Some(dom) = self.domains.get_mut(&key) else {
-            return Ok(());
-        };
         if let Some(existing) = dom.templates.get_mut(&template_id)
             && existing.def.kind == kind
             && existing.def.fields == self.field_scratch
@@ -695,20 +754,18 @@ impl FlowDecoder {
         let compiled = CompiledTemplate::compile(def, now_ms)?;
         dom.templates.insert(template_id, compiled);
         self.stats.templates_learned += 1;
-        self.replay_pending(key, template_id, now_ms, out);
+        self.replay_pending(key, dom, template_id, now_ms, out);
         Ok(())
     }
 
     fn replay_pending(
         &mut self,
         key: DomainKey,
+        dom: &mut DomainState,
         template_id: u16,
         now_ms: u64,
         out: &mut Vec<FlowRecord>,
     ) {
-        let Some(dom) = self.domains.get_mut(&key) else {
-            return;
-        };
         if !dom.pending.iter().any(|p| p.template_id == template_id) {
             return;
         }
@@ -730,6 +787,7 @@ impl FlowDecoder {
             self.stats.sets_replayed += 1;
             let result = self.read_data_set(
                 key,
+                dom,
                 template_id,
                 &p.data,
                 &mut p.clock,
@@ -749,6 +807,7 @@ impl FlowDecoder {
     fn read_data_set(
         &mut self,
         key: DomainKey,
+        dom: &mut DomainState,
         template_id: u16,
         body: &[u8],
         clock: &mut ClockContext,
@@ -757,9 +816,6 @@ impl FlowDecoder {
         out: &mut Vec<FlowRecord>,
     ) -> Result<Option<u32>, DecodeError> {
         let timeout = self.limits.template_timeout_ms;
-        let Some(dom) = self.domains.get_mut(&key) else {
-            return Ok(None);
-        };
         let expired = dom
             .templates
             .get(&template_id)
@@ -768,15 +824,11 @@ impl FlowDecoder {
             dom.templates.remove(&template_id);
             self.stats.templates_removed += 1;
         }
-        let DomainState {
-            templates,
-            sampling,
-            ..
-        } = dom;
-        let Some(tmpl) = templates.get(&template_id) else {
-            self.buffer_pending(key, template_id, body, clock, now_ms);
+        let Some(tmpl) = dom.templates.get(&template_id) else {
+            self.buffer_pending(dom, template_id, body, clock, now_ms);
             return Ok(None);
         };
+        let sampling = &mut dom.sampling;
         clock.system_init_ms = sampling.system_init_ms;
         if tmpl.is_options() {
             let n = decode_options(tmpl, body, sampling)?;
@@ -795,16 +847,13 @@ impl FlowDecoder {
 
     fn buffer_pending(
         &mut self,
-        key: DomainKey,
+        dom: &mut DomainState,
         template_id: u16,
         body: &[u8],
         clock: &ClockContext,
         now_ms: u64,
     ) {
         let limits = &self.limits;
-        let Some(dom) = self.domains.get_mut(&key) else {
-            return;
-        };
         // Drop what has waited too long first, so a stuck set does not block newer ones.
         while let Some(front) = dom.pending.front() {
             if now_ms.saturating_sub(front.received_ms) <= limits.pending_timeout_ms {
@@ -830,76 +879,31 @@ impl FlowDecoder {
             data: body.to_vec(),
         });
     }
+}
 
-    /// Forget templates not refreshed within the timeout, early data past its wait, and domains
-    /// that have gone quiet. Call it every few seconds.
-    pub fn expire(&mut self, now_ms: u64) {
-        let limits = self.limits.clone();
-        let mut removed = 0u64;
-        let mut dropped_sets = 0u64;
-        let mut freed = 0usize;
-        self.domains.retain(|_, dom| {
-            let before = dom.templates.len();
-            dom.templates
-                .retain(|_, t| now_ms.saturating_sub(t.refreshed_ms) <= limits.template_timeout_ms);
-            removed += (before - dom.templates.len()) as u64;
-            dom.pending.retain(|p| {
-                let keep = now_ms.saturating_sub(p.received_ms) <= limits.pending_timeout_ms;
-                if !keep {
-                    dropped_sets += 1;
-                    freed += p.data.len();
-                }
-                keep
-            });
-            !dom.templates.is_empty()
-                || !dom.pending.is_empty()
-                || now_ms.saturating_sub(dom.last_seen_ms) <= limits.template_timeout_ms
-        });
-        self.stats.templates_removed += removed;
-        self.stats.sets_dropped_no_template += dropped_sets;
-        self.pending_bytes -= freed;
-    }
-
-    /// Templates and sampling state of every domain, for persistence.
-    pub(crate) fn domains(&self) -> impl Iterator<Item = (&DomainKey, &DomainState)> {
-        self.domains.iter()
-    }
-
-    /// Install a persisted template (no replay, no stats).
-    pub(crate) fn restore_template(
-        &mut self,
-        key: DomainKey,
-        def: TemplateDef,
-        refreshed_ms: u64,
-    ) -> Result<(), DecodeError> {
-        let limit = self.limits.max_templates_per_domain;
-        let compiled = CompiledTemplate::compile(def, refreshed_ms)?;
-        let dom = self.domain(key, refreshed_ms)?;
-        if dom.templates.len() >= limit && !dom.templates.contains_key(&compiled.def.id) {
-            return Err(DecodeError::TemplateLimit {
-                template_id: compiled.def.id,
-                limit,
-            });
+/// The domain for `key`, created if new and within `max_domains`.
+fn domain_entry(
+    domains: &mut HashMap<DomainKey, DomainState, FxBuild>,
+    max_domains: usize,
+    key: DomainKey,
+    now_ms: u64,
+) -> Result<&mut DomainState, DecodeError> {
+    let len = domains.len();
+    match domains.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => {
+            let d = e.into_mut();
+            d.last_seen_ms = now_ms;
+            Ok(d)
         }
-        // Keep the newer one when several snapshots carry the same template.
-        match dom.templates.get(&compiled.def.id) {
-            Some(existing) if existing.refreshed_ms >= refreshed_ms => {}
-            _ => {
-                dom.templates.insert(compiled.def.id, compiled);
+        std::collections::hash_map::Entry::Vacant(e) => {
+            if len >= max_domains {
+                return Err(DecodeError::DomainLimit { limit: max_domains });
             }
+            Ok(e.insert(DomainState {
+                last_seen_ms: now_ms,
+                ..DomainState::default()
+            }))
         }
-        Ok(())
-    }
-
-    pub(crate) fn restore_sampling(
-        &mut self,
-        key: DomainKey,
-        sampling: crate::domain::SamplingState,
-        now_ms: u64,
-    ) -> Result<(), DecodeError> {
-        let dom = self.domain(key, now_ms)?;
-        dom.sampling = sampling;
-        Ok(())
     }
 }
 
@@ -929,19 +933,20 @@ fn decode_records(
 ) -> Result<u32, DecodeError> {
     if let Some(len) = tmpl.fixed_len {
         let n = body.len() / len;
-        out.reserve(n);
-        for r in body.chunks_exact(len) {
-            let mut rec = *base;
+        // Records are written in place: the base is copied into the output once and the
+        // fields are set there, rather than built on the stack and copied again by push.
+        let start = out.len();
+        out.resize(start + n, *base);
+        for (rec, r) in out[start..].iter_mut().zip(body.chunks_exact(len)) {
             let mut s = Scratch::default();
             for op in &tmpl.ops {
-                let start = op.offset as usize;
-                if let Some(f) = r.get(start..start + op.len as usize) {
-                    apply(op.target, f, &mut rec, &mut s);
+                let at = op.offset as usize;
+                if let Some(f) = r.get(at..at + op.len as usize) {
+                    apply(op.target, f, rec, &mut s);
                 }
             }
             let interval = sampling_override.unwrap_or_else(|| sampling.interval_for(s.sampler_id));
-            finish_record(&mut rec, &s, tmpl, clock, interval);
-            out.push(rec);
+            finish_record(rec, &s, tmpl, clock, interval);
         }
         return Ok(n as u32);
     }

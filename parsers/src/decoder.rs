@@ -576,6 +576,7 @@ impl DecoderContext {
     }
 
     /// Read a template or options template set; replay buffered data for templates it brings.
+    #[allow(clippy::too_many_arguments)]
     fn read_template_set(
         &mut self,
         kind: Templated,

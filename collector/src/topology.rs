@@ -116,15 +116,15 @@ impl Topology {
                     &ring_name,
                     src.ring_capacity,
                     src.batch_datagrams,
-                    src.max_datagram_size.0 as usize,
                     src.ring_full_policy,
                 );
                 inputs[next_worker % workers].push(rx);
                 next_worker += 1;
                 let stop = stop_receivers.clone();
                 let name = src.name.clone();
+                let max_datagram = src.max_datagram_size.0 as usize;
                 receivers.push(spawn(format!("nmsd-rx-{ring_name}"), move || {
-                    netflow::run_receiver(&name, b, tx, stop)
+                    netflow::run_receiver(&name, b, max_datagram, tx, stop)
                 })?);
             }
             tracing::info!(

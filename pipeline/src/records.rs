@@ -4,92 +4,82 @@ use std::net::IpAddr;
 
 pub use nmsd_parsers::{Direction, FlowRecord, FlowVersion};
 
-/// A burst of export datagrams from one socket, as `recvmmsg` filled it.
+/// A burst of export datagrams from one socket, packed back to back.
 ///
-/// The buffer is one allocation of `capacity × slot_size` bytes, made once and recycled between
-/// the receive thread and its parse worker, so receiving allocates nothing.
+/// The receive thread reads with `recvmmsg` into its own fixed slots and copies each datagram
+/// here, so a batch costs what its datagrams weigh (about 1.5 KB each from typical exporters),
+/// not `capacity × max_datagram_size`. That is what lets the rings hold thousands of
+/// datagrams cheaply. Batches are recycled between the receive thread and its worker, so the
+/// buffers stop growing after warm-up and receiving allocates nothing.
 #[derive(Debug)]
 pub struct DatagramBatch {
-    buf: Vec<u8>,
-    slot_size: usize,
-    lens: Vec<usize>,
-    sources: Vec<IpAddr>,
-    len: usize,
+    data: Vec<u8>,
+    /// (offset into `data`, length, source address) per datagram.
+    entries: Vec<(u32, u32, IpAddr)>,
+    capacity: usize,
 }
 
 impl DatagramBatch {
-    pub fn new(capacity: usize, slot_size: usize) -> Self {
+    /// A batch for up to `capacity` datagrams.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
         DatagramBatch {
-            buf: vec![0; capacity * slot_size],
-            slot_size,
-            lens: vec![0; capacity],
-            sources: vec![IpAddr::from([0, 0, 0, 0]); capacity],
-            len: 0,
+            data: Vec::with_capacity(capacity * 1500),
+            entries: Vec::with_capacity(capacity),
+            capacity,
         }
     }
 
     /// How many datagrams fit.
     pub fn capacity(&self) -> usize {
-        self.lens.len()
-    }
-
-    pub fn slot_size(&self) -> usize {
-        self.slot_size
+        self.capacity
     }
 
     /// Datagrams held.
     pub fn len(&self) -> usize {
-        self.len
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.entries.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries.len() >= self.capacity
+    }
+
+    /// Room left, in datagrams.
+    pub fn room(&self) -> usize {
+        self.capacity - self.entries.len().min(self.capacity)
     }
 
     pub fn clear(&mut self) {
-        self.len = 0;
+        self.data.clear();
+        self.entries.clear();
     }
 
-    /// Raw slot memory, for the receiver to point `recvmmsg` iovecs at.
-    pub fn slots_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
-    }
-
-    /// Record what the kernel wrote: `lens[i]` bytes from `sources[i]` in slot `i`.
-    pub fn set_received(&mut self, count: usize, mut meta: impl FnMut(usize) -> (usize, IpAddr)) {
-        let count = count.min(self.capacity());
-        for i in 0..count {
-            let (len, src) = meta(i);
-            self.lens[i] = len.min(self.slot_size);
-            self.sources[i] = src;
-        }
-        self.len = count;
-    }
-
-    /// Append one datagram (used by file replay and tests); returns false when full or too big.
-    pub fn push(&mut self, source: IpAddr, data: &[u8]) -> bool {
-        if self.len == self.capacity() || data.len() > self.slot_size {
+    /// Append one datagram; returns false when the batch is full.
+    pub fn push(&mut self, source: IpAddr, datagram: &[u8]) -> bool {
+        if self.is_full() || datagram.len() > u32::MAX as usize {
             return false;
         }
-        let at = self.len * self.slot_size;
-        self.buf[at..at + data.len()].copy_from_slice(data);
-        self.lens[self.len] = data.len();
-        self.sources[self.len] = source;
-        self.len += 1;
+        let at = self.data.len() as u32;
+        self.data.extend_from_slice(datagram);
+        self.entries.push((at, datagram.len() as u32, source));
         true
     }
 
     /// The datagrams held, with their source address.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &[u8])> {
-        (0..self.len).map(move |i| {
-            let at = i * self.slot_size;
-            (self.sources[i], &self.buf[at..at + self.lens[i]])
+        self.entries.iter().map(move |&(at, len, src)| {
+            let (at, len) = (at as usize, len as usize);
+            (src, &self.data[at..at + len])
         })
     }
 
     /// Total payload bytes held.
     pub fn payload_bytes(&self) -> usize {
-        self.lens[..self.len].iter().sum()
+        self.data.len()
     }
 }
 
@@ -142,11 +132,12 @@ mod tests {
 
     #[test]
     fn batch_push_and_iterate() {
-        let mut b = DatagramBatch::new(2, 8);
+        let mut b = DatagramBatch::new(2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(b.push(a, b"hello"));
-        assert!(!b.push(a, b"too long for slot"));
+        assert_eq!(b.room(), 1);
         assert!(b.push(a, b"x"));
+        assert!(b.is_full());
         assert!(!b.push(a, b"y"));
         let got: Vec<_> = b.iter().map(|(_, d)| d.to_vec()).collect();
         assert_eq!(got, vec![b"hello".to_vec(), b"x".to_vec()]);

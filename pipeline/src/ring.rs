@@ -38,7 +38,6 @@ pub struct RingSender {
     allocated: usize,
     pool_max: usize,
     batch_capacity: usize,
-    slot_size: usize,
     policy: FullPolicy,
     dropped: Counter,
     occupancy: Gauge,
@@ -51,13 +50,12 @@ pub struct RingReceiver {
     returned: rtrb::Producer<Box<DatagramBatch>>,
 }
 
-/// Make a ring named `name` holding up to `capacity` batches of `batch_capacity` datagrams of at
-/// most `slot_size` bytes.
+/// Make a ring named `name` holding up to `capacity` batches of up to `batch_capacity`
+/// datagrams each.
 pub fn datagram_ring(
     name: &str,
     capacity: usize,
     batch_capacity: usize,
-    slot_size: usize,
     policy: FullPolicy,
 ) -> (RingSender, RingReceiver) {
     let capacity = capacity.max(1);
@@ -73,7 +71,6 @@ pub fn datagram_ring(
         allocated: 0,
         pool_max,
         batch_capacity,
-        slot_size,
         policy,
         dropped: metrics::counter!("nmsd_ring_dropped_datagrams_total", &labels),
         occupancy: metrics::gauge!("nmsd_ring_occupancy_batches", &labels),
@@ -102,7 +99,7 @@ impl RingSender {
             // then replaces them, and the counter below keeps the pool honest.
             self.allocated = self.pool_max;
         }
-        Box::new(DatagramBatch::new(self.batch_capacity, self.slot_size))
+        Box::new(DatagramBatch::new(self.batch_capacity))
     }
 
     /// Hand a filled batch to the worker. With `Drop` a full ring drops the batch's datagrams
@@ -132,6 +129,12 @@ impl RingSender {
     /// Give back a batch that was taken but not sent (e.g. a receive timeout with no data).
     pub fn put_back(&mut self, batch: Box<DatagramBatch>) {
         self.free.push(batch);
+    }
+
+    /// Batches waiting in the ring: a non-empty ring means the worker is busy, so the receive
+    /// thread may as well fill its batch further before handing it over.
+    pub fn backlog(&self) -> usize {
+        self.forward.buffer().capacity() - self.forward.slots()
     }
 }
 
@@ -170,7 +173,7 @@ mod tests {
 
     #[test]
     fn drop_policy_counts_and_keeps_buffers_bounded() {
-        let (mut tx, mut rx) = datagram_ring("test", 2, 4, 64, FullPolicy::Drop);
+        let (mut tx, mut rx) = datagram_ring("test", 2, 4, FullPolicy::Drop);
         let stop = AtomicBool::new(false);
         let src = "192.0.2.1".parse().unwrap();
         for _ in 0..5 {

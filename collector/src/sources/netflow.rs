@@ -34,7 +34,7 @@ pub struct NetflowSourceConfig {
     /// SO_RCVBUF per socket. Above `net.core.rmem_max` it needs root (SO_RCVBUFFORCE).
     #[serde(default = "default_receive_buffer")]
     pub receive_buffer: ByteSize,
-    /// Datagrams read per `recvmmsg` call (one ring entry).
+    /// Most datagrams per ring entry (batch).
     #[serde(default = "default_batch")]
     pub batch_datagrams: usize,
     /// Largest datagram accepted; longer ones are truncated and counted.
@@ -56,13 +56,13 @@ fn default_receive_buffer() -> ByteSize {
     ByteSize(4 << 20)
 }
 fn default_batch() -> usize {
-    32
+    64
 }
 fn default_max_datagram() -> ByteSize {
     ByteSize(9216)
 }
 fn default_ring_capacity() -> usize {
-    64
+    512
 }
 
 impl NetflowSourceConfig {
@@ -175,8 +175,18 @@ struct SocketMetrics {
 /// Control-message space per datagram: one cmsghdr plus a u32, 8-byte aligned, with headroom.
 const CMSG_SPACE: usize = 64;
 
+/// Datagrams read per `recvmmsg` call.
+const RECV_SLOTS: usize = 64;
+
 /// Receive until `stop` is set, then drop the ring sender (which tells the worker).
-pub fn run_receiver(source: &str, bound: BoundSocket, mut ring: RingSender, stop: Arc<AtomicBool>) {
+/// `max_datagram` bounds one datagram; longer ones are truncated and counted.
+pub fn run_receiver(
+    source: &str,
+    bound: BoundSocket,
+    max_datagram: usize,
+    mut ring: RingSender,
+    stop: Arc<AtomicBool>,
+) {
     let labels = [
         ("source", source.to_string()),
         ("socket", bound.index.to_string()),
@@ -192,27 +202,36 @@ pub fn run_receiver(source: &str, bound: BoundSocket, mut ring: RingSender, stop
         .set(bound.receive_buffer as f64);
 
     let fd = bound.socket.as_raw_fd();
-    let probe = ring.take_batch();
-    let n = probe.capacity();
-    let slot = probe.slot_size();
-    ring.put_back(probe);
-
+    let slot = max_datagram.max(512);
+    let n = RECV_SLOTS;
+    // recvmmsg writes into these fixed slots; datagrams are then copied, packed, into the
+    // batch. The copy (~1.5 KB per datagram) is what keeps batches, and so the rings, small.
+    let mut slots = vec![0u8; n * slot];
     // SAFETY: all-zero bytes are valid values of these plain C structs.
     let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { zeroed() }; n];
     let mut iovs: Vec<libc::iovec> = vec![unsafe { zeroed() }; n];
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; n];
     // u64 elements give cmsghdr the alignment it needs.
     let mut ctrl: Vec<[u64; CMSG_SPACE / 8]> = vec![[0; CMSG_SPACE / 8]; n];
+    let base = slots.as_mut_ptr();
+    for i in 0..n {
+        iovs[i] = libc::iovec {
+            // SAFETY: slot i lies within `slots` (n * slot bytes), which outlives the loop.
+            iov_base: unsafe { base.add(i * slot) }.cast(),
+            iov_len: slot,
+        };
+    }
 
+    let mut batch = ring.take_batch();
     while !stop.load(Ordering::Relaxed) {
-        let mut batch = ring.take_batch();
-        let base = batch.slots_mut().as_mut_ptr();
-        for i in 0..n {
-            iovs[i] = libc::iovec {
-                // SAFETY: slot i lies within the batch buffer of n * slot bytes.
-                iov_base: unsafe { base.add(i * slot) }.cast(),
-                iov_len: slot,
-            };
+        // Block for the first datagram of a batch; then take only what is already queued.
+        let flags = if batch.is_empty() {
+            libc::MSG_WAITFORONE
+        } else {
+            libc::MSG_DONTWAIT
+        };
+        let want = batch.room().min(n);
+        for i in 0..want {
             let h = &mut hdrs[i];
             h.msg_len = 0;
             h.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
@@ -223,19 +242,18 @@ pub fn run_receiver(source: &str, bound: BoundSocket, mut ring: RingSender, stop
             h.msg_hdr.msg_controllen = CMSG_SPACE as _;
             h.msg_hdr.msg_flags = 0;
         }
-        // SAFETY: hdrs holds n initialised headers whose pointers (names, iovecs into the
-        // batch buffer, control buffers) stay valid and unaliased for the call's duration.
+        // SAFETY: hdrs holds `want` initialised headers whose pointers (names, iovecs into
+        // `slots`, control buffers) stay valid and unaliased for the call's duration.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
                 hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                want as libc::c_uint,
+                flags,
                 std::ptr::null_mut(),
             )
         };
         if r <= 0 {
-            ring.put_back(batch);
             let err = io::Error::last_os_error();
             match err.kind() {
                 io::ErrorKind::WouldBlock
@@ -248,16 +266,24 @@ pub fn run_receiver(source: &str, bound: BoundSocket, mut ring: RingSender, stop
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
+            // Nothing more queued: hand over what we have.
+            if !batch.is_empty() {
+                ring.send(batch, &stop);
+                batch = ring.take_batch();
+            }
             continue;
         }
         let got = r as usize;
         let mut oversize = 0u64;
-        batch.set_received(got, |i| {
-            if hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+        let before = batch.payload_bytes();
+        for i in 0..got {
+            let h = &hdrs[i];
+            if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 oversize += 1;
             }
-            (hdrs[i].msg_len as usize, sockaddr_ip(&addrs[i]))
-        });
+            let len = (h.msg_len as usize).min(slot);
+            batch.push(sockaddr_ip(&addrs[i]), &slots[i * slot..i * slot + len]);
+        }
         if oversize > 0 {
             m.oversize.increment(oversize);
         }
@@ -265,7 +291,16 @@ pub fn run_receiver(source: &str, bound: BoundSocket, mut ring: RingSender, stop
             m.kernel_drops.absolute(drops as u64);
         }
         m.datagrams.increment(got as u64);
-        m.bytes.increment(batch.payload_bytes() as u64);
+        m.bytes.increment((batch.payload_bytes() - before) as u64);
+        // Hand the batch over when it is full or when the worker is idle (empty ring: latency
+        // matters more than batch size then). While the worker is busy, keep filling: the next
+        // read does not wait, and an empty socket hands the batch over (above).
+        if batch.is_full() || ring.backlog() == 0 {
+            ring.send(batch, &stop);
+            batch = ring.take_batch();
+        }
+    }
+    if !batch.is_empty() {
         ring.send(batch, &stop);
     }
 }
@@ -325,10 +360,10 @@ mod tests {
         let bound = socks.remove(0);
         let addr = bound.socket.local_addr().unwrap();
         assert!(bound.receive_buffer > 0);
-        let (tx, mut rx) = datagram_ring("t", 4, 8, 2048, FullPolicy::Block);
+        let (tx, mut rx) = datagram_ring("t", 4, 8, FullPolicy::Block);
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let h = std::thread::spawn(move || run_receiver("t", bound, tx, s2));
+        let h = std::thread::spawn(move || run_receiver("t", bound, 2048, tx, s2));
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         for i in 0..20u8 {
             client.send_to(&[0, 9, i], addr).unwrap();

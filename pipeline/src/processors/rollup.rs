@@ -1,10 +1,12 @@
 //! `rollup`: per-window aggregates of flows by exporter, addresses, protocol, destination port
 //! and interfaces (the `flows_1m` table).
 //!
-//! Flows are bucketed by their end time. A window is emitted once the wall clock has passed its
-//! end plus `flush_delay`, which leaves time for exporters' late records. Records that still
-//! arrive for an emitted window open it again and are emitted as an extra row with the same key:
-//! sums over the table stay exact, which matters more for accounting than one row per key.
+//! Flows are bucketed by their end time. Windows are emitted once per window length, at each
+//! window boundary plus `flush_delay` (e.g. at hh:mm:30 for 1-minute windows and a 30 s delay),
+//! which leaves time for exporters' late records. Records that still arrive for an emitted
+//! window (routers export long flows minutes after they end) open it again and are emitted at the
+//! next emission point, as one extra row per key: sums over the table stay exact, and the number
+//! of rows per key and window stays small (at most one per emission point the records straddle).
 
 use std::net::IpAddr;
 
@@ -83,6 +85,8 @@ pub struct Rollup {
     open: FxHashMap<RollupKey, Totals>,
     /// Earliest window start held, to skip scanning when nothing can be due.
     oldest_window: Option<u64>,
+    /// Wall-clock time of the next emission point.
+    next_emit_ms: u64,
     forced_flushes: metrics::Counter,
     keys_gauge: metrics::Gauge,
 }
@@ -95,6 +99,7 @@ impl Rollup {
             max_keys: c.max_keys.max(1),
             open: FxHashMap::default(),
             oldest_window: None,
+            next_emit_ms: 0,
             forced_flushes: metrics::counter!("nmsd_rollup_forced_flushes_total"),
             keys_gauge: metrics::gauge!("nmsd_rollup_open_keys"),
         }
@@ -165,9 +170,14 @@ impl Processor for Rollup {
 
     fn tick(&mut self, now_ms: u64, out: &mut Emitter) {
         let (window, delay) = (self.window_ms, self.flush_delay_ms);
-        let is_due = |start: u64| start + window + delay <= now_ms;
-        if self.oldest_window.is_some_and(is_due) {
-            self.emit_where(out, is_due);
+        if now_ms >= self.next_emit_ms {
+            // Next boundary + delay after now.
+            let since = now_ms.saturating_sub(delay);
+            self.next_emit_ms = since - since % window + window + delay;
+            let is_due = |start: u64| start + window + delay <= now_ms;
+            if self.oldest_window.is_some_and(is_due) {
+                self.emit_where(out, is_due);
+            }
         }
         self.keys_gauge.set(self.open.len() as f64);
     }
@@ -228,6 +238,27 @@ mod tests {
         let rest = rows(&mut e);
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].window_start_ms, 120_000);
+    }
+
+    #[test]
+    fn late_records_wait_for_the_next_emission_point() {
+        let mut r = Rollup::new(&RollupConfig::default());
+        let mut e = Emitter::default();
+        r.process(&mut vec![flow(60_000, 80, 1)], &mut e);
+        r.tick(150_000, &mut e);
+        assert_eq!(rows(&mut e).len(), 1);
+        // A late record for the emitted window, ticks every 250 ms: no row until 210 s.
+        r.process(&mut vec![flow(61_000, 80, 2), flow(62_000, 80, 3)], &mut e);
+        let mut t = 150_250;
+        while t < 210_000 {
+            r.tick(t, &mut e);
+            t += 250;
+        }
+        assert!(rows(&mut e).is_empty());
+        r.tick(210_000, &mut e);
+        let late = rows(&mut e);
+        assert_eq!(late.len(), 1, "one extra row per key, not one per tick");
+        assert_eq!((late[0].bytes, late[0].flows), (5, 2));
     }
 
     #[test]

@@ -214,8 +214,8 @@ pub fn run_receiver(
     // u64 elements give cmsghdr the alignment it needs.
     let mut ctrl: Vec<[u64; CMSG_SPACE / 8]> = vec![[0; CMSG_SPACE / 8]; n];
     let base = slots.as_mut_ptr();
-    for i in 0..n {
-        iovs[i] = libc::iovec {
+    for (i, iov) in iovs.iter_mut().enumerate() {
+        *iov = libc::iovec {
             // SAFETY: slot i lies within `slots` (n * slot bytes), which outlives the loop.
             iov_base: unsafe { base.add(i * slot) }.cast(),
             iov_len: slot,

@@ -53,7 +53,7 @@ pub fn ddl(
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("QuestDB at {url} is unreachable: {source}")]
+    #[error("unreachable ({source}; is QuestDB running at {url}?)")]
     Unreachable {
         url: String,
         #[source]

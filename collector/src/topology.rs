@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nmsd_pipeline::queue::sink_queue;
-use nmsd_pipeline::ring::{RingReceiver, datagram_ring};
+use nmsd_pipeline::ring::{RingReceiver, Waker, datagram_ring};
 use nmsd_pipeline::worker::{ParseWorker, SinkRoute, WorkerSetup};
 use nmsd_sinks::SinkStatus;
 use nmsd_sinks::questdb::QuestDbSink;
@@ -86,6 +86,7 @@ impl Topology {
 
         // Sources: bind every socket before starting anything that could need undoing.
         let mut inputs: Vec<Vec<RingReceiver>> = (0..workers).map(|_| Vec::new()).collect();
+        let wakers: Vec<_> = (0..workers).map(|_| Waker::new()).collect();
         let mut receivers = Vec::new();
         let mut sources = Vec::new();
         let mut next_worker = 0usize;
@@ -118,7 +119,9 @@ impl Topology {
                     src.batch_datagrams,
                     src.ring_full_policy,
                 );
-                inputs[next_worker % workers].push(rx);
+                let w = next_worker % workers;
+                let tx = tx.with_waker(wakers[w].clone());
+                inputs[w].push(rx);
                 next_worker += 1;
                 let stop = stop_receivers.clone();
                 let name = src.name.clone();
@@ -158,6 +161,7 @@ impl Topology {
             let setup = WorkerSetup {
                 id,
                 inputs,
+                waker: wakers[id].clone(),
                 limits: cfg.pipeline.decoder_limits(),
                 sampling_overrides: overrides.clone(),
                 restore: (!restore.is_empty()).then(|| restore.clone()),

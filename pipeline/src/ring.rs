@@ -7,8 +7,9 @@
 //! datagrams as dropped and reuses the buffer, `block` waits (the kernel socket buffer then
 //! absorbs the burst, and its own drops are counted from SO_RXQ_OVFL).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge};
@@ -27,6 +28,47 @@ pub enum FullPolicy {
     Block,
 }
 
+/// Lets receive threads wake their parse worker when it sleeps on empty rings.
+///
+/// An idle worker parks instead of polling; the receive thread unparks it after pushing into
+/// a ring only when it is actually parked, so a busy pipeline makes no wake-up syscalls and an
+/// idle one no polling context switches. Both sides fence before checking the other's state, so
+/// a wake-up cannot be lost; the worker also parks with a timeout, as a backstop.
+#[derive(Debug, Default)]
+pub struct Waker {
+    thread: OnceLock<Thread>,
+    parked: AtomicBool,
+}
+
+impl Waker {
+    pub fn new() -> Arc<Waker> {
+        Arc::new(Waker::default())
+    }
+
+    /// Called by the receive thread after a push.
+    #[inline]
+    pub fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed)
+            && let Some(t) = self.thread.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Called by the worker: sleep until woken or `timeout`, unless `has_work` says there is
+    /// something to do once the parked flag is visible.
+    pub fn park(&self, timeout: Duration, has_work: impl Fn() -> bool) {
+        let _ = self.thread.set(std::thread::current());
+        self.parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.parked.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Receive-thread end of a datagram ring.
 pub struct RingSender {
     forward: rtrb::Producer<Box<DatagramBatch>>,
@@ -41,6 +83,7 @@ pub struct RingSender {
     policy: FullPolicy,
     dropped: Counter,
     occupancy: Gauge,
+    waker: Option<Arc<Waker>>,
 }
 
 /// Worker end of a datagram ring.
@@ -74,6 +117,7 @@ pub fn datagram_ring(
         policy,
         dropped: metrics::counter!("nmsd_ring_dropped_datagrams_total", &labels),
         occupancy: metrics::gauge!("nmsd_ring_occupancy_batches", &labels),
+        waker: None,
     };
     let receiver = RingReceiver {
         name: Arc::from(name),
@@ -84,6 +128,12 @@ pub fn datagram_ring(
 }
 
 impl RingSender {
+    /// Wake this worker after each push (see [`Waker`]).
+    pub fn with_waker(mut self, waker: Arc<Waker>) -> Self {
+        self.waker = Some(waker);
+        self
+    }
+
     /// An empty batch to receive into: recycled if possible, new while under the pool bound.
     pub fn take_batch(&mut self) -> Box<DatagramBatch> {
         while let Ok(b) = self.returned.pop() {
@@ -111,6 +161,9 @@ impl RingSender {
                 Ok(()) => {
                     let cap = self.forward.buffer().capacity();
                     self.occupancy.set((cap - self.forward.slots()) as f64);
+                    if let Some(w) = &self.waker {
+                        w.wake();
+                    }
                     return;
                 }
                 Err(rtrb::PushError::Full(b)) => {
@@ -164,6 +217,11 @@ impl RingReceiver {
     /// Batches waiting.
     pub fn occupancy(&self) -> usize {
         self.forward.slots()
+    }
+
+    /// True when a batch is waiting.
+    pub fn has_batch(&self) -> bool {
+        !self.forward.is_empty()
     }
 }
 

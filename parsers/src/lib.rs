@@ -27,6 +27,7 @@ pub mod ie;
 pub mod oracle;
 pub mod persist;
 pub mod record;
+pub mod snmp;
 pub mod template;
 
 pub use decoder::{DecoderLimits, DecoderStats, FlowDecoder};

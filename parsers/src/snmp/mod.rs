@@ -1,0 +1,58 @@
+//! SNMP wire format: BER, OIDs, values, v1/v2c messages and PDUs. No I/O.
+//!
+//! Built for a poller that keeps many requests in flight on one socket: decoding borrows the
+//! datagram (no allocation per varbind), varbinds are read lazily and every malformed value is an
+//! error rather than a silently shortened list, and encoding writes into one reused buffer.
+//! SNMPv3 (USM) follows in `usm`/`v3` (see docs/snmp-design.md).
+
+pub mod ber;
+pub mod oid;
+pub mod pdu;
+pub mod value;
+
+pub use oid::{Oid, OidRef};
+pub use pdu::{Message, Pdu, PduHeader, PduKind, Version};
+pub use value::Value;
+
+use thiserror::Error;
+
+/// Why an SNMP message could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnmpError {
+    #[error("message truncated: {0}")]
+    Truncated(&'static str),
+    #[error("expected BER tag {expected:#04x}, found {found:#04x} ({what})")]
+    UnexpectedTag {
+        expected: u8,
+        found: u8,
+        what: &'static str,
+    },
+    #[error("unsupported BER encoding: {0}")]
+    Unsupported(&'static str),
+    #[error("{0} out of range")]
+    OutOfRange(&'static str),
+    #[error("bad object identifier: {0}")]
+    BadOid(&'static str),
+    #[error("unknown SNMP version {0}")]
+    UnknownVersion(i64),
+    #[error("unknown PDU type {0:#04x}")]
+    UnknownPdu(u8),
+    #[error("trailing bytes after {0}")]
+    Trailing(&'static str),
+}
+
+impl SnmpError {
+    /// Stable label for metrics.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            SnmpError::Truncated(_) => "truncated",
+            SnmpError::UnexpectedTag { .. } => "unexpected_tag",
+            SnmpError::Unsupported(_) => "unsupported",
+            SnmpError::OutOfRange(_) => "out_of_range",
+            SnmpError::BadOid(_) => "bad_oid",
+            SnmpError::UnknownVersion(_) => "unknown_version",
+            SnmpError::UnknownPdu(_) => "unknown_pdu",
+            SnmpError::Trailing(_) => "trailing",
+        }
+    }
+}

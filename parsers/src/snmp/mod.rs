@@ -3,11 +3,14 @@
 //! Built for a poller that keeps many requests in flight on one socket: decoding borrows the
 //! datagram (no allocation per varbind), varbinds are read lazily and every malformed value is an
 //! error rather than a silently shortened list, and encoding writes into one reused buffer.
-//! SNMPv3 (USM) follows in `usm`/`v3` (see docs/snmp-design.md).
+//! SNMPv3 with USM lives in `usm` (keys, HMAC, privacy) and `v3` (messages); see
+//! docs/snmp-design.md and docs/decisions/0004-snmp-engine.md.
 
 pub mod ber;
 pub mod oid;
 pub mod pdu;
+pub mod usm;
+pub mod v3;
 pub mod value;
 
 pub use oid::{Oid, OidRef};

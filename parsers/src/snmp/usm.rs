@@ -488,7 +488,14 @@ mod tests {
     #[test]
     fn matches_net_snmp_stored_keys() {
         let engine = hex("80001f88805bbc447e188a076b00000000");
-        let cases: &[(AuthProtocol, &str, &str, Option<(PrivProtocol, &str, &str)>)] = &[
+        /// (auth, auth password, localized auth key, privacy (proto, password, localized key))
+        type Case = (
+            AuthProtocol,
+            &'static str,
+            &'static str,
+            Option<(PrivProtocol, &'static str, &'static str)>,
+        );
+        let cases: &[Case] = &[
             (
                 AuthProtocol::Sha1,
                 "authpass-sha1",

@@ -10,6 +10,7 @@ pub mod processors;
 pub mod queue;
 pub mod records;
 pub mod ring;
+pub mod snmp;
 pub mod units;
 pub mod worker;
 

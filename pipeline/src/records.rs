@@ -107,6 +107,10 @@ pub enum SinkMessage {
     Flows(Vec<FlowRecord>),
     /// Closed roll-up windows.
     Rollups(Vec<RollupRow>),
+    /// Interface rows of SNMP polls.
+    SnmpInterfaces(Vec<crate::snmp::InterfaceRow>),
+    /// Device rows of SNMP polls.
+    SnmpDevices(Vec<crate::snmp::DeviceRow>),
 }
 
 impl SinkMessage {
@@ -115,6 +119,8 @@ impl SinkMessage {
         match self {
             SinkMessage::Flows(f) => f.len(),
             SinkMessage::Rollups(r) => r.len(),
+            SinkMessage::SnmpInterfaces(r) => r.len(),
+            SinkMessage::SnmpDevices(r) => r.len(),
         }
     }
 
@@ -122,6 +128,8 @@ impl SinkMessage {
         match self {
             SinkMessage::Flows(_) => "flows",
             SinkMessage::Rollups(_) => "rollups",
+            SinkMessage::SnmpInterfaces(_) => "snmp_interfaces",
+            SinkMessage::SnmpDevices(_) => "snmp_devices",
         }
     }
 }

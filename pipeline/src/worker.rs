@@ -321,6 +321,8 @@ fn clone_message(m: &SinkMessage) -> SinkMessage {
     match m {
         SinkMessage::Flows(f) => SinkMessage::Flows(f.clone()),
         SinkMessage::Rollups(r) => SinkMessage::Rollups(r.clone()),
+        SinkMessage::SnmpInterfaces(r) => SinkMessage::SnmpInterfaces(r.clone()),
+        SinkMessage::SnmpDevices(r) => SinkMessage::SnmpDevices(r.clone()),
     }
 }
 

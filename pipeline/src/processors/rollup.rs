@@ -247,7 +247,7 @@ mod tests {
         e.drain()
             .flat_map(|m| match m {
                 SinkMessage::Rollups(r) => r,
-                SinkMessage::Flows(_) => vec![],
+                _ => vec![],
             })
             .collect()
     }

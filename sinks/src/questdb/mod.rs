@@ -62,6 +62,8 @@ pub struct QuestDbConfig {
     pub table_prefix: String,
     pub flows_table: String,
     pub rollup_table: String,
+    pub snmp_interface_table: String,
+    pub snmp_device_table: String,
     pub flows_partition: Partition,
     pub rollup_partition: Partition,
     /// Flush a table's buffer at this many rows.
@@ -90,6 +92,8 @@ impl Default for QuestDbConfig {
             table_prefix: String::new(),
             flows_table: "flows".into(),
             rollup_table: "flows_1m".into(),
+            snmp_interface_table: "snmp_interface".into(),
+            snmp_device_table: "snmp_device".into(),
             flows_partition: Partition::Hour,
             rollup_partition: Partition::Day,
             batch_rows: 50_000,
@@ -106,9 +110,12 @@ impl Default for QuestDbConfig {
 
 impl QuestDbConfig {
     pub fn table_names(&self) -> TableNames {
+        let p = &self.table_prefix;
         TableNames {
-            flows: format!("{}{}", self.table_prefix, self.flows_table),
-            rollup: format!("{}{}", self.table_prefix, self.rollup_table),
+            flows: format!("{p}{}", self.flows_table),
+            rollup: format!("{p}{}", self.rollup_table),
+            snmp_interface: format!("{p}{}", self.snmp_interface_table),
+            snmp_device: format!("{p}{}", self.snmp_device_table),
         }
     }
 
@@ -148,8 +155,8 @@ impl QuestDbConfig {
 
 /// Metric handles.
 struct SinkMetrics {
-    written_flows: Counter,
-    written_rollups: Counter,
+    /// Rows written, per table in `TableNames::all` order.
+    written: Vec<Counter>,
     failed_rejected: Counter,
     failed_shutdown: Counter,
     retries: Counter,
@@ -161,8 +168,11 @@ impl SinkMetrics {
     fn new(names: &TableNames) -> Self {
         let s = "questdb";
         SinkMetrics {
-            written_flows: metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => names.flows.clone()),
-            written_rollups: metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => names.rollup.clone()),
+            written: names
+                .all()
+                .iter()
+                .map(|t| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t.to_string()))
+                .collect(),
             failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "rejected"),
             failed_shutdown: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "shutdown"),
             retries: metrics::counter!("nmsd_sink_retries_total", "sink" => s),
@@ -170,6 +180,15 @@ impl SinkMetrics {
             up: metrics::gauge!("nmsd_sink_up", "sink" => s),
         }
     }
+}
+
+/// The tables, in `TableNames::all` order.
+#[derive(Clone, Copy)]
+enum Table {
+    Flows = 0,
+    Rollups = 1,
+    SnmpInterface = 2,
+    SnmpDevice = 3,
 }
 
 /// One table's pending rows.
@@ -269,22 +288,22 @@ impl QuestDbSink {
             return;
         }
         let names = self.cfg.table_names();
-        let mut flows = TableBuffer {
-            buf: sender.new_buffer(),
-            oldest: None,
-            written: self.metrics.written_flows.clone(),
-        };
-        let mut rollups = TableBuffer {
-            buf: sender.new_buffer(),
-            oldest: None,
-            written: self.metrics.written_rollups.clone(),
-        };
+        let mut tables: Vec<TableBuffer> = self
+            .metrics
+            .written
+            .iter()
+            .map(|c| TableBuffer {
+                buf: sender.new_buffer(),
+                oldest: None,
+                written: c.clone(),
+            })
+            .collect();
         for m in std::mem::take(&mut self.stash) {
-            self.append(m, &mut flows, &mut rollups);
+            self.append(m, &mut tables);
         }
         let interval = self.cfg.batch_interval.get();
         loop {
-            let wait = [&flows, &rollups]
+            let wait = tables
                 .iter()
                 .filter_map(|t| t.oldest)
                 .map(|o| interval.saturating_sub(o.elapsed()))
@@ -293,9 +312,9 @@ impl QuestDbSink {
             let msg = self.rx.recv_timeout(wait);
             let closed = matches!(msg, Err(RecvTimeoutError::Disconnected));
             if let Ok(m) = msg {
-                self.append(m, &mut flows, &mut rollups);
+                self.append(m, &mut tables);
             }
-            for t in [&mut flows, &mut rollups] {
+            for t in tables.iter_mut() {
                 let due = t.rows() >= self.cfg.batch_rows
                     || t.oldest.is_some_and(|o| o.elapsed() >= interval)
                     || (closed && t.rows() > 0);
@@ -317,21 +336,33 @@ impl QuestDbSink {
         );
     }
 
-    fn append(&mut self, m: SinkMessage, flows: &mut TableBuffer, rollups: &mut TableBuffer) {
-        let (t, result) = match &m {
+    fn append(&mut self, m: SinkMessage, tables: &mut [TableBuffer]) {
+        let w = &mut self.writer;
+        let (i, result) = match &m {
             SinkMessage::Flows(recs) => {
-                let r = recs
-                    .iter()
-                    .try_for_each(|f| self.writer.flow(&mut flows.buf, f));
-                (flows, r)
+                let b = &mut tables[Table::Flows as usize].buf;
+                (Table::Flows, recs.iter().try_for_each(|f| w.flow(b, f)))
             }
             SinkMessage::Rollups(rows) => {
-                let r = rows
-                    .iter()
-                    .try_for_each(|row| self.writer.rollup(&mut rollups.buf, row));
-                (rollups, r)
+                let b = &mut tables[Table::Rollups as usize].buf;
+                (Table::Rollups, rows.iter().try_for_each(|r| w.rollup(b, r)))
+            }
+            SinkMessage::SnmpInterfaces(rows) => {
+                let b = &mut tables[Table::SnmpInterface as usize].buf;
+                (
+                    Table::SnmpInterface,
+                    rows.iter().try_for_each(|r| w.snmp_interface(b, r)),
+                )
+            }
+            SinkMessage::SnmpDevices(rows) => {
+                let b = &mut tables[Table::SnmpDevice as usize].buf;
+                (
+                    Table::SnmpDevice,
+                    rows.iter().try_for_each(|r| w.snmp_device(b, r)),
+                )
             }
         };
+        let t = &mut tables[i as usize];
         if let Err(e) = result {
             // Only reachable through a bug in row encoding; count rather than crash.
             tracing::error!("QuestDB sink: could not encode a {} row: {e}", m.kind());

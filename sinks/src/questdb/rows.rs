@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
+use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
 
 use super::schema::TableNames;
@@ -110,6 +111,137 @@ impl RowWriter {
     }
 }
 
+/// Counter columns of `snmp_interface`, in `InterfaceRow::counters` order.
+const IF_COUNTERS: [&str; 12] = [
+    "in_octets",
+    "out_octets",
+    "in_ucast_pkts",
+    "out_ucast_pkts",
+    "in_mcast_pkts",
+    "out_mcast_pkts",
+    "in_bcast_pkts",
+    "out_bcast_pkts",
+    "in_errors",
+    "out_errors",
+    "in_discards",
+    "out_discards",
+];
+
+/// Per-second rate columns for the packet, error and discard counters (octets become bps).
+const IF_RATES: [&str; 12] = [
+    "",
+    "",
+    "in_ucast_pps",
+    "out_ucast_pps",
+    "in_mcast_pps",
+    "out_mcast_pps",
+    "in_bcast_pps",
+    "out_bcast_pps",
+    "in_errors_ps",
+    "out_errors_ps",
+    "in_discards_ps",
+    "out_discards_ps",
+];
+
+impl RowWriter {
+    /// Append one `snmp_interface` row. Null values are left out (QuestDB stores NULL).
+    pub fn snmp_interface(&mut self, buf: &mut Buffer, r: &InterfaceRow) -> questdb::Result<()> {
+        let table = TableName::new_unchecked(&self.names.snmp_interface);
+        buf.table(table)?.symbol(c("device"), &*r.device)?;
+        if let Some(n) = &r.if_name {
+            buf.symbol(c("if_name"), &**n)?;
+        }
+        if let Some(n) = r.rate_note {
+            buf.symbol(c("rate_note"), n)?;
+        }
+        buf.column_i64(c("if_index"), r.if_index as i64)?;
+        if let Some(a) = &r.if_alias {
+            buf.column_str(c("if_alias"), &**a)?;
+        }
+        if let Some(d) = &r.if_descr {
+            buf.column_str(c("if_descr"), &**d)?;
+        }
+        if let Some(t) = r.if_type {
+            buf.column_i64(c("if_type"), t.clamp(0, i16::MAX as i64))?;
+        }
+        if let Some(sp) = r.speed_mbps {
+            buf.column_i64(c("speed_mbps"), clamp(sp))?;
+        }
+        if let Some(a) = r.admin_status {
+            buf.column_i64(c("admin_status"), a.clamp(0, 127))?;
+        }
+        if let Some(o) = r.oper_status {
+            buf.column_i64(c("oper_status"), o.clamp(0, 127))?;
+        }
+        buf.column_i64(c("counter_bits"), r.counter_bits as i64)?;
+        for (name, v) in IF_COUNTERS.iter().zip(r.counters) {
+            // LONG's minimum is QuestDB's NULL: Counter64 values of 2^63 and more cannot be
+            // stored and stay null (rates are computed in u64 and are unaffected).
+            if let Some(v) = v.filter(|&v| v <= i64::MAX as u64) {
+                buf.column_i64(c(name), v as i64)?;
+            }
+        }
+        for (name, v) in [
+            ("interval_s", r.interval_s),
+            ("in_bps", r.in_bps),
+            ("out_bps", r.out_bps),
+            ("in_util", r.in_util),
+            ("out_util", r.out_util),
+        ] {
+            if let Some(v) = v {
+                buf.column_f64(c(name), v)?;
+            }
+        }
+        for (name, v) in IF_RATES.iter().zip(r.per_second) {
+            if let (false, Some(v)) = (name.is_empty(), v) {
+                buf.column_f64(c(name), v)?;
+            }
+        }
+        buf.at(TimestampMicros::new(micros(r.ts_ms)))
+    }
+
+    /// Append one `snmp_device` row.
+    pub fn snmp_device(&mut self, buf: &mut Buffer, r: &DeviceRow) -> questdb::Result<()> {
+        let table = TableName::new_unchecked(&self.names.snmp_device);
+        buf.table(table)?.symbol(c("device"), &*r.device)?;
+        if let Some(e) = r.error {
+            buf.symbol(c("error"), e)?;
+        }
+        if let Some(a) = r.address {
+            self.addr(buf, c("address_ipv4"), c("address_ipv6"), a)?;
+        }
+        buf.column_bool(c("up"), r.up)?;
+        for (name, v) in [
+            ("error_detail", &r.error_detail),
+            ("sys_name", &r.sys_name),
+            ("sys_descr", &r.sys_descr),
+            ("sys_object_id", &r.sys_object_id),
+            ("sys_location", &r.sys_location),
+            ("sys_contact", &r.sys_contact),
+            ("engine_id", &r.engine_id),
+        ] {
+            if let Some(v) = v {
+                buf.column_str(c(name), v.as_str())?;
+            }
+        }
+        if let Some(t) = r.sys_uptime_ticks {
+            buf.column_i64(c("sys_uptime_ticks"), t as i64)?;
+        }
+        if let Some(b) = r.engine_boots {
+            buf.column_i64(c("engine_boots"), b as i64)?;
+        }
+        if let Some(rtt) = r.rtt_ms {
+            buf.column_f64(c("rtt_ms"), rtt)?;
+        }
+        buf.column_i64(c("poll_ms"), r.poll_ms as i64)?
+            .column_i64(c("requests"), r.requests as i64)?
+            .column_i64(c("timeouts"), r.timeouts as i64)?
+            .column_i64(c("varbinds"), r.varbinds as i64)?
+            .column_i64(c("interfaces"), r.interfaces as i64)?
+            .at(TimestampMicros::new(micros(r.ts_ms)))
+    }
+}
+
 fn micros(ms: u64) -> i64 {
     (ms.min(i64::MAX as u64 / 1000) * 1000) as i64
 }
@@ -120,7 +252,7 @@ fn clamp(v: u64) -> i64 {
 
 /// Check table names once, so rows can use them unchecked.
 pub fn validate_names(names: &TableNames) -> Result<(), String> {
-    for n in [&names.flows, &names.rollup] {
+    for n in names.all() {
         TableName::new(n)
             .map_err(|e| format!("table name \"{n}\" is not valid for QuestDB: {e}"))?;
     }

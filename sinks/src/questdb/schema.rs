@@ -13,6 +13,20 @@ use super::Partition;
 pub struct TableNames {
     pub flows: String,
     pub rollup: String,
+    pub snmp_interface: String,
+    pub snmp_device: String,
+}
+
+impl TableNames {
+    /// Every table, in the sink's buffer order.
+    pub fn all(&self) -> [&str; 4] {
+        [
+            &self.flows,
+            &self.rollup,
+            &self.snmp_interface,
+            &self.snmp_device,
+        ]
+    }
 }
 
 /// `CREATE TABLE` statements for the configured tables.
@@ -46,6 +60,35 @@ pub fn ddl(
              ) TIMESTAMP(ts) PARTITION BY {} WAL",
             names.rollup,
             rollup_partition.sql()
+        ),
+        // SNMP tables: one row per poll slot, so DEDUP makes a replay idempotent.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             ts TIMESTAMP, device SYMBOL CAPACITY 16384 CACHE, if_index INT, \
+             if_name SYMBOL CAPACITY 262144 NOCACHE, if_alias VARCHAR, if_descr VARCHAR, \
+             if_type SHORT, speed_mbps LONG, admin_status BYTE, oper_status BYTE, \
+             counter_bits BYTE, \
+             in_octets LONG, out_octets LONG, in_ucast_pkts LONG, out_ucast_pkts LONG, \
+             in_mcast_pkts LONG, out_mcast_pkts LONG, in_bcast_pkts LONG, out_bcast_pkts LONG, \
+             in_errors LONG, out_errors LONG, in_discards LONG, out_discards LONG, \
+             interval_s DOUBLE, in_bps DOUBLE, out_bps DOUBLE, in_util DOUBLE, out_util DOUBLE, \
+             in_ucast_pps DOUBLE, out_ucast_pps DOUBLE, in_mcast_pps DOUBLE, \
+             out_mcast_pps DOUBLE, in_bcast_pps DOUBLE, out_bcast_pps DOUBLE, \
+             in_errors_ps DOUBLE, out_errors_ps DOUBLE, in_discards_ps DOUBLE, \
+             out_discards_ps DOUBLE, rate_note SYMBOL CAPACITY 16 CACHE\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, device, if_index)",
+            names.snmp_interface
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             ts TIMESTAMP, device SYMBOL CAPACITY 16384 CACHE, address_ipv4 IPV4, \
+             address_ipv6 VARCHAR, up BOOLEAN, error SYMBOL CAPACITY 32 CACHE, \
+             error_detail VARCHAR, sys_name VARCHAR, sys_descr VARCHAR, sys_object_id VARCHAR, \
+             sys_location VARCHAR, sys_contact VARCHAR, sys_uptime_ticks LONG, \
+             engine_id VARCHAR, engine_boots LONG, poll_ms INT, rtt_ms DOUBLE, requests INT, \
+             timeouts INT, varbinds INT, interfaces INT\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, device)",
+            names.snmp_device
         ),
     ]
 }
@@ -117,6 +160,8 @@ mod tests {
         let names = TableNames {
             flows: "lab_flows".into(),
             rollup: "lab_flows_1m".into(),
+            snmp_interface: "lab_snmp_interface".into(),
+            snmp_device: "lab_snmp_device".into(),
         };
         let d = ddl(&names, Partition::Hour, Partition::Day);
         assert!(d[0].starts_with("CREATE TABLE IF NOT EXISTS lab_flows ("));

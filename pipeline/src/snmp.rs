@@ -1,0 +1,60 @@
+//! SNMP poll results as the sinks see them (docs/snmp-design.md §7).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// One interface of one poll: raw values and the rates computed against the previous poll.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InterfaceRow {
+    /// The poll's scheduled wall-clock slot (Unix ms), shared by every row of the poll so a
+    /// replay upserts the same keys.
+    pub ts_ms: u64,
+    pub device: Arc<str>,
+    pub if_index: u32,
+    pub if_name: Option<Arc<str>>,
+    pub if_alias: Option<Arc<str>>,
+    pub if_descr: Option<Arc<str>>,
+    pub if_type: Option<i64>,
+    pub speed_mbps: Option<u64>,
+    pub admin_status: Option<i64>,
+    pub oper_status: Option<i64>,
+    /// 64 for HC counters, 32 for agents without ifXTable counters.
+    pub counter_bits: u8,
+    /// Raw counters in `nmsd_snmp::rates::Counter` order.
+    pub counters: [Option<u64>; 12],
+    pub interval_s: Option<f64>,
+    pub in_bps: Option<f64>,
+    pub out_bps: Option<f64>,
+    pub in_util: Option<f64>,
+    pub out_util: Option<f64>,
+    /// Per-second rates in counter order (octets per second for the octet counters).
+    pub per_second: [Option<f64>; 12],
+    /// Why a rate is missing, if one is.
+    pub rate_note: Option<&'static str>,
+}
+
+/// One device poll: system group and health.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceRow {
+    pub ts_ms: u64,
+    pub device: Arc<str>,
+    pub address: Option<IpAddr>,
+    pub up: bool,
+    /// Error kind of a failed or partial poll.
+    pub error: Option<&'static str>,
+    pub error_detail: Option<String>,
+    pub sys_name: Option<String>,
+    pub sys_descr: Option<String>,
+    pub sys_object_id: Option<String>,
+    pub sys_location: Option<String>,
+    pub sys_contact: Option<String>,
+    pub sys_uptime_ticks: Option<u32>,
+    pub engine_id: Option<String>,
+    pub engine_boots: Option<u32>,
+    pub poll_ms: u32,
+    pub rtt_ms: Option<f64>,
+    pub requests: u32,
+    pub timeouts: u32,
+    pub varbinds: u32,
+    pub interfaces: u32,
+}

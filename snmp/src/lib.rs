@@ -2,4 +2,5 @@
 //! receiver, topology and a fast agent simulator. The wire format lives in
 //! `nmsd_parsers::snmp`; nothing here parses bytes by hand.
 
+pub mod engine;
 pub mod rates;

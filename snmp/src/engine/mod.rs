@@ -1,0 +1,1282 @@
+//! The polling engine: many devices, few sockets, many requests in flight.
+//!
+//! One thread runs a tokio current-thread runtime and owns all polling state, so nothing is
+//! behind a lock. Requests to every device go out of one socket per address family and are told
+//! apart by request id (v2c) or msgID (v3); a global cap bounds what is in flight, a per-device
+//! cap keeps one agent from being flooded, and every request has its own deadline, so a slow or
+//! dead device only ever costs its own timeouts. Polls start on a per-device phase (a stable
+//! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
+
+pub mod plan;
+pub mod walk;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nmsd_parsers::snmp::ber::BackWriter;
+use nmsd_parsers::snmp::pdu::{
+    self, AnyPdu, Message, Pdu, PduHeader, encode_community_message, error_status,
+};
+use nmsd_parsers::snmp::usm::LocalKeys;
+use nmsd_parsers::snmp::v3::{
+    self, ReportKind, ScopedData, V3Message, V3Params, classify_report, decode_decrypted,
+    decode_scoped,
+};
+use nmsd_parsers::snmp::{Oid, PduKind, Value, Version};
+use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
+use rustc_hash::FxHashMap;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::rates::{self, Counter, DeviceRates, IfSample, Raw};
+use plan::{Credentials, DeviceSpec, Plan};
+use walk::{IfRowBuild, IfTable, Walk, WalkError};
+
+/// What a finished poll produced.
+#[derive(Clone, Debug)]
+pub struct PollOutput {
+    pub device: DeviceRow,
+    pub interfaces: Vec<InterfaceRow>,
+}
+
+/// Health of one device, as `/api/v1/devices` shows it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct DeviceStatus {
+    pub name: String,
+    pub address: String,
+    pub version: &'static str,
+    pub state: &'static str,
+    pub last_success_ms: Option<u64>,
+    pub consecutive_failures: u32,
+    pub last_error: Option<ErrorStatus>,
+    pub rtt_ms_last: Option<f64>,
+    pub rtt_ms_ewma: Option<f64>,
+    pub poll_ms: Option<u32>,
+    pub polls_ok: u64,
+    pub polls_failed: u64,
+    pub polls_overrun: u64,
+    pub requests: u64,
+    pub timeouts: u64,
+    pub sys_name: Option<String>,
+    pub sys_uptime_ticks: Option<u32>,
+    pub engine_id: Option<String>,
+    pub engine_boots: Option<u32>,
+    pub interfaces: u32,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ErrorStatus {
+    pub at_ms: u64,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// Shared, read by the control plane; written once per finished poll.
+pub type StatusBoard = Arc<Mutex<Vec<DeviceStatus>>>;
+
+/// Commands to a running engine.
+#[derive(Debug)]
+pub enum Command {
+    Stop,
+}
+
+/// Most varbinds asked per GETBULK response (net-snmp's cap is 100).
+const MAX_VARBINDS: u32 = 100;
+/// Upper bound on a poll, whatever the interval.
+const MAX_POLL_TIME: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobKind {
+    Discover,
+    System,
+    Walk(IfTable),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug)]
+struct Job {
+    kind: JobKind,
+    state: JobState,
+    walk: Option<Walk>,
+    /// A notInTimeWindow resend already happened for the current request.
+    resynced: bool,
+}
+
+#[derive(Debug, Default)]
+struct SysInfo {
+    descr: Option<String>,
+    object_id: Option<String>,
+    uptime: Option<u32>,
+    contact: Option<String>,
+    name: Option<String>,
+    location: Option<String>,
+}
+
+#[derive(Debug)]
+struct Poll {
+    slot_ms: u64,
+    started: Instant,
+    jobs: Vec<Job>,
+    in_flight: u32,
+    sys: SysInfo,
+    rows: BTreeMap<u32, IfRowBuild>,
+    requests: u32,
+    timeouts: u32,
+    varbinds: u32,
+    rtt_sum: Duration,
+    rtt_n: u32,
+    error: Option<(&'static str, String)>,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct V3State {
+    engine_id: Vec<u8>,
+    boots: u32,
+    time: u32,
+    synced: Instant,
+    keys: Option<LocalKeys>,
+}
+
+impl V3State {
+    fn time_now(&self) -> u32 {
+        self.time
+            .saturating_add(self.synced.elapsed().as_secs().min(u32::MAX as u64) as u32)
+    }
+}
+
+struct Device {
+    spec: DeviceSpec,
+    phase: Duration,
+    v3: Option<V3State>,
+    poll: Option<Poll>,
+    rates: DeviceRates,
+    c32: bool,
+    status: DeviceStatus,
+    poll_generation: u64,
+    /// Queued for a global in-flight slot.
+    waiting: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Outstanding {
+    device: usize,
+    job: usize,
+    attempt: u32,
+    sent_at: Instant,
+    generation: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// Start a poll of this device.
+    PollDue(usize),
+    /// A request's attempt ran out of time.
+    Deadline { id: i32, attempt: u32 },
+    /// A poll ran out of time.
+    PollDeadline { device: usize, generation: u64 },
+}
+
+/// Metric handles.
+struct EngineMetrics {
+    requests: metrics::Counter,
+    responses: metrics::Counter,
+    timeouts: metrics::Counter,
+    retries: metrics::Counter,
+    varbinds: metrics::Counter,
+    dropped_late: metrics::Counter,
+    dropped_source: metrics::Counter,
+    dropped_decode: metrics::Counter,
+    dropped_auth: metrics::Counter,
+    in_flight: metrics::Gauge,
+    polls_ok: metrics::Counter,
+    polls_failed: metrics::Counter,
+    polls_overrun: metrics::Counter,
+    poll_seconds: metrics::Histogram,
+}
+
+impl EngineMetrics {
+    fn new() -> Self {
+        let drop =
+            |r: &'static str| metrics::counter!("nmsd_snmp_replies_dropped_total", "reason" => r);
+        let polls = |o: &'static str| metrics::counter!("nmsd_snmp_polls_total", "outcome" => o);
+        EngineMetrics {
+            requests: metrics::counter!("nmsd_snmp_requests_total"),
+            responses: metrics::counter!("nmsd_snmp_responses_total"),
+            timeouts: metrics::counter!("nmsd_snmp_timeouts_total"),
+            retries: metrics::counter!("nmsd_snmp_retries_total"),
+            varbinds: metrics::counter!("nmsd_snmp_varbinds_total"),
+            dropped_late: drop("late"),
+            dropped_source: drop("unexpected_source"),
+            dropped_decode: drop("decode"),
+            dropped_auth: drop("authentication"),
+            in_flight: metrics::gauge!("nmsd_snmp_requests_in_flight"),
+            polls_ok: polls("ok"),
+            polls_failed: polls("failed"),
+            polls_overrun: polls("overrun"),
+            poll_seconds: metrics::histogram!("nmsd_snmp_poll_duration_seconds"),
+        }
+    }
+}
+
+/// The engine. Build with [`Engine::new`], run with [`Engine::run`] on its own thread.
+pub struct Engine {
+    devices: Vec<Device>,
+    max_in_flight: usize,
+    sock4: Option<UdpSocket>,
+    sock6: Option<UdpSocket>,
+    outstanding: FxHashMap<i32, Outstanding>,
+    next_id: i32,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    waiting: VecDeque<usize>,
+    wbuf: BackWriter,
+    scratch: Vec<u8>,
+    salt: u64,
+    output: Box<dyn FnMut(PollOutput) + Send>,
+    board: StatusBoard,
+    metrics: EngineMetrics,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn phase_of(name: &str, interval: Duration) -> Duration {
+    let mut h = rustc_hash::FxHasher::default();
+    name.hash(&mut h);
+    let ms = interval.as_millis().max(1) as u64;
+    Duration::from_millis(h.finish() % ms)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Engine {
+    /// Bind the polling sockets (`bind4`/`bind6`, port 0 for ephemeral) and prepare the plan.
+    /// Must be called inside the runtime that will run it.
+    pub async fn new(
+        plan: Plan,
+        bind4: SocketAddr,
+        bind6: SocketAddr,
+        output: Box<dyn FnMut(PollOutput) + Send>,
+        board: StatusBoard,
+    ) -> std::io::Result<Engine> {
+        let need4 = plan.devices.iter().any(|d| d.addr.is_ipv4());
+        let need6 = plan.devices.iter().any(|d| d.addr.is_ipv6());
+        let sock4 = if need4 {
+            Some(UdpSocket::bind(bind4).await?)
+        } else {
+            None
+        };
+        let sock6 = if need6 {
+            Some(UdpSocket::bind(bind6).await?)
+        } else {
+            None
+        };
+        let devices: Vec<Device> = plan
+            .devices
+            .into_iter()
+            .map(|spec| Device {
+                phase: phase_of(&spec.name, spec.interval),
+                status: DeviceStatus {
+                    name: spec.name.to_string(),
+                    address: spec.addr.to_string(),
+                    version: spec.credentials.version_label(),
+                    state: "new",
+                    ..DeviceStatus::default()
+                },
+                spec,
+                v3: None,
+                poll: None,
+                rates: DeviceRates::new(),
+                c32: false,
+                poll_generation: 0,
+                waiting: false,
+            })
+            .collect();
+        if let Ok(mut b) = board.lock() {
+            *b = devices.iter().map(|d| d.status.clone()).collect();
+        }
+        let seed = unix_ms() ^ (std::process::id() as u64) << 32;
+        Ok(Engine {
+            devices,
+            max_in_flight: plan.max_in_flight.max(1),
+            sock4,
+            sock6,
+            outstanding: FxHashMap::default(),
+            next_id: (seed as i32 & 0x3FFF_FFFF).max(1),
+            timers: BinaryHeap::new(),
+            waiting: VecDeque::new(),
+            wbuf: BackWriter::with_capacity(1500),
+            scratch: Vec::with_capacity(1500),
+            salt: seed,
+            output,
+            board,
+            metrics: EngineMetrics::new(),
+        })
+    }
+
+    /// The local address of the IPv4 polling socket (tests use it).
+    pub fn local_addr4(&self) -> Option<SocketAddr> {
+        self.sock4.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// Poll until told to stop.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let now = Instant::now();
+        for i in 0..self.devices.len() {
+            let at = self.next_slot(i, now);
+            self.timers.push(Reverse((at, Timer::PollDue(i))));
+        }
+        let mut rbuf = vec![0u8; 65536];
+        loop {
+            let next = self
+                .timers
+                .peek()
+                .map(|Reverse((t, _))| *t)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop) | None => break,
+                },
+                r = readable(self.sock4.as_ref()) => {
+                    if r.is_ok() {
+                        self.drain(false, &mut rbuf);
+                    }
+                }
+                r = readable(self.sock6.as_ref()) => {
+                    if r.is_ok() {
+                        self.drain(true, &mut rbuf);
+                    }
+                }
+                _ = tokio::time::sleep_until(next.into()) => self.fire_timers(),
+            }
+        }
+    }
+
+    /// Receive everything queued (bounded, so timers still run under a flood).
+    fn drain(&mut self, v6: bool, rbuf: &mut [u8]) {
+        for _ in 0..256 {
+            let sock = if v6 {
+                self.sock6.as_ref()
+            } else {
+                self.sock4.as_ref()
+            };
+            let Some(sock) = sock else { return };
+            match sock.try_recv_from(rbuf) {
+                Ok((n, from)) => {
+                    let data = rbuf[..n].to_vec();
+                    self.on_datagram(&data, from);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::PollDue(d) => self.on_poll_due(d, now),
+                Timer::Deadline { id, attempt } => self.on_deadline(id, attempt),
+                Timer::PollDeadline { device, generation } => {
+                    self.on_poll_deadline(device, generation)
+                }
+            }
+        }
+    }
+
+    /// Next wall-clock-aligned poll slot of a device after `now`.
+    fn next_slot(&self, d: usize, now: Instant) -> Instant {
+        let dev = &self.devices[d];
+        let interval = dev.spec.interval.as_millis().max(1) as u64;
+        let phase = dev.phase.as_millis() as u64;
+        let wall = unix_ms();
+        let base = wall - wall % interval + phase;
+        let next = if base > wall { base } else { base + interval };
+        now + Duration::from_millis(next - wall)
+    }
+
+    fn on_poll_due(&mut self, d: usize, now: Instant) {
+        let at = self.next_slot(d, now + Duration::from_millis(1));
+        self.timers.push(Reverse((at, Timer::PollDue(d))));
+        if self.devices[d].poll.is_some() {
+            // Never two polls of one device at once.
+            self.devices[d].status.polls_overrun += 1;
+            self.metrics.polls_overrun.increment(1);
+            return;
+        }
+        let interval = self.devices[d].spec.interval.as_millis() as u64;
+        let wall = unix_ms();
+        let slot_ms = wall - wall % interval.max(1) + self.devices[d].phase.as_millis() as u64;
+        let slot_ms = if slot_ms > wall {
+            slot_ms.saturating_sub(interval)
+        } else {
+            slot_ms
+        };
+        let dev = &mut self.devices[d];
+        dev.poll_generation += 1;
+        let mut jobs = Vec::new();
+        let is_v3 = matches!(dev.spec.credentials, Credentials::V3 { .. });
+        if is_v3 && dev.v3.is_none() {
+            jobs.push(Job::new(JobKind::Discover, None));
+        }
+        if dev.spec.modules.system {
+            jobs.push(Job::new(JobKind::System, None));
+        }
+        if dev.spec.modules.interfaces {
+            jobs.push(Job::new(
+                JobKind::Walk(IfTable::If),
+                Some(Walk::new(IfTable::If, dev.c32)),
+            ));
+            jobs.push(Job::new(
+                JobKind::Walk(IfTable::IfX),
+                Some(Walk::new(IfTable::IfX, false)),
+            ));
+        }
+        dev.poll = Some(Poll {
+            slot_ms,
+            started: now,
+            jobs,
+            in_flight: 0,
+            sys: SysInfo::default(),
+            rows: BTreeMap::new(),
+            requests: 0,
+            timeouts: 0,
+            varbinds: 0,
+            rtt_sum: Duration::ZERO,
+            rtt_n: 0,
+            error: None,
+            generation: dev.poll_generation,
+        });
+        let limit = dev.spec.interval.min(MAX_POLL_TIME);
+        let generation = dev.poll_generation;
+        self.timers.push(Reverse((
+            now + limit,
+            Timer::PollDeadline {
+                device: d,
+                generation,
+            },
+        )));
+        self.pump(d);
+    }
+
+    /// Start as many of a device's pending jobs as its and the global caps allow.
+    fn pump(&mut self, d: usize) {
+        loop {
+            let Some(poll) = self.devices[d].poll.as_ref() else {
+                return;
+            };
+            // Discovery must finish before anything else is sent.
+            let discovering = poll
+                .jobs
+                .iter()
+                .any(|j| j.kind == JobKind::Discover && j.state != JobState::Done);
+            let next = poll.jobs.iter().position(|j| {
+                j.state == JobState::Pending && (!discovering || j.kind == JobKind::Discover)
+            });
+            let Some(job) = next else {
+                break;
+            };
+            if poll.in_flight >= self.devices[d].spec.max_in_flight.max(1) {
+                break;
+            }
+            if self.outstanding.len() >= self.max_in_flight {
+                if !self.devices[d].waiting {
+                    self.devices[d].waiting = true;
+                    self.waiting.push_back(d);
+                }
+                break;
+            }
+            if let Some(p) = self.devices[d].poll.as_mut() {
+                p.jobs[job].state = JobState::Running;
+                p.in_flight += 1;
+            }
+            let id = self.alloc_id();
+            self.send(d, job, id, 0);
+        }
+        self.maybe_finish(d);
+    }
+
+    fn alloc_id(&mut self) -> i32 {
+        loop {
+            self.next_id = if self.next_id >= 0x3FFF_FFFF {
+                1
+            } else {
+                self.next_id + 1
+            };
+            if !self.outstanding.contains_key(&self.next_id) {
+                return self.next_id;
+            }
+        }
+    }
+
+    /// Encode and send the current request of a job under `id`.
+    fn send(&mut self, d: usize, job: usize, id: i32, attempt: u32) {
+        let now = Instant::now();
+        let encoded = self.encode(d, job, id);
+        let dev = &mut self.devices[d];
+        let Some(poll) = dev.poll.as_mut() else {
+            return;
+        };
+        let generation = poll.generation;
+        if let Err(e) = encoded {
+            poll.jobs[job].state = JobState::Failed;
+            poll.in_flight = poll.in_flight.saturating_sub(1);
+            poll.error.get_or_insert(("encode", e));
+            return;
+        }
+        poll.requests += 1;
+        dev.status.requests += 1;
+        let addr = dev.spec.addr;
+        let timeout = dev.spec.timeout;
+        let sock = if addr.is_ipv6() {
+            self.sock6.as_ref()
+        } else {
+            self.sock4.as_ref()
+        };
+        let sent = sock.map(|s| s.try_send_to(self.wbuf.as_bytes(), addr));
+        if let Some(Err(e)) = &sent {
+            // Not fatal: the deadline will retry; note why.
+            if let Some(p) = self.devices[d].poll.as_mut() {
+                p.error.get_or_insert(("send", e.to_string()));
+            }
+        }
+        self.metrics.requests.increment(1);
+        self.outstanding.insert(
+            id,
+            Outstanding {
+                device: d,
+                job,
+                attempt,
+                sent_at: now,
+                generation,
+            },
+        );
+        self.metrics.in_flight.set(self.outstanding.len() as f64);
+        self.timers
+            .push(Reverse((now + timeout, Timer::Deadline { id, attempt })));
+    }
+
+    fn encode(&mut self, d: usize, job: usize, id: i32) -> Result<(), String> {
+        let dev = &self.devices[d];
+        let Some(poll) = dev.poll.as_ref() else {
+            return Err("no poll".into());
+        };
+        let j = &poll.jobs[job];
+        let uptime = walk::sys_uptime_oid();
+        let sys: Vec<Oid> = [1u32, 2, 3, 4, 5, 6]
+            .iter()
+            .filter_map(|c| Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 1, *c, 0]).ok())
+            .collect();
+        let (header, oids): (PduHeader, Vec<Oid>) = match (j.kind, &j.walk) {
+            (JobKind::Discover, _) => {
+                v3::encode_discovery(&mut self.wbuf, id, id);
+                return Ok(());
+            }
+            (JobKind::System, _) => (PduHeader::new(PduKind::Get, id), sys),
+            (JobKind::Walk(_), Some(w)) => {
+                let (cols, reps) = w.next_request(dev.spec.max_repetitions, MAX_VARBINDS);
+                let mut oids = vec![uptime];
+                oids.extend(cols);
+                (PduHeader::bulk(id, 1, reps as i64), oids)
+            }
+            (JobKind::Walk(_), None) => return Err("walk without state".into()),
+        };
+        let vbs: Vec<_> = oids.iter().map(|o| (o.as_ref(), Value::Null)).collect();
+        match &dev.spec.credentials {
+            Credentials::V2c { community } => {
+                encode_community_message(&mut self.wbuf, Version::V2c, community, &header, &vbs);
+                Ok(())
+            }
+            Credentials::V3 { user, .. } => {
+                let Some(v3s) = dev.v3.as_ref() else {
+                    return Err("v3 request before discovery".into());
+                };
+                self.salt = self.salt.wrapping_add(1);
+                let p = V3Params {
+                    msg_id: id,
+                    reportable: true,
+                    engine_id: &v3s.engine_id,
+                    engine_boots: v3s.boots,
+                    engine_time: v3s.time_now(),
+                    user,
+                    context_engine_id: &v3s.engine_id,
+                    context_name: b"",
+                };
+                v3::encode_v3(
+                    &mut self.wbuf,
+                    &mut self.scratch,
+                    &p,
+                    v3s.keys.as_ref(),
+                    self.salt,
+                    &header,
+                    &vbs,
+                )
+                .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    fn on_deadline(&mut self, id: i32, attempt: u32) {
+        let Some(o) = self.outstanding.get(&id).copied() else {
+            return;
+        };
+        if o.attempt != attempt {
+            return;
+        }
+        let d = o.device;
+        self.metrics.timeouts.increment(1);
+        self.devices[d].status.timeouts += 1;
+        let retries = self.devices[d].spec.retries;
+        if let Some(p) = self.devices[d].poll.as_mut() {
+            p.timeouts += 1;
+        }
+        if attempt < retries
+            && self.devices[d]
+                .poll
+                .as_ref()
+                .is_some_and(|p| p.generation == o.generation)
+        {
+            self.metrics.retries.increment(1);
+            self.outstanding.remove(&id);
+            // v2c resends the same id, so a late answer to any attempt completes the request;
+            // v3 re-encodes (fresh time and salt) under the same msgID.
+            self.send(d, o.job, id, attempt + 1);
+            return;
+        }
+        self.outstanding.remove(&id);
+        self.metrics.in_flight.set(self.outstanding.len() as f64);
+        let kind = if self.devices[d].poll.as_ref().is_some_and(|p| {
+            p.jobs
+                .get(o.job)
+                .is_some_and(|j| j.kind == JobKind::Discover)
+        }) {
+            "discovery_timeout"
+        } else {
+            "timeout"
+        };
+        let addr = self.devices[d].spec.addr;
+        let hint = match self.devices[d].spec.credentials {
+            Credentials::V2c { .. } => {
+                " (host down, ACL, or wrong community: agents do not answer a wrong community)"
+            }
+            Credentials::V3 { .. } if kind == "timeout" => {
+                " (discovery worked, so the agent is up: check the privacy password and protocol)"
+            }
+            Credentials::V3 { .. } => " (host down or ACL)",
+        };
+        self.fail_job(
+            d,
+            o.job,
+            kind,
+            format!(
+                "no response from {addr} after {} attempts{hint}",
+                attempt + 1
+            ),
+        );
+        self.release(d);
+    }
+
+    fn on_poll_deadline(&mut self, d: usize, generation: u64) {
+        if self.devices[d]
+            .poll
+            .as_ref()
+            .is_none_or(|p| p.generation != generation)
+        {
+            return;
+        }
+        // Cancel what is still out for this device.
+        self.outstanding.retain(|_, o| o.device != d);
+        if let Some(p) = self.devices[d].poll.as_mut() {
+            for j in &mut p.jobs {
+                if matches!(j.state, JobState::Pending | JobState::Running) {
+                    j.state = JobState::Failed;
+                }
+            }
+            p.in_flight = 0;
+            p.error.get_or_insert((
+                "poll_timeout",
+                "the poll did not finish within its interval".into(),
+            ));
+        }
+        self.maybe_finish(d);
+        self.release(d);
+    }
+
+    fn fail_job(&mut self, d: usize, job: usize, kind: &'static str, message: String) {
+        if let Some(p) = self.devices[d].poll.as_mut() {
+            if let Some(j) = p.jobs.get_mut(job) {
+                j.state = JobState::Failed;
+            }
+            p.in_flight = p.in_flight.saturating_sub(1);
+            p.error.get_or_insert((kind, message));
+            // A failed discovery or credential problem fails everything still pending.
+            let fatal = matches!(
+                kind,
+                "discovery_timeout"
+                    | "wrong_digest"
+                    | "unknown_user"
+                    | "unsupported_sec_level"
+                    | "decryption_error"
+            );
+            if fatal {
+                for j in &mut p.jobs {
+                    if j.state == JobState::Pending {
+                        j.state = JobState::Failed;
+                    }
+                }
+            }
+        }
+        self.pump(d);
+    }
+
+    /// A request finished: give waiting devices a chance at the freed global slot.
+    fn release(&mut self, _d: usize) {
+        self.metrics.in_flight.set(self.outstanding.len() as f64);
+        while self.outstanding.len() < self.max_in_flight {
+            let Some(w) = self.waiting.pop_front() else {
+                break;
+            };
+            self.devices[w].waiting = false;
+            self.pump(w);
+        }
+    }
+
+    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
+        match pdu::peek_version(data) {
+            Ok(Version::V3) => self.on_v3(data, from),
+            Ok(_) => self.on_community(data, from),
+            Err(_) => self.metrics.dropped_decode.increment(1),
+        }
+    }
+
+    /// Find and check the request a reply answers.
+    fn claim(&mut self, id: i32, from: SocketAddr) -> Option<Outstanding> {
+        let Some(o) = self.outstanding.get(&id).copied() else {
+            self.metrics.dropped_late.increment(1);
+            return None;
+        };
+        let expected = self.devices[o.device].spec.addr;
+        if expected != from
+            && !(expected.ip().to_canonical() == from.ip().to_canonical()
+                && expected.port() == from.port())
+        {
+            self.metrics.dropped_source.increment(1);
+            return None;
+        }
+        Some(o)
+    }
+
+    fn on_community(&mut self, data: &[u8], from: SocketAddr) {
+        let Ok(m) = Message::decode(data) else {
+            self.metrics.dropped_decode.increment(1);
+            return;
+        };
+        let AnyPdu::Standard(p) = m.pdu else {
+            self.metrics.dropped_decode.increment(1);
+            return;
+        };
+        let Some(o) = self.claim(p.request_id, from) else {
+            return;
+        };
+        if let Credentials::V2c { community } = &self.devices[o.device].spec.credentials
+            && community.as_slice() != m.community
+        {
+            self.metrics.dropped_source.increment(1);
+            return;
+        }
+        self.outstanding.remove(&p.request_id);
+        self.on_response(o, &p);
+    }
+
+    fn on_v3(&mut self, data: &[u8], from: SocketAddr) {
+        let Ok(m) = V3Message::decode(data) else {
+            self.metrics.dropped_decode.increment(1);
+            return;
+        };
+        let Some(o) = self.claim(m.msg_id, from) else {
+            return;
+        };
+        let d = o.device;
+        // Authenticated messages must verify with this device's keys.
+        let keys = self.devices[d].v3.as_ref().and_then(|s| s.keys.as_ref());
+        if m.is_authenticated() {
+            match keys {
+                Some(k) if k.verify(data, m.auth_offset) => {}
+                _ => {
+                    self.metrics.dropped_auth.increment(1);
+                    return;
+                }
+            }
+        }
+        // Track the agent's clock from authenticated messages and discovery reports.
+        let boots_changed = self.devices[d]
+            .v3
+            .as_ref()
+            .is_some_and(|s| s.boots != m.engine_boots);
+        let plain: Vec<u8>;
+        let scoped = match m.data {
+            ScopedData::Plain(sp) => decode_scoped(sp),
+            ScopedData::Encrypted(ct) => {
+                let Some(k) = keys else {
+                    self.metrics.dropped_auth.increment(1);
+                    return;
+                };
+                let mut buf = ct.to_vec();
+                if k.decrypt(&mut buf, m.engine_boots, m.engine_time, m.priv_params)
+                    .is_err()
+                {
+                    self.metrics.dropped_decode.increment(1);
+                    return;
+                }
+                plain = buf;
+                decode_decrypted(&plain)
+            }
+        };
+        let Ok(scoped) = scoped else {
+            self.metrics.dropped_decode.increment(1);
+            return;
+        };
+        let AnyPdu::Standard(p) = scoped.pdu else {
+            self.metrics.dropped_decode.increment(1);
+            return;
+        };
+        self.outstanding.remove(&m.msg_id);
+        if p.kind == PduKind::Report {
+            let kind = classify_report(&p);
+            metrics::counter!("nmsd_snmp_usm_reports_total", "report" => kind.label()).increment(1);
+            self.on_report(o, kind, &m);
+            return;
+        }
+        if m.is_authenticated() {
+            let dev = &mut self.devices[d];
+            if boots_changed {
+                // Agent restart: rates must not span it.
+                dev.rates.reset();
+            }
+            if let Some(s) = dev.v3.as_mut() {
+                s.boots = m.engine_boots;
+                s.time = m.engine_time;
+                s.synced = Instant::now();
+            }
+        }
+        self.on_response(o, &p);
+    }
+
+    fn on_report(&mut self, o: Outstanding, kind: ReportKind, m: &V3Message<'_>) {
+        let d = o.device;
+        let is_discovery = self.devices[d]
+            .poll
+            .as_ref()
+            .and_then(|p| p.jobs.get(o.job))
+            .is_some_and(|j| j.kind == JobKind::Discover);
+        match kind {
+            ReportKind::UnknownEngineId if is_discovery => {
+                let keys = match &self.devices[d].spec.credentials {
+                    Credentials::V3 { keys, .. } => keys.as_ref().map(|k| k.localize(m.engine_id)),
+                    Credentials::V2c { .. } => None,
+                };
+                self.devices[d].v3 = Some(V3State {
+                    engine_id: m.engine_id.to_vec(),
+                    boots: m.engine_boots,
+                    time: m.engine_time,
+                    synced: Instant::now(),
+                    keys,
+                });
+                self.devices[d].status.engine_id = Some(hex(m.engine_id));
+                self.devices[d].status.engine_boots = Some(m.engine_boots);
+                self.complete_job(d, o.job);
+            }
+            ReportKind::NotInTimeWindow | ReportKind::UnknownEngineId => {
+                // Resynchronise from the report and resend once; a second one is an error.
+                let resynced = self.devices[d]
+                    .poll
+                    .as_ref()
+                    .and_then(|p| p.jobs.get(o.job))
+                    .is_some_and(|j| j.resynced);
+                if let Some(s) = self.devices[d].v3.as_mut()
+                    && m.is_authenticated()
+                {
+                    s.boots = m.engine_boots;
+                    s.time = m.engine_time;
+                    s.synced = Instant::now();
+                }
+                if !resynced {
+                    if let Some(p) = self.devices[d].poll.as_mut() {
+                        p.jobs[o.job].resynced = true;
+                    }
+                    let id = self.alloc_id();
+                    self.send(d, o.job, id, 0);
+                    return;
+                }
+                self.fail_job(
+                    d,
+                    o.job,
+                    kind.label(),
+                    "the agent keeps reporting a time-window problem".into(),
+                );
+                self.release(d);
+            }
+            _ => {
+                let user = match &self.devices[d].spec.credentials {
+                    Credentials::V3 { user, .. } => String::from_utf8_lossy(user).into_owned(),
+                    Credentials::V2c { .. } => String::new(),
+                };
+                let msg = match kind {
+                    ReportKind::WrongDigest => {
+                        format!("wrong authentication password or protocol for user {user}")
+                    }
+                    ReportKind::UnknownUserName => format!("the agent has no user {user}"),
+                    ReportKind::UnsupportedSecLevel => {
+                        format!("security level not allowed for user {user}")
+                    }
+                    ReportKind::DecryptionError => format!(
+                        "the agent could not decrypt: privacy password or protocol wrong for user {user}"
+                    ),
+                    other => format!("agent reported {}", other.label()),
+                };
+                self.fail_job(d, o.job, kind.label(), msg);
+                self.release(d);
+            }
+        }
+    }
+
+    fn on_response(&mut self, o: Outstanding, p: &Pdu<'_>) {
+        let d = o.device;
+        self.metrics.responses.increment(1);
+        let rtt = o.sent_at.elapsed();
+        let Some(poll) = self.devices[d].poll.as_mut() else {
+            return;
+        };
+        if poll.generation != o.generation {
+            return;
+        }
+        poll.rtt_sum += rtt;
+        poll.rtt_n += 1;
+        let n = p.varbinds().count() as u32;
+        poll.varbinds += n;
+        self.metrics.varbinds.increment(n as u64);
+        if p.error_status != error_status::NO_ERROR {
+            let job = &mut poll.jobs[o.job];
+            match (job.walk.as_mut(), p.error_status) {
+                // tooBig at the smallest request, or noSuchName (v1 semantics): end the walk.
+                (Some(w), error_status::TOO_BIG | error_status::NO_SUCH_NAME) => {
+                    w.abandon();
+                    self.complete_job(d, o.job);
+                }
+                _ => {
+                    let msg = format!(
+                        "agent returned {} ({}) for varbind {}",
+                        error_status::name(p.error_status),
+                        p.error_status,
+                        p.error_index
+                    );
+                    self.fail_job(d, o.job, "agent_error", msg);
+                    self.release(d);
+                }
+            }
+            return;
+        }
+        let kind = poll.jobs[o.job].kind;
+        match kind {
+            JobKind::Discover => self.complete_job(d, o.job),
+            JobKind::System => {
+                for (oid, v) in p.varbinds().flatten() {
+                    let arcs: Vec<u32> = oid.arcs().collect();
+                    let s = &mut poll.sys;
+                    match arcs.as_slice() {
+                        [1, 3, 6, 1, 2, 1, 1, 1, 0] => {
+                            s.descr = v.as_text().map(|t| t.into_owned())
+                        }
+                        [1, 3, 6, 1, 2, 1, 1, 2, 0] => {
+                            s.object_id = match v {
+                                Value::ObjectId(o) => Some(o.to_string()),
+                                _ => None,
+                            }
+                        }
+                        [1, 3, 6, 1, 2, 1, 1, 3, 0] => {
+                            s.uptime = match v {
+                                Value::TimeTicks(t) => Some(t),
+                                _ => None,
+                            }
+                        }
+                        [1, 3, 6, 1, 2, 1, 1, 4, 0] => {
+                            s.contact = v.as_text().map(|t| t.into_owned())
+                        }
+                        [1, 3, 6, 1, 2, 1, 1, 5, 0] => s.name = v.as_text().map(|t| t.into_owned()),
+                        [1, 3, 6, 1, 2, 1, 1, 6, 0] => {
+                            s.location = v.as_text().map(|t| t.into_owned())
+                        }
+                        _ => {}
+                    }
+                }
+                self.complete_job(d, o.job);
+            }
+            JobKind::Walk(_) => {
+                let Poll {
+                    jobs, rows, sys, ..
+                } = poll;
+                let Some(w) = jobs[o.job].walk.as_mut() else {
+                    return;
+                };
+                match w.absorb(p.varbinds(), rows) {
+                    Ok(uptime) => {
+                        if sys.uptime.is_none() {
+                            sys.uptime = uptime;
+                        }
+                        if w.is_done() {
+                            self.complete_job(d, o.job);
+                        } else {
+                            // Next page of the same walk, under a fresh id.
+                            let id = self.alloc_id();
+                            self.send(d, o.job, id, 0);
+                        }
+                    }
+                    Err(WalkError::TooManyRows) => {
+                        self.fail_job(d, o.job, "walk", "table longer than 100,000 rows".into());
+                        self.release(d);
+                    }
+                    Err(WalkError::Decode(e)) => {
+                        self.fail_job(d, o.job, "decode", format!("undecodable response: {e}"));
+                        self.release(d);
+                    }
+                }
+            }
+        }
+    }
+
+    fn complete_job(&mut self, d: usize, job: usize) {
+        if let Some(p) = self.devices[d].poll.as_mut() {
+            if let Some(j) = p.jobs.get_mut(job) {
+                j.state = JobState::Done;
+            }
+            p.in_flight = p.in_flight.saturating_sub(1);
+        }
+        self.pump(d);
+        self.release(d);
+    }
+
+    /// Finish the poll once no job is pending or running.
+    fn maybe_finish(&mut self, d: usize) {
+        let done = self.devices[d].poll.as_ref().is_some_and(|p| {
+            p.jobs
+                .iter()
+                .all(|j| matches!(j.state, JobState::Done | JobState::Failed))
+        });
+        if !done {
+            return;
+        }
+        let Some(poll) = self.devices[d].poll.take() else {
+            return;
+        };
+        let out = self.finish(d, poll);
+        (self.output)(out);
+        if let Ok(mut b) = self.board.lock()
+            && let Some(slot) = b.get_mut(d)
+        {
+            *slot = self.devices[d].status.clone();
+        }
+    }
+
+    fn finish(&mut self, d: usize, poll: Poll) -> PollOutput {
+        let dev = &mut self.devices[d];
+        let now_ms = unix_ms();
+        let poll_ms = poll.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let rtt_ms =
+            (poll.rtt_n > 0).then(|| poll.rtt_sum.as_secs_f64() * 1000.0 / poll.rtt_n as f64);
+        let walks_ok = poll
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.kind, JobKind::Walk(_)))
+            .all(|j| j.state == JobState::Done);
+        let mut interfaces = Vec::new();
+        if walks_ok && dev.spec.modules.interfaces {
+            if !poll.rows.is_empty() && poll.rows.values().all(|r| !r.has_hc()) {
+                // No HC counters: poll ifTable's 32-bit ones from now on.
+                dev.c32 = true;
+            }
+            let boots = dev.v3.as_ref().map(|s| s.boots);
+            let note = poll
+                .sys
+                .uptime
+                .map(|u| dev.rates.begin_poll(u, boots))
+                .unwrap_or(Some(rates::RateNote::First));
+            dev.rates.retain(|i| poll.rows.contains_key(&i));
+            for (&if_index, r) in &poll.rows {
+                let sample = if_sample(r, poll.sys.uptime);
+                let rr = dev.rates.interface(note, if_index, &sample);
+                if rr.dropped > 0
+                    && let Some(n) = rr.note
+                {
+                    metrics::counter!("nmsd_snmp_rate_dropped_total", "reason" => n.label())
+                        .increment(rr.dropped as u64);
+                }
+                interfaces.push(InterfaceRow {
+                    ts_ms: poll.slot_ms,
+                    device: dev.spec.name.clone(),
+                    if_index,
+                    if_name: r.name.clone(),
+                    if_alias: r.alias.clone(),
+                    if_descr: r.descr.clone(),
+                    if_type: r.if_type,
+                    speed_mbps: rates::speed_bps(r.high_speed, r.speed).map(|b| b / 1_000_000),
+                    admin_status: r.admin,
+                    oper_status: r.oper,
+                    counter_bits: if r.has_hc() { 64 } else { 32 },
+                    counters: sample.counters.map(|c| c.map(Raw::value)),
+                    interval_s: rr.interval_s,
+                    in_bps: rr.in_bps,
+                    out_bps: rr.out_bps,
+                    in_util: rr.in_util,
+                    out_util: rr.out_util,
+                    per_second: rr.per_second,
+                    rate_note: rr.note.map(|n| n.label()),
+                });
+            }
+        }
+        let ok = poll.error.is_none();
+        let st = &mut dev.status;
+        if ok {
+            st.state = "up";
+            st.last_success_ms = Some(now_ms);
+            st.consecutive_failures = 0;
+            st.polls_ok += 1;
+            self.metrics.polls_ok.increment(1);
+        } else {
+            st.consecutive_failures += 1;
+            st.polls_failed += 1;
+            st.state = if st.consecutive_failures >= 3 {
+                "down"
+            } else {
+                "failing"
+            };
+            self.metrics.polls_failed.increment(1);
+            if let Some((kind, msg)) = &poll.error {
+                st.last_error = Some(ErrorStatus {
+                    at_ms: now_ms,
+                    kind,
+                    message: msg.clone(),
+                });
+                metrics::counter!("nmsd_snmp_device_errors_total", "kind" => *kind).increment(1);
+            }
+        }
+        st.poll_ms = Some(poll_ms);
+        if let Some(r) = rtt_ms {
+            st.rtt_ms_last = Some(r);
+            st.rtt_ms_ewma = Some(st.rtt_ms_ewma.map_or(r, |e| 0.8 * e + 0.2 * r));
+        }
+        if poll.sys.name.is_some() {
+            st.sys_name = poll.sys.name.clone();
+        }
+        st.sys_uptime_ticks = poll.sys.uptime.or(st.sys_uptime_ticks);
+        st.interfaces = interfaces.len() as u32;
+        if let Some(s) = &dev.v3 {
+            st.engine_boots = Some(s.boots);
+        }
+        self.metrics
+            .poll_seconds
+            .record(poll.started.elapsed().as_secs_f64());
+        PollOutput {
+            device: DeviceRow {
+                ts_ms: poll.slot_ms,
+                device: dev.spec.name.clone(),
+                address: Some(dev.spec.addr.ip()),
+                up: ok,
+                error: poll.error.as_ref().map(|(k, _)| *k),
+                error_detail: poll.error.map(|(_, m)| m),
+                sys_name: poll.sys.name,
+                sys_descr: poll.sys.descr,
+                sys_object_id: poll.sys.object_id,
+                sys_location: poll.sys.location,
+                sys_contact: poll.sys.contact,
+                sys_uptime_ticks: poll.sys.uptime,
+                engine_id: dev.v3.as_ref().map(|s| hex(&s.engine_id)),
+                engine_boots: dev.v3.as_ref().map(|s| s.boots),
+                poll_ms,
+                rtt_ms,
+                requests: poll.requests,
+                timeouts: poll.timeouts,
+                varbinds: poll.varbinds,
+                interfaces: interfaces.len() as u32,
+            },
+            interfaces,
+        }
+    }
+}
+
+impl Job {
+    fn new(kind: JobKind, walk: Option<Walk>) -> Self {
+        Job {
+            kind,
+            state: JobState::Pending,
+            walk,
+            resynced: false,
+        }
+    }
+}
+
+/// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's
+/// 32-bit ones (NUcast standing in for multicast, broadcast unknown).
+fn if_sample(r: &IfRowBuild, device_uptime: Option<u32>) -> IfSample {
+    let mut c = [None; rates::COUNTERS];
+    if r.has_hc() {
+        c[Counter::InOctets as usize] = r.hc[0].map(Raw::C64);
+        c[Counter::InUcastPkts as usize] = r.hc[1].map(Raw::C64);
+        c[Counter::InMulticastPkts as usize] = r.hc[2].map(Raw::C64);
+        c[Counter::InBroadcastPkts as usize] = r.hc[3].map(Raw::C64);
+        c[Counter::OutOctets as usize] = r.hc[4].map(Raw::C64);
+        c[Counter::OutUcastPkts as usize] = r.hc[5].map(Raw::C64);
+        c[Counter::OutMulticastPkts as usize] = r.hc[6].map(Raw::C64);
+        c[Counter::OutBroadcastPkts as usize] = r.hc[7].map(Raw::C64);
+    } else {
+        c[Counter::InOctets as usize] = r.in_octets32.map(Raw::C32);
+        c[Counter::InUcastPkts as usize] = r.in_ucast32.map(Raw::C32);
+        c[Counter::InMulticastPkts as usize] = r.in_nucast32.map(Raw::C32);
+        c[Counter::OutOctets as usize] = r.out_octets32.map(Raw::C32);
+        c[Counter::OutUcastPkts as usize] = r.out_ucast32.map(Raw::C32);
+        c[Counter::OutMulticastPkts as usize] = r.out_nucast32.map(Raw::C32);
+    }
+    c[Counter::InErrors as usize] = r.in_errors.map(Raw::C32);
+    c[Counter::OutErrors as usize] = r.out_errors.map(Raw::C32);
+    c[Counter::InDiscards as usize] = r.in_discards.map(Raw::C32);
+    c[Counter::OutDiscards as usize] = r.out_discards.map(Raw::C32);
+    IfSample {
+        uptime_ticks: r.counters_uptime.or(device_uptime).unwrap_or(0),
+        discontinuity_ticks: r.discontinuity,
+        identity: r
+            .name
+            .as_deref()
+            .or(r.descr.as_deref())
+            .unwrap_or_default()
+            .to_string(),
+        speed_bps: rates::speed_bps(r.high_speed, r.speed),
+        counters: c,
+    }
+}
+
+async fn readable(sock: Option<&UdpSocket>) -> std::io::Result<()> {
+    match sock {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}

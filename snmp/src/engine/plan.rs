@@ -1,0 +1,90 @@
+//! What the engine polls: devices with resolved addresses and ready-to-use credentials.
+//!
+//! The collector builds a [`Plan`] from config.toml (secrets read, passwords turned into keys);
+//! the engine never sees a config file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nmsd_parsers::snmp::usm::UserKeys;
+use zeroize::Zeroizing;
+
+/// How to talk to a device.
+#[derive(Clone)]
+pub enum Credentials {
+    V2c {
+        community: Arc<Zeroizing<Vec<u8>>>,
+    },
+    V3 {
+        user: Arc<[u8]>,
+        /// `None` for noAuthNoPriv.
+        keys: Option<Arc<UserKeys>>,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print a community or key.
+        match self {
+            Credentials::V2c { .. } => f.write_str("V2c { community: <redacted> }"),
+            Credentials::V3 { user, keys } => write!(
+                f,
+                "V3 {{ user: {:?}, keys: {:?} }}",
+                String::from_utf8_lossy(user),
+                keys
+            ),
+        }
+    }
+}
+
+impl Credentials {
+    pub fn version_label(&self) -> &'static str {
+        match self {
+            Credentials::V2c { .. } => "2c",
+            Credentials::V3 { .. } => "3",
+        }
+    }
+}
+
+/// Which built-in modules a device polls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Modules {
+    pub system: bool,
+    pub interfaces: bool,
+}
+
+impl Default for Modules {
+    fn default() -> Self {
+        Modules {
+            system: true,
+            interfaces: true,
+        }
+    }
+}
+
+/// One device.
+#[derive(Clone, Debug)]
+pub struct DeviceSpec {
+    /// Unique; labels everything.
+    pub name: Arc<str>,
+    pub addr: SocketAddr,
+    pub credentials: Credentials,
+    pub interval: Duration,
+    /// Per attempt.
+    pub timeout: Duration,
+    pub retries: u32,
+    pub max_repetitions: u32,
+    /// Requests in flight to this device at once.
+    pub max_in_flight: u32,
+    pub modules: Modules,
+}
+
+/// Everything the engine polls.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub devices: Vec<DeviceSpec>,
+    /// Requests in flight over all devices.
+    pub max_in_flight: usize,
+}

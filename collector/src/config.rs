@@ -161,6 +161,7 @@ pub struct SamplingOverride {
 pub struct SourcesConfig {
     #[serde(default)]
     pub netflow: Vec<crate::sources::netflow::NetflowSourceConfig>,
+    pub snmp: Option<crate::sources::snmp::SnmpSourceConfig>,
 }
 
 /// `[sinks]`.
@@ -257,6 +258,21 @@ impl Config {
             })
         })?;
         let mut cfg = Self::parse(path, &text)?;
+        // Secrets and addresses are checked here, not in `parse`: they need the environment.
+        if let Some(s) = &cfg.sources.snmp
+            && let Err((key, message)) = s.plan()
+        {
+            return Err(Box::new(ConfigError {
+                file: path.to_path_buf(),
+                line: locate_key(&text, &key),
+                column: None,
+                source_line: locate_key(&text, &key)
+                    .and_then(|l| text.lines().nth(l - 1))
+                    .map(str::to_string),
+                key: Some(key),
+                message,
+            }));
+        }
         cfg.resolve_paths(path);
         Ok(cfg)
     }
@@ -325,6 +341,9 @@ impl Config {
                 ));
             }
             listens.push(s.listen);
+        }
+        if let Some(s) = &self.sources.snmp {
+            s.validate()?;
         }
         if self.pipeline.max_exporters == 0 || self.pipeline.max_templates_per_exporter == 0 {
             return Err((

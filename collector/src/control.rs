@@ -27,6 +27,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/devices", get(devices))
         .with_state(state)
 }
 
@@ -47,6 +48,16 @@ async fn metrics(State(s): State<ControlState>) -> Response {
         s.prometheus.render(),
     )
         .into_response()
+}
+
+async fn devices(State(s): State<ControlState>) -> Json<serde_json::Value> {
+    let devices = s
+        .status
+        .snmp
+        .as_ref()
+        .and_then(|b| b.lock().ok().map(|g| g.clone()))
+        .unwrap_or_default();
+    Json(json!({ "devices": devices }))
 }
 
 async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {

@@ -190,4 +190,49 @@ fn describe() {
     );
     g!("nmsd_sink_up", "1 when the sink's last request succeeded.");
     g!("nmsd_build_info", "Build information.");
+    c!(
+        "nmsd_snmp_requests_total",
+        "SNMP requests sent (retries included)."
+    );
+    c!("nmsd_snmp_responses_total", "SNMP responses accepted.");
+    c!(
+        "nmsd_snmp_timeouts_total",
+        "SNMP request attempts that timed out."
+    );
+    c!(
+        "nmsd_snmp_retries_total",
+        "SNMP requests resent after a timeout."
+    );
+    c!(
+        "nmsd_snmp_varbinds_total",
+        "Varbinds received in accepted responses."
+    );
+    c!(
+        "nmsd_snmp_replies_dropped_total",
+        "Replies dropped: late, unexpected source, undecodable, failed authentication."
+    );
+    c!(
+        "nmsd_snmp_usm_reports_total",
+        "SNMPv3 USM reports received, by kind."
+    );
+    g!(
+        "nmsd_snmp_requests_in_flight",
+        "SNMP requests waiting for an answer."
+    );
+    c!(
+        "nmsd_snmp_polls_total",
+        "Device polls by outcome (ok, failed, overrun)."
+    );
+    h!(
+        "nmsd_snmp_poll_duration_seconds",
+        "Time from the start of a device poll to its end."
+    );
+    c!(
+        "nmsd_snmp_rate_dropped_total",
+        "Interface rates left out, by reason (first poll, restart, reset...)."
+    );
+    c!(
+        "nmsd_snmp_device_errors_total",
+        "Failed device polls by error kind."
+    );
 }

@@ -26,6 +26,8 @@ pub struct RuntimeStatus {
     pub workers: usize,
     pub sources: Vec<SourceStatus>,
     pub questdb: Option<Arc<SinkStatus>>,
+    /// SNMP device health, if SNMP polling is configured.
+    pub snmp: Option<nmsd_snmp::engine::StatusBoard>,
     pub ready: AtomicBool,
 }
 
@@ -42,6 +44,10 @@ pub struct SourceStatus {
 /// Running threads.
 pub struct Topology {
     stop_receivers: Arc<AtomicBool>,
+    snmp: Option<(
+        tokio::sync::mpsc::Sender<nmsd_snmp::engine::Command>,
+        JoinHandle<()>,
+    )>,
     sink_shutdown: Arc<AtomicBool>,
     receivers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -146,6 +152,65 @@ impl Topology {
             });
         }
 
+        // SNMP polling: one thread with its own current-thread runtime (docs/snmp-design.md §4).
+        let mut snmp = None;
+        let mut snmp_board = None;
+        if let Some(sc) = &cfg.sources.snmp {
+            let plan = sc
+                .plan()
+                .map_err(|(k, m)| anyhow::anyhow!("[sources.snmp] {k}: {m}"))?;
+            let devices = plan.devices.len();
+            let board: nmsd_snmp::engine::StatusBoard = Default::default();
+            let queue = routes.first().map(|r| r.queue.clone());
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let (bind4, bind6) = (sc.bind, sc.bind6);
+            let b = board.clone();
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let handle = spawn("nmsd-snmp".into(), move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cannot start the SNMP runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let output = Box::new(move |o: nmsd_snmp::engine::PollOutput| {
+                        if let Some(q) = &queue {
+                            if !o.interfaces.is_empty() {
+                                q.try_send(nmsd_pipeline::SinkMessage::SnmpInterfaces(
+                                    o.interfaces,
+                                ));
+                            }
+                            q.try_send(nmsd_pipeline::SinkMessage::SnmpDevices(vec![o.device]));
+                        }
+                    });
+                    match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, output, b).await {
+                        Ok(engine) => {
+                            let _ = ready_tx.send(Ok(()));
+                            engine.run(rx).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!(
+                                "cannot bind the SNMP polling socket ({bind4} / {bind6}): {e}"
+                            )));
+                        }
+                    }
+                });
+            })?;
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => anyhow::bail!("{e}"),
+                Err(_) => anyhow::bail!("the SNMP thread stopped during start-up"),
+            }
+            tracing::info!(devices, "polling SNMP devices");
+            snmp = Some((tx, handle));
+            snmp_board = Some(board);
+        }
+
         let overrides: Vec<_> = cfg
             .pipeline
             .sampling_override
@@ -186,6 +251,7 @@ impl Topology {
         );
         Ok(Topology {
             stop_receivers,
+            snmp,
             sink_shutdown,
             receivers,
             workers: worker_handles,
@@ -195,6 +261,7 @@ impl Topology {
                 workers,
                 sources,
                 questdb,
+                snmp: snmp_board,
                 ready: AtomicBool::new(true),
             }),
         })
@@ -210,6 +277,11 @@ impl Topology {
         self.sink_shutdown.store(true, Ordering::Relaxed);
         for h in self.receivers {
             let _ = h.join();
+        }
+        // The SNMP engine holds a sink queue sender: stop it before the sinks are drained.
+        if let Some((tx, handle)) = self.snmp {
+            let _ = tx.blocking_send(nmsd_snmp::engine::Command::Stop);
+            let _ = handle.join();
         }
         tracing::info!("receiving stopped; draining rings and flushing processors");
         for h in self.workers {

@@ -39,6 +39,18 @@ impl SinkQueue {
         self.name
     }
 
+    /// Queue a message without ever blocking (for senders that must not stall, like the SNMP
+    /// engine); a full queue drops it and counts the rows.
+    pub fn try_send(&self, msg: SinkMessage) -> bool {
+        let rows = msg.rows() as u64;
+        let ok = self.tx.try_send(msg).is_ok();
+        if !ok {
+            self.dropped_rows.increment(rows);
+        }
+        self.occupancy.set(self.tx.len() as f64);
+        ok
+    }
+
     /// Queue a message under the queue's full policy. Returns false if it was dropped (and
     /// counted): queue full under `drop`, or the sink has stopped.
     pub fn send(&self, msg: SinkMessage) -> bool {

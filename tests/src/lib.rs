@@ -7,6 +7,7 @@
 pub mod nfdump;
 pub mod nmsd;
 pub mod questdb;
+pub mod snmpd;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

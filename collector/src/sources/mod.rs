@@ -1,3 +1,4 @@
 //! Sources: where telemetry enters nmsd. One file per source kind, its config beside it.
 
 pub mod netflow;
+pub mod snmp;

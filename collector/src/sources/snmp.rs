@@ -1,0 +1,441 @@
+//! `[sources.snmp]`: SNMP polling of devices (v2c and v3), configured in config.toml.
+//!
+//! This file turns config into the engine's `Plan`: addresses resolved, secrets read from files,
+//! environment variables or systemd credentials (never inline, never logged), passwords turned
+//! into keys once. The engine itself lives in the `nmsd-snmp` crate.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nmsd_parsers::snmp::usm::{AuthProtocol, PrivProtocol, UserKeys};
+use nmsd_pipeline::units::HumanDuration;
+use nmsd_snmp::engine::plan::{Credentials, DeviceSpec, Modules, Plan};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use zeroize::Zeroizing;
+
+/// `[sources.snmp]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnmpSourceConfig {
+    /// Source address of polls (port 0: ephemeral).
+    #[serde(default = "default_bind4")]
+    pub bind: SocketAddr,
+    #[serde(default = "default_bind6")]
+    pub bind6: SocketAddr,
+    /// Requests in flight over all devices.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    #[serde(default)]
+    pub defaults: DeviceDefaults,
+    #[serde(default)]
+    pub profiles: Vec<ProfileConfig>,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+fn default_bind4() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+fn default_bind6() -> SocketAddr {
+    SocketAddr::from(([0u16; 8], 0))
+}
+fn default_max_in_flight() -> usize {
+    1024
+}
+
+/// `[sources.snmp.defaults]`: every key can be overridden per device.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceDefaults {
+    pub port: u16,
+    pub interval: HumanDuration,
+    pub timeout: HumanDuration,
+    pub retries: u32,
+    pub max_repetitions: u32,
+    pub max_in_flight: u32,
+    pub modules: Vec<String>,
+}
+
+impl Default for DeviceDefaults {
+    fn default() -> Self {
+        DeviceDefaults {
+            port: 161,
+            interval: HumanDuration::from_secs(60),
+            timeout: HumanDuration::from_secs(2),
+            retries: 2,
+            max_repetitions: 25,
+            max_in_flight: 2,
+            modules: vec!["system".into(), "interfaces".into()],
+        }
+    }
+}
+
+/// Where a secret comes from. Exactly one of the keys.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+    /// `$CREDENTIALS_DIRECTORY/NAME` (systemd `LoadCredential=`).
+    Credential(String),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Where, never what.
+        match self {
+            SecretSource::File(p) => write!(f, "file {}", p.display()),
+            SecretSource::Env(v) => write!(f, "environment variable {v}"),
+            SecretSource::Credential(c) => write!(f, "credential {c}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = SecretSource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("{ file = \"PATH\" }, { env = \"NAME\" } or { credential = \"NAME\" }")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretSource, E> {
+                Err(E::custom(
+                    "secrets are not written inline in config.toml; use { file = \"PATH\" }, \
+                     { env = \"NAME\" } or { credential = \"NAME\" }",
+                ))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<SecretSource, A::Error> {
+                let mut out = None;
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: String = m.next_value()?;
+                    let s = match k.as_str() {
+                        "file" => SecretSource::File(PathBuf::from(v)),
+                        "env" => SecretSource::Env(v),
+                        "credential" => SecretSource::Credential(v),
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["file", "env", "credential"],
+                            ));
+                        }
+                    };
+                    if out.replace(s).is_some() {
+                        return Err(de::Error::custom(
+                            "give exactly one of file, env, credential",
+                        ));
+                    }
+                }
+                out.ok_or_else(|| de::Error::custom("give one of file, env, credential"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl SecretSource {
+    /// Read the secret (one trailing newline stripped). Errors name the source, never the value.
+    pub fn read(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+        let mut v = match self {
+            SecretSource::File(p) => std::fs::read(p)
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
+            SecretSource::Env(n) => std::env::var_os(n)
+                .ok_or_else(|| format!("environment variable {n} is not set"))?
+                .into_encoded_bytes(),
+            SecretSource::Credential(c) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "credential {c}: CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)"
+                    )
+                })?;
+                let p = PathBuf::from(dir).join(c);
+                std::fs::read(&p).map_err(|e| format!("cannot read credential {c}: {e}"))?
+            }
+        };
+        if v.last() == Some(&b'\n') {
+            v.pop();
+        }
+        if v.is_empty() {
+            return Err(format!("the secret from {self:?} is empty"));
+        }
+        Ok(Zeroizing::new(v))
+    }
+}
+
+/// `[[sources.snmp.profiles]]`: credentials shared by devices.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    pub name: String,
+    /// "2c" or "3".
+    pub version: String,
+    /// v2c.
+    pub community: Option<SecretSource>,
+    /// v3.
+    pub user: Option<String>,
+    /// noAuthNoPriv | authNoPriv | authPriv.
+    pub level: Option<String>,
+    /// md5 | sha | sha224 | sha256 | sha384 | sha512.
+    pub auth: Option<String>,
+    pub auth_password: Option<SecretSource>,
+    /// des | aes | aes192 | aes256 (Blumenthal, net-snmp) | aes192c | aes256c (Reeder, Cisco).
+    #[serde(rename = "priv")]
+    pub privacy: Option<String>,
+    pub priv_password: Option<SecretSource>,
+}
+
+/// `[[sources.snmp.devices]]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub name: String,
+    /// IP address or host name.
+    pub address: String,
+    pub profile: String,
+    pub port: Option<u16>,
+    pub interval: Option<HumanDuration>,
+    pub timeout: Option<HumanDuration>,
+    pub retries: Option<u32>,
+    pub max_repetitions: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub modules: Option<Vec<String>>,
+}
+
+/// A problem with the SNMP config: (key, message).
+pub type SnmpConfigError = (String, String);
+
+impl SnmpSourceConfig {
+    /// Checks that need no I/O.
+    pub fn validate(&self) -> Result<(), SnmpConfigError> {
+        let e = |k: String, m: String| Err((k, m));
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.profiles.iter().enumerate() {
+            let k = |f: &str| format!("sources.snmp.profiles[{i}].{f}");
+            match p.version.as_str() {
+                "2c" => {
+                    if p.community.is_none() {
+                        return e(k("community"), "a v2c profile needs a community".into());
+                    }
+                }
+                "3" => {
+                    if p.user.as_deref().is_none_or(str::is_empty) {
+                        return e(k("user"), "a v3 profile needs a user".into());
+                    }
+                    let level = p.level.as_deref().unwrap_or("authPriv");
+                    if !["noAuthNoPriv", "authNoPriv", "authPriv"].contains(&level) {
+                        return e(
+                            k("level"),
+                            "level must be noAuthNoPriv, authNoPriv or authPriv".into(),
+                        );
+                    }
+                    if level != "noAuthNoPriv" {
+                        if p.auth.as_deref().and_then(AuthProtocol::parse).is_none() {
+                            return e(
+                                k("auth"),
+                                "auth must be md5, sha, sha224, sha256, sha384 or sha512".into(),
+                            );
+                        }
+                        if p.auth_password.is_none() {
+                            return e(
+                                k("auth_password"),
+                                "authNoPriv and authPriv need auth_password".into(),
+                            );
+                        }
+                    }
+                    if level == "authPriv" {
+                        if p.privacy.as_deref().and_then(PrivProtocol::parse).is_none() {
+                            return e(
+                                k("priv"),
+                                "priv must be des, aes, aes192, aes256, aes192c or aes256c".into(),
+                            );
+                        }
+                        if p.priv_password.is_none() {
+                            return e(k("priv_password"), "authPriv needs priv_password".into());
+                        }
+                    } else if p.privacy.is_some() {
+                        return e(k("priv"), "priv needs level = \"authPriv\"".into());
+                    }
+                }
+                _ => return e(k("version"), "version must be \"2c\" or \"3\"".into()),
+            }
+        }
+        let d = &self.defaults;
+        check_timing(&d.interval, &d.timeout, d.retries, d.max_repetitions)
+            .map_err(|(f, m)| (format!("sources.snmp.defaults.{f}"), m))?;
+        for (i, dev) in self.devices.iter().enumerate() {
+            let k = |f: &str| format!("sources.snmp.devices[{i}].{f}");
+            if !names.insert(dev.name.as_str()) {
+                return e(
+                    k("name"),
+                    format!("device name \"{}\" is used twice", dev.name),
+                );
+            }
+            if !self.profiles.iter().any(|p| p.name == dev.profile) {
+                return e(
+                    k("profile"),
+                    format!("no profile named \"{}\"", dev.profile),
+                );
+            }
+            check_timing(
+                &dev.interval.unwrap_or(d.interval),
+                &dev.timeout.unwrap_or(d.timeout),
+                dev.retries.unwrap_or(d.retries),
+                dev.max_repetitions.unwrap_or(d.max_repetitions),
+            )
+            .map_err(|(f, m)| (k(f), m))?;
+            for m in dev.modules.as_ref().unwrap_or(&d.modules) {
+                if !["system", "interfaces"].contains(&m.as_str()) {
+                    return e(
+                        k("modules"),
+                        format!("unknown module \"{m}\" (modules: system, interfaces)"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read secrets, derive keys, resolve addresses: the engine's plan.
+    pub fn plan(&self) -> Result<Plan, SnmpConfigError> {
+        let mut profiles: Vec<(String, Credentials)> = Vec::new();
+        for (i, p) in self.profiles.iter().enumerate() {
+            let k = |f: &str| format!("sources.snmp.profiles[{i}].{f}");
+            let creds = if p.version == "2c" {
+                let c = p
+                    .community
+                    .as_ref()
+                    .ok_or((k("community"), "missing".to_string()))?;
+                Credentials::V2c {
+                    community: Arc::new(c.read().map_err(|m| (k("community"), m))?),
+                }
+            } else {
+                let level = p.level.as_deref().unwrap_or("authPriv");
+                let keys = if level == "noAuthNoPriv" {
+                    None
+                } else {
+                    let auth = p
+                        .auth
+                        .as_deref()
+                        .and_then(AuthProtocol::parse)
+                        .ok_or((k("auth"), "invalid".to_string()))?;
+                    let apw = p
+                        .auth_password
+                        .as_ref()
+                        .ok_or((k("auth_password"), "missing".to_string()))?
+                        .read()
+                        .map_err(|m| (k("auth_password"), m))?;
+                    if apw.len() < 8 {
+                        return Err((
+                            k("auth_password"),
+                            "SNMPv3 passwords must have at least 8 characters".into(),
+                        ));
+                    }
+                    let privacy = if level == "authPriv" {
+                        let proto = p
+                            .privacy
+                            .as_deref()
+                            .and_then(PrivProtocol::parse)
+                            .ok_or((k("priv"), "invalid".to_string()))?;
+                        let ppw = p
+                            .priv_password
+                            .as_ref()
+                            .ok_or((k("priv_password"), "missing".to_string()))?
+                            .read()
+                            .map_err(|m| (k("priv_password"), m))?;
+                        if ppw.len() < 8 {
+                            return Err((
+                                k("priv_password"),
+                                "SNMPv3 passwords must have at least 8 characters".into(),
+                            ));
+                        }
+                        Some((proto, ppw))
+                    } else {
+                        None
+                    };
+                    let keys = UserKeys::new(
+                        auth,
+                        &apw,
+                        privacy.as_ref().map(|(p, pw)| (*p, pw.as_slice())),
+                    )
+                    .map_err(|e| (k("auth_password"), e.to_string()))?;
+                    Some(Arc::new(keys))
+                };
+                Credentials::V3 {
+                    user: Arc::from(p.user.clone().unwrap_or_default().into_bytes()),
+                    keys,
+                }
+            };
+            profiles.push((p.name.clone(), creds));
+        }
+        let d = &self.defaults;
+        let mut devices = Vec::new();
+        for (i, dev) in self.devices.iter().enumerate() {
+            let k = |f: &str| format!("sources.snmp.devices[{i}].{f}");
+            let port = dev.port.unwrap_or(d.port);
+            let addr = (dev.address.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| {
+                    (
+                        k("address"),
+                        format!("cannot resolve \"{}\": {e}", dev.address),
+                    )
+                })?
+                .next()
+                .ok_or((
+                    k("address"),
+                    format!("\"{}\" resolves to no address", dev.address),
+                ))?;
+            let credentials = profiles
+                .iter()
+                .find(|(n, _)| *n == dev.profile)
+                .map(|(_, c)| c.clone())
+                .ok_or((k("profile"), "unknown profile".to_string()))?;
+            let modules = dev.modules.as_ref().unwrap_or(&d.modules);
+            devices.push(DeviceSpec {
+                name: Arc::from(dev.name.as_str()),
+                addr,
+                credentials,
+                interval: dev.interval.unwrap_or(d.interval).get(),
+                timeout: dev.timeout.unwrap_or(d.timeout).get(),
+                retries: dev.retries.unwrap_or(d.retries),
+                max_repetitions: dev.max_repetitions.unwrap_or(d.max_repetitions),
+                max_in_flight: dev.max_in_flight.unwrap_or(d.max_in_flight).max(1),
+                modules: Modules {
+                    system: modules.iter().any(|m| m == "system"),
+                    interfaces: modules.iter().any(|m| m == "interfaces"),
+                },
+            });
+        }
+        Ok(Plan {
+            devices,
+            max_in_flight: self.max_in_flight.max(1),
+        })
+    }
+}
+
+fn check_timing(
+    interval: &HumanDuration,
+    timeout: &HumanDuration,
+    retries: u32,
+    max_repetitions: u32,
+) -> Result<(), (&'static str, String)> {
+    if interval.get() < Duration::from_secs(5) {
+        return Err((
+            "interval",
+            "must be at least 5s (agents cache interface counters for ~3 s)".into(),
+        ));
+    }
+    if timeout.get() < Duration::from_millis(100) || timeout.get() > Duration::from_secs(60) {
+        return Err(("timeout", "must be between 100ms and 60s".into()));
+    }
+    if retries > 10 {
+        return Err(("retries", "must be at most 10".into()));
+    }
+    if !(1..=100).contains(&max_repetitions) {
+        return Err(("max_repetitions", "must be between 1 and 100".into()));
+    }
+    Ok(())
+}

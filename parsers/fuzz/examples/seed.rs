@@ -612,6 +612,65 @@ fn check(input: &[u8]) -> (usize, u64, String) {
     (out.len(), errors, persist::snapshot(&dec))
 }
 
+/// SNMP messages: a v2c GET, a GETBULK response with every value type, a v1 trap, the v3
+/// discovery probe and authPriv requests with the fuzz target's fixed keys.
+fn snmp_seeds() -> Vec<(String, Vec<u8>)> {
+    use nmsd_parsers::snmp::ber::BackWriter;
+    use nmsd_parsers::snmp::pdu::{PduHeader, encode_community_message};
+    use nmsd_parsers::snmp::usm::{AuthProtocol, LocalKeys, PrivProtocol};
+    use nmsd_parsers::snmp::v3::{V3Params, encode_discovery, encode_v3};
+    use nmsd_parsers::snmp::{Oid, PduKind, Value, Version};
+    let oid = |s: &str| s.parse::<Oid>().expect("seed OID");
+    let up = oid("1.3.6.1.2.1.1.3.0");
+    let name = oid("1.3.6.1.2.1.31.1.1.1.1.2");
+    let hc = oid("1.3.6.1.2.1.31.1.1.1.6.2");
+    let mut seeds = Vec::new();
+    let mut w = BackWriter::default();
+    encode_community_message(&mut w, Version::V2c, b"public", &PduHeader::new(PduKind::Get, 7), &[(up.as_ref(), Value::Null)]);
+    seeds.push(("v2c-get".to_string(), w.as_bytes().to_vec()));
+    let obj = oid("1.3.6.1.4.1.8072.3.2.10");
+    let values = [
+        (up.as_ref(), Value::TimeTicks(12345)),
+        (name.as_ref(), Value::OctetString(b"eth0")),
+        (hc.as_ref(), Value::Counter64(u64::MAX - 5)),
+        (name.as_ref(), Value::Counter32(u32::MAX)),
+        (name.as_ref(), Value::Gauge32(10)),
+        (name.as_ref(), Value::Integer(-1)),
+        (name.as_ref(), Value::IpAddress([192, 0, 2, 1])),
+        (name.as_ref(), Value::ObjectId(obj.as_ref())),
+        (name.as_ref(), Value::NoSuchInstance),
+        (name.as_ref(), Value::EndOfMibView),
+    ];
+    encode_community_message(&mut w, Version::V2c, b"public", &PduHeader::new(PduKind::Response, 8), &values);
+    seeds.push(("v2c-response-all-types".to_string(), w.as_bytes().to_vec()));
+    let mut w = BackWriter::default();
+    encode_discovery(&mut w, 1, 2);
+    seeds.push(("v3-discovery".to_string(), w.as_bytes().to_vec()));
+    let keys = [
+        ("v3-sha-aes", LocalKeys::from_localized(AuthProtocol::Sha1, &[1; 20], Some((PrivProtocol::Aes128, &[2; 16])))),
+        ("v3-sha256-aes256", LocalKeys::from_localized(AuthProtocol::Sha256, &[3; 32], Some((PrivProtocol::Aes256, &[4; 32])))),
+        ("v3-md5-des", LocalKeys::from_localized(AuthProtocol::Md5, &[5; 16], Some((PrivProtocol::Des, &[6; 16])))),
+    ];
+    for (label, k) in &keys {
+        let p = V3Params {
+            msg_id: 9,
+            reportable: true,
+            engine_id: b"\x80\x00\x1f\x88\x80seed",
+            engine_boots: 1,
+            engine_time: 100,
+            user: b"u",
+            context_engine_id: b"\x80\x00\x1f\x88\x80seed",
+            context_name: b"",
+        };
+        let mut w = BackWriter::default();
+        let mut scratch = Vec::new();
+        encode_v3(&mut w, &mut scratch, &p, Some(k), 42, &PduHeader::new(PduKind::Response, 9), &values)
+            .expect("seed encodes");
+        seeds.push((label.to_string(), w.as_bytes().to_vec()));
+    }
+    seeds
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
@@ -696,6 +755,7 @@ fn main() {
     persist_seeds.push(("damaged-lines".into(), damaged.as_bytes().to_vec()));
     persist_seeds.push(("empty".into(), b"# nmsd template cache v1\n".to_vec()));
     corpus.insert("persist_restore", persist_seeds);
+    corpus.insert("snmp_decode", snmp_seeds());
 
     let mut total = 0;
     for (target, seeds) in &corpus {

@@ -7,7 +7,7 @@ set -euo pipefail
 QUESTDB_VERSION="${QUESTDB_VERSION:-9.3.4}"
 
 need_apt=()
-for pkg_bin in softflowd:softflowd nfdump:nfcapd tshark:tshark python3:python3 openjdk-17-jre-headless:java maven:mvn; do
+for pkg_bin in softflowd:softflowd nfdump:nfcapd tshark:tshark snmpd:snmpd snmp:snmpget python3:python3 openjdk-17-jre-headless:java maven:mvn; do
     pkg="${pkg_bin%%:*}"
     bin="${pkg_bin##*:}"
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$pkg")

@@ -35,12 +35,17 @@ fn validate(bytes: &[u8]) -> Result<(), SnmpError> {
     }
     let mut run = 0;
     let mut first = true;
+    let mut lead = 0u8;
     for &b in bytes {
         if first && b == 0x80 {
             return Err(SnmpError::BadOid("sub-identifier with leading 0x80"));
         }
+        if first {
+            lead = b;
+        }
         run += 1;
-        if run > 5 {
+        // Five octets carry 35 bits: only 0x8F and below as the first leave 32.
+        if run > 5 || (run == 5 && lead > 0x8F) {
             return Err(SnmpError::BadOid("sub-identifier over 32 bits"));
         }
         first = b & 0x80 == 0;
@@ -275,6 +280,18 @@ mod tests {
         assert!("1.3.x".parse::<Oid>().is_err());
         assert!(OidRef::from_ber(&[0x2B, 0x86]).is_err());
         assert!(OidRef::from_ber(&[0x2B, 0x80, 1]).is_err());
+    }
+
+    #[test]
+    fn rejects_sub_identifiers_over_32_bits() {
+        // 2^32 − 1 takes five octets led by 0x8F; 0x90 and above would need 33+ bits and used
+        // to be accepted, then silently truncated by `arcs()` and the ordering.
+        let max: Oid = "1.3.4294967295".parse().unwrap();
+        assert_eq!(&max.as_bytes()[1..], &[0x8F, 0xFF, 0xFF, 0xFF, 0x7F]);
+        assert!(OidRef::from_ber(max.as_bytes()).is_ok());
+        assert!(OidRef::from_ber(&[0x2B, 0x90, 0x80, 0x80, 0x80, 0x00]).is_err());
+        assert!(OidRef::from_ber(&[0x2B, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]).is_err());
+        assert!("1.3.4294967296".parse::<Oid>().is_err());
     }
 
     #[test]

@@ -822,7 +822,9 @@ impl Engine {
         let keys = self.devices[d].v3.as_ref().and_then(|s| s.keys.as_ref());
         if m.is_authenticated() {
             match keys {
-                Some(k) if k.verify(data, m.auth_offset) => {}
+                Some(k)
+                    if m.auth_params.len() == k.auth.mac_len() && k.verify(data, m.auth_offset) => {
+                }
                 _ => {
                     self.metrics.dropped_auth.increment(1);
                     return;

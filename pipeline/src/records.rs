@@ -111,6 +111,8 @@ pub enum SinkMessage {
     SnmpInterfaces(Vec<crate::snmp::InterfaceRow>),
     /// Device rows of SNMP polls.
     SnmpDevices(Vec<crate::snmp::DeviceRow>),
+    /// Received traps and informs.
+    SnmpTraps(Vec<crate::snmp::TrapRow>),
 }
 
 impl SinkMessage {
@@ -121,6 +123,7 @@ impl SinkMessage {
             SinkMessage::Rollups(r) => r.len(),
             SinkMessage::SnmpInterfaces(r) => r.len(),
             SinkMessage::SnmpDevices(r) => r.len(),
+            SinkMessage::SnmpTraps(r) => r.len(),
         }
     }
 
@@ -130,6 +133,7 @@ impl SinkMessage {
             SinkMessage::Rollups(_) => "rollups",
             SinkMessage::SnmpInterfaces(_) => "snmp_interfaces",
             SinkMessage::SnmpDevices(_) => "snmp_devices",
+            SinkMessage::SnmpTraps(_) => "snmp_traps",
         }
     }
 }

@@ -58,3 +58,27 @@ pub struct DeviceRow {
     pub varbinds: u32,
     pub interfaces: u32,
 }
+
+/// A received trap or inform (docs/snmp-design.md §9).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrapRow {
+    /// Receive time, Unix ms.
+    pub ts_ms: u64,
+    pub source: Option<std::net::SocketAddr>,
+    /// "v1", "v2c" or "v3".
+    pub version: &'static str,
+    /// "trap" or "inform".
+    pub pdu: &'static str,
+    /// snmpTrapOID (v2/v3), or the RFC 3584 mapping of a v1 trap.
+    pub trap_oid: String,
+    pub uptime_ticks: Option<u32>,
+    /// The v3 user, or the *name* of the matching community entry (never the community).
+    pub security_name: String,
+    pub engine_id: Option<String>,
+    pub request_id: Option<i32>,
+    pub enterprise: Option<String>,
+    pub generic_trap: Option<i64>,
+    pub specific_trap: Option<i64>,
+    /// JSON array of `{"oid", "type", "value"}`.
+    pub varbinds: String,
+}

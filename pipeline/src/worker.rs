@@ -323,6 +323,7 @@ fn clone_message(m: &SinkMessage) -> SinkMessage {
         SinkMessage::Rollups(r) => SinkMessage::Rollups(r.clone()),
         SinkMessage::SnmpInterfaces(r) => SinkMessage::SnmpInterfaces(r.clone()),
         SinkMessage::SnmpDevices(r) => SinkMessage::SnmpDevices(r.clone()),
+        SinkMessage::SnmpTraps(r) => SinkMessage::SnmpTraps(r.clone()),
     }
 }
 

@@ -64,6 +64,7 @@ pub struct QuestDbConfig {
     pub rollup_table: String,
     pub snmp_interface_table: String,
     pub snmp_device_table: String,
+    pub snmp_trap_table: String,
     pub flows_partition: Partition,
     pub rollup_partition: Partition,
     /// Flush a table's buffer at this many rows.
@@ -94,6 +95,7 @@ impl Default for QuestDbConfig {
             rollup_table: "flows_1m".into(),
             snmp_interface_table: "snmp_interface".into(),
             snmp_device_table: "snmp_device".into(),
+            snmp_trap_table: "snmp_trap".into(),
             flows_partition: Partition::Hour,
             rollup_partition: Partition::Day,
             batch_rows: 50_000,
@@ -116,6 +118,7 @@ impl QuestDbConfig {
             rollup: format!("{p}{}", self.rollup_table),
             snmp_interface: format!("{p}{}", self.snmp_interface_table),
             snmp_device: format!("{p}{}", self.snmp_device_table),
+            snmp_trap: format!("{p}{}", self.snmp_trap_table),
         }
     }
 
@@ -189,6 +192,7 @@ enum Table {
     Rollups = 1,
     SnmpInterface = 2,
     SnmpDevice = 3,
+    SnmpTrap = 4,
 }
 
 /// One table's pending rows.
@@ -359,6 +363,13 @@ impl QuestDbSink {
                 (
                     Table::SnmpDevice,
                     rows.iter().try_for_each(|r| w.snmp_device(b, r)),
+                )
+            }
+            SinkMessage::SnmpTraps(rows) => {
+                let b = &mut tables[Table::SnmpTrap as usize].buf;
+                (
+                    Table::SnmpTrap,
+                    rows.iter().try_for_each(|r| w.snmp_trap(b, r)),
                 )
             }
         };

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
-use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
+use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow, TrapRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
 
 use super::schema::TableNames;
@@ -238,6 +238,42 @@ impl RowWriter {
             .column_i64(c("timeouts"), r.timeouts as i64)?
             .column_i64(c("varbinds"), r.varbinds as i64)?
             .column_i64(c("interfaces"), r.interfaces as i64)?
+            .at(TimestampMicros::new(micros(r.ts_ms)))
+    }
+}
+
+impl RowWriter {
+    /// Append one `snmp_trap` row.
+    pub fn snmp_trap(&mut self, buf: &mut Buffer, r: &TrapRow) -> questdb::Result<()> {
+        let table = TableName::new_unchecked(&self.names.snmp_trap);
+        buf.table(table)?
+            .symbol(c("version"), r.version)?
+            .symbol(c("pdu"), r.pdu)?
+            .symbol(c("trap_oid"), r.trap_oid.as_str())?
+            .symbol(c("security_name"), r.security_name.as_str())?;
+        if let Some(src) = r.source {
+            self.addr(buf, c("source_ipv4"), c("source_ipv6"), src.ip())?;
+            buf.column_i64(c("source_port"), src.port() as i64)?;
+        }
+        if let Some(u) = r.uptime_ticks {
+            buf.column_i64(c("uptime_ticks"), u as i64)?;
+        }
+        if let Some(e) = &r.engine_id {
+            buf.column_str(c("engine_id"), e.as_str())?;
+        }
+        if let Some(id) = r.request_id {
+            buf.column_i64(c("request_id"), id as i64)?;
+        }
+        if let Some(e) = &r.enterprise {
+            buf.column_str(c("enterprise"), e.as_str())?;
+        }
+        if let Some(g) = r.generic_trap {
+            buf.column_i64(c("generic_trap"), g.clamp(0, i16::MAX as i64))?;
+        }
+        if let Some(sp) = r.specific_trap {
+            buf.column_i64(c("specific_trap"), sp.clamp(0, i32::MAX as i64))?;
+        }
+        buf.column_str(c("varbinds"), r.varbinds.as_str())?
             .at(TimestampMicros::new(micros(r.ts_ms)))
     }
 }

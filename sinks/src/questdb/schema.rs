@@ -15,16 +15,18 @@ pub struct TableNames {
     pub rollup: String,
     pub snmp_interface: String,
     pub snmp_device: String,
+    pub snmp_trap: String,
 }
 
 impl TableNames {
     /// Every table, in the sink's buffer order.
-    pub fn all(&self) -> [&str; 4] {
+    pub fn all(&self) -> [&str; 5] {
         [
             &self.flows,
             &self.rollup,
             &self.snmp_interface,
             &self.snmp_device,
+            &self.snmp_trap,
         ]
     }
 }
@@ -89,6 +91,17 @@ pub fn ddl(
              timeouts INT, varbinds INT, interfaces INT\
              ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, device)",
             names.snmp_device
+        ),
+        // Traps have no natural key: no DEDUP (inform retransmissions are collapsed in memory).
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             ts TIMESTAMP, source_ipv4 IPV4, source_ipv6 VARCHAR, source_port INT, \
+             version SYMBOL CAPACITY 4 CACHE, pdu SYMBOL CAPACITY 4 CACHE, \
+             trap_oid SYMBOL CAPACITY 4096 CACHE, uptime_ticks LONG, security_name SYMBOL, \
+             engine_id VARCHAR, request_id LONG, enterprise VARCHAR, generic_trap SHORT, \
+             specific_trap INT, varbinds VARCHAR\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL",
+            names.snmp_trap
         ),
     ]
 }
@@ -162,6 +175,7 @@ mod tests {
             rollup: "lab_flows_1m".into(),
             snmp_interface: "lab_snmp_interface".into(),
             snmp_device: "lab_snmp_device".into(),
+            snmp_trap: "lab_snmp_trap".into(),
         };
         let d = ddl(&names, Partition::Hour, Partition::Day);
         assert!(d[0].starts_with("CREATE TABLE IF NOT EXISTS lab_flows ("));

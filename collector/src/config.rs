@@ -260,7 +260,7 @@ impl Config {
         let mut cfg = Self::parse(path, &text)?;
         // Secrets and addresses are checked here, not in `parse`: they need the environment.
         if let Some(s) = &cfg.sources.snmp
-            && let Err((key, message)) = s.plan()
+            && let Err((key, message)) = s.plan().and_then(|_| s.check_trap_secrets())
         {
             return Err(Box::new(ConfigError {
                 file: path.to_path_buf(),

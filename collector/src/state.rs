@@ -79,3 +79,46 @@ impl TemplateStore {
         }
     }
 }
+
+/// nmsd's own SNMP engine identity (RFC 3414): an engine ID kept across restarts and a boots
+/// counter incremented at every start, in `<state_dir>/snmp/engine`.
+pub fn snmp_engine(state_dir: &Path, configured: Option<&str>) -> anyhow::Result<(Vec<u8>, u32)> {
+    let dir = state_dir.join("snmp");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let path = dir.join("engine");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines = text.lines();
+    let stored_id = lines.next().and_then(|h| decode_hex(h.trim()));
+    let boots: u32 = lines
+        .next()
+        .and_then(|b| b.trim().parse().ok())
+        .unwrap_or(0);
+    let id = match configured {
+        Some(h) => decode_hex(h).ok_or_else(|| anyhow::anyhow!("engine_id is not hex"))?,
+        None => stored_id
+            .clone()
+            .unwrap_or_else(nmsd_snmp::traps::new_engine_id),
+    };
+    // A new identity starts its boots afresh.
+    let boots = if stored_id.as_deref() == Some(id.as_slice()) {
+        boots.saturating_add(1)
+    } else {
+        1
+    };
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(&path, format!("{hex}\n{boots}\n"))
+        .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display()))?;
+    Ok((id, boots))
+}
+
+fn decode_hex(h: &str) -> Option<Vec<u8>> {
+    let h = h.strip_prefix("0x").unwrap_or(h);
+    if h.is_empty() || !h.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+        .collect()
+}

@@ -209,6 +209,39 @@ impl Topology {
             tracing::info!(devices, "polling SNMP devices");
             snmp = Some((tx, handle));
             snmp_board = Some(board);
+
+            // The trap receiver: a thread per listen address.
+            let engine = crate::state::snmp_engine(
+                &cfg.general.state_dir,
+                sc.traps.as_ref().and_then(|t| t.engine_id.as_deref()),
+            )?;
+            if let Some(tc) = sc
+                .trap_config(engine)
+                .map_err(|(k, m)| anyhow::anyhow!("[sources.snmp] {k}: {m}"))?
+            {
+                let tc = Arc::new(tc);
+                for addr in sc
+                    .traps
+                    .as_ref()
+                    .map(|t| t.listen.clone())
+                    .unwrap_or_default()
+                {
+                    let sock = std::net::UdpSocket::bind(addr).with_context(|| {
+                        format!("cannot listen for traps on {addr}; ports below 1024 need root or CAP_NET_BIND_SERVICE")
+                    })?;
+                    let receiver = nmsd_snmp::traps::TrapReceiver::new(tc.clone());
+                    let stop = stop_receivers.clone();
+                    let queue = routes.first().map(|r| r.queue.clone());
+                    receivers.push(spawn(format!("nmsd-traps-{}", addr.port()), move || {
+                        nmsd_snmp::traps::run(sock, receiver, stop, |row| {
+                            if let Some(q) = &queue {
+                                q.try_send(nmsd_pipeline::SinkMessage::SnmpTraps(vec![row]));
+                            }
+                        })
+                    })?);
+                    tracing::info!(%addr, "receiving SNMP traps and informs");
+                }
+            }
         }
 
         let overrides: Vec<_> = cfg

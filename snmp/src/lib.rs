@@ -5,3 +5,4 @@
 pub mod engine;
 pub mod rates;
 pub mod sim;
+pub mod traps;

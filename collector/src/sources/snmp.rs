@@ -35,6 +35,37 @@ pub struct SnmpSourceConfig {
     pub profiles: Vec<ProfileConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// The trap receiver; off unless configured.
+    pub traps: Option<TrapsConfig>,
+}
+
+/// `[sources.snmp.traps]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapsConfig {
+    /// Where traps arrive (162 needs CAP_NET_BIND_SERVICE, which the systemd unit grants).
+    #[serde(default = "default_trap_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Communities accepted for v1/v2c, each with a name stored instead of the community.
+    #[serde(default)]
+    pub communities: Vec<TrapCommunityConfig>,
+    /// Profile names whose v3 users are accepted for TRAP and INFORM.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// nmsd's engine ID for v3 INFORM, hex; generated and kept in the state directory if unset.
+    pub engine_id: Option<String>,
+}
+
+fn default_trap_listen() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([0, 0, 0, 0], 162))]
+}
+
+/// `[[sources.snmp.traps.communities]]`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrapCommunityConfig {
+    pub name: String,
+    pub community: SecretSource,
 }
 
 fn default_bind4() -> SocketAddr {
@@ -262,6 +293,36 @@ impl SnmpSourceConfig {
                 _ => return e(k("version"), "version must be \"2c\" or \"3\"".into()),
             }
         }
+        if let Some(t) = &self.traps {
+            for (i, u) in t.users.iter().enumerate() {
+                match self.profiles.iter().find(|p| &p.name == u) {
+                    Some(p) if p.version == "3" => {}
+                    Some(_) => {
+                        return e(
+                            format!("sources.snmp.traps.users[{i}]"),
+                            format!("profile \"{u}\" is not a v3 profile"),
+                        );
+                    }
+                    None => {
+                        return e(
+                            format!("sources.snmp.traps.users[{i}]"),
+                            format!("no profile named \"{u}\""),
+                        );
+                    }
+                }
+            }
+            if let Some(id) = &t.engine_id
+                && (id.len() < 10
+                    || id.len() > 64
+                    || !id.len().is_multiple_of(2)
+                    || !id.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return e(
+                    "sources.snmp.traps.engine_id".into(),
+                    "must be 5 to 32 bytes in hex".into(),
+                );
+            }
+        }
         let d = &self.defaults;
         check_timing(&d.interval, &d.timeout, d.retries, d.max_repetitions)
             .map_err(|(f, m)| (format!("sources.snmp.defaults.{f}"), m))?;
@@ -298,77 +359,146 @@ impl SnmpSourceConfig {
         Ok(())
     }
 
+    /// The trap receiver's configuration (secrets read, keys derived), or None if traps are off.
+    /// `engine` is nmsd's engine ID and boots (see `state::SnmpEngineState`).
+    pub fn trap_config(
+        &self,
+        engine: (Vec<u8>, u32),
+    ) -> Result<Option<nmsd_snmp::traps::TrapConfig>, SnmpConfigError> {
+        let Some(t) = &self.traps else {
+            return Ok(None);
+        };
+        let mut communities = Vec::new();
+        for (i, c) in t.communities.iter().enumerate() {
+            communities.push(nmsd_snmp::traps::TrapCommunity {
+                name: c.name.clone(),
+                community: c
+                    .community
+                    .read()
+                    .map_err(|m| (format!("sources.snmp.traps.communities[{i}].community"), m))?,
+            });
+        }
+        let mut users = Vec::new();
+        for u in &t.users {
+            // Keys were derived once for the plan; the same profile credentials serve traps.
+            let creds = self.profile_credentials(u).ok_or_else(|| {
+                (
+                    "sources.snmp.traps.users".to_string(),
+                    format!("no profile {u}"),
+                )
+            })?;
+            if let Credentials::V3 { user, keys } = creds {
+                users.push(nmsd_snmp::traps::TrapUser {
+                    name: user.to_vec(),
+                    keys,
+                });
+            }
+        }
+        Ok(Some(nmsd_snmp::traps::TrapConfig {
+            communities,
+            users,
+            engine_id: engine.0,
+            engine_boots: engine.1,
+        }))
+    }
+
+    /// Read the trap communities once, so `check-config` reports a missing one.
+    pub fn check_trap_secrets(&self) -> Result<(), SnmpConfigError> {
+        for (i, c) in self
+            .traps
+            .iter()
+            .flat_map(|t| t.communities.iter())
+            .enumerate()
+        {
+            c.community
+                .read()
+                .map_err(|m| (format!("sources.snmp.traps.communities[{i}].community"), m))?;
+        }
+        Ok(())
+    }
+
+    fn profile_credentials(&self, name: &str) -> Option<Credentials> {
+        let i = self.profiles.iter().position(|p| p.name == name)?;
+        self.profile(i).ok()
+    }
+
+    /// Credentials of profile `i`: secrets read, keys derived (a few ms per password).
+    fn profile(&self, i: usize) -> Result<Credentials, SnmpConfigError> {
+        let p = &self.profiles[i];
+        let k = |f: &str| format!("sources.snmp.profiles[{i}].{f}");
+        let creds = if p.version == "2c" {
+            let c = p
+                .community
+                .as_ref()
+                .ok_or((k("community"), "missing".to_string()))?;
+            Credentials::V2c {
+                community: Arc::new(c.read().map_err(|m| (k("community"), m))?),
+            }
+        } else {
+            let level = p.level.as_deref().unwrap_or("authPriv");
+            let keys = if level == "noAuthNoPriv" {
+                None
+            } else {
+                let auth = p
+                    .auth
+                    .as_deref()
+                    .and_then(AuthProtocol::parse)
+                    .ok_or((k("auth"), "invalid".to_string()))?;
+                let apw = p
+                    .auth_password
+                    .as_ref()
+                    .ok_or((k("auth_password"), "missing".to_string()))?
+                    .read()
+                    .map_err(|m| (k("auth_password"), m))?;
+                if apw.len() < 8 {
+                    return Err((
+                        k("auth_password"),
+                        "SNMPv3 passwords must have at least 8 characters".into(),
+                    ));
+                }
+                let privacy = if level == "authPriv" {
+                    let proto = p
+                        .privacy
+                        .as_deref()
+                        .and_then(PrivProtocol::parse)
+                        .ok_or((k("priv"), "invalid".to_string()))?;
+                    let ppw = p
+                        .priv_password
+                        .as_ref()
+                        .ok_or((k("priv_password"), "missing".to_string()))?
+                        .read()
+                        .map_err(|m| (k("priv_password"), m))?;
+                    if ppw.len() < 8 {
+                        return Err((
+                            k("priv_password"),
+                            "SNMPv3 passwords must have at least 8 characters".into(),
+                        ));
+                    }
+                    Some((proto, ppw))
+                } else {
+                    None
+                };
+                let keys = UserKeys::new(
+                    auth,
+                    &apw,
+                    privacy.as_ref().map(|(p, pw)| (*p, pw.as_slice())),
+                )
+                .map_err(|e| (k("auth_password"), e.to_string()))?;
+                Some(Arc::new(keys))
+            };
+            Credentials::V3 {
+                user: Arc::from(p.user.clone().unwrap_or_default().into_bytes()),
+                keys,
+            }
+        };
+        Ok(creds)
+    }
+
     /// Read secrets, derive keys, resolve addresses: the engine's plan.
     pub fn plan(&self) -> Result<Plan, SnmpConfigError> {
         let mut profiles: Vec<(String, Credentials)> = Vec::new();
         for (i, p) in self.profiles.iter().enumerate() {
-            let k = |f: &str| format!("sources.snmp.profiles[{i}].{f}");
-            let creds = if p.version == "2c" {
-                let c = p
-                    .community
-                    .as_ref()
-                    .ok_or((k("community"), "missing".to_string()))?;
-                Credentials::V2c {
-                    community: Arc::new(c.read().map_err(|m| (k("community"), m))?),
-                }
-            } else {
-                let level = p.level.as_deref().unwrap_or("authPriv");
-                let keys = if level == "noAuthNoPriv" {
-                    None
-                } else {
-                    let auth = p
-                        .auth
-                        .as_deref()
-                        .and_then(AuthProtocol::parse)
-                        .ok_or((k("auth"), "invalid".to_string()))?;
-                    let apw = p
-                        .auth_password
-                        .as_ref()
-                        .ok_or((k("auth_password"), "missing".to_string()))?
-                        .read()
-                        .map_err(|m| (k("auth_password"), m))?;
-                    if apw.len() < 8 {
-                        return Err((
-                            k("auth_password"),
-                            "SNMPv3 passwords must have at least 8 characters".into(),
-                        ));
-                    }
-                    let privacy = if level == "authPriv" {
-                        let proto = p
-                            .privacy
-                            .as_deref()
-                            .and_then(PrivProtocol::parse)
-                            .ok_or((k("priv"), "invalid".to_string()))?;
-                        let ppw = p
-                            .priv_password
-                            .as_ref()
-                            .ok_or((k("priv_password"), "missing".to_string()))?
-                            .read()
-                            .map_err(|m| (k("priv_password"), m))?;
-                        if ppw.len() < 8 {
-                            return Err((
-                                k("priv_password"),
-                                "SNMPv3 passwords must have at least 8 characters".into(),
-                            ));
-                        }
-                        Some((proto, ppw))
-                    } else {
-                        None
-                    };
-                    let keys = UserKeys::new(
-                        auth,
-                        &apw,
-                        privacy.as_ref().map(|(p, pw)| (*p, pw.as_slice())),
-                    )
-                    .map_err(|e| (k("auth_password"), e.to_string()))?;
-                    Some(Arc::new(keys))
-                };
-                Credentials::V3 {
-                    user: Arc::from(p.user.clone().unwrap_or_default().into_bytes()),
-                    keys,
-                }
-            };
-            profiles.push((p.name.clone(), creds));
+            profiles.push((p.name.clone(), self.profile(i)?));
         }
         let d = &self.defaults;
         let mut devices = Vec::new();

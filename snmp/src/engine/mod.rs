@@ -165,6 +165,8 @@ struct Device {
     c32: bool,
     status: DeviceStatus,
     poll_generation: u64,
+    /// Wall-clock time (Unix ms) of the next scheduled poll; 0 before the first.
+    next_slot_ms: u64,
     /// Queued for a global in-flight slot.
     waiting: bool,
 }
@@ -306,6 +308,7 @@ impl Engine {
                 rates: DeviceRates::new(),
                 c32: false,
                 poll_generation: 0,
+                next_slot_ms: 0,
                 waiting: false,
             })
             .collect();
@@ -340,8 +343,7 @@ impl Engine {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let now = Instant::now();
         for i in 0..self.devices.len() {
-            let at = self.next_slot(i, now);
-            self.timers.push(Reverse((at, Timer::PollDue(i))));
+            self.schedule_next(i, now);
         }
         let mut rbuf = vec![0u8; 65536];
         loop {
@@ -405,34 +407,37 @@ impl Engine {
         }
     }
 
-    /// Next wall-clock-aligned poll slot of a device after `now`.
-    fn next_slot(&self, d: usize, now: Instant) -> Instant {
-        let dev = &self.devices[d];
+    /// Schedule a device's next poll: its next wall-clock slot (phase + k × interval) after the
+    /// slot just taken. Slots advance from the previous one rather than from the clock, so a
+    /// timer firing a hair early can never schedule the same slot twice.
+    fn schedule_next(&mut self, d: usize, now: Instant) {
+        let dev = &mut self.devices[d];
         let interval = dev.spec.interval.as_millis().max(1) as u64;
-        let phase = dev.phase.as_millis() as u64;
         let wall = unix_ms();
-        let base = wall - wall % interval + phase;
-        let next = if base > wall { base } else { base + interval };
-        now + Duration::from_millis(next - wall)
+        if dev.next_slot_ms == 0 {
+            let phase = dev.phase.as_millis() as u64;
+            let base = wall - wall % interval + phase;
+            dev.next_slot_ms = if base > wall { base } else { base + interval };
+        } else {
+            dev.next_slot_ms += interval;
+            // After a stall, skip the slots already missed.
+            while dev.next_slot_ms + interval <= wall {
+                dev.next_slot_ms += interval;
+            }
+        }
+        let at = now + Duration::from_millis(dev.next_slot_ms.saturating_sub(wall));
+        self.timers.push(Reverse((at, Timer::PollDue(d))));
     }
 
     fn on_poll_due(&mut self, d: usize, now: Instant) {
-        let at = self.next_slot(d, now + Duration::from_millis(1));
-        self.timers.push(Reverse((at, Timer::PollDue(d))));
+        let slot_ms = self.devices[d].next_slot_ms;
+        self.schedule_next(d, now);
         if self.devices[d].poll.is_some() {
             // Never two polls of one device at once.
             self.devices[d].status.polls_overrun += 1;
             self.metrics.polls_overrun.increment(1);
             return;
         }
-        let interval = self.devices[d].spec.interval.as_millis() as u64;
-        let wall = unix_ms();
-        let slot_ms = wall - wall % interval.max(1) + self.devices[d].phase.as_millis() as u64;
-        let slot_ms = if slot_ms > wall {
-            slot_ms.saturating_sub(interval)
-        } else {
-            slot_ms
-        };
         let dev = &mut self.devices[d];
         dev.poll_generation += 1;
         let mut jobs = Vec::new();

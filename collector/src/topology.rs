@@ -73,6 +73,11 @@ impl Topology {
         let restore = store.load_all();
         store.remove_beyond(workers);
 
+        // Interface names from SNMP polling, for flow roll-ups (docs/snmp-design.md §10).
+        let directory = cfg.sources.snmp.as_ref().map(|_| {
+            nmsd_pipeline::published::Published::<nmsd_pipeline::enrich::IfDirectory>::new()
+        });
+
         // Sinks first, so workers have somewhere to send.
         let mut routes = Vec::new();
         let mut sinks = Vec::new();
@@ -81,7 +86,10 @@ impl Topology {
         if q.enabled {
             let (queue, rx) = sink_queue("questdb", q.queue_capacity, q.queue_full_policy);
             let status = Arc::new(SinkStatus::default());
-            let sink = QuestDbSink::new(q.clone(), rx, sink_shutdown.clone(), status.clone());
+            let mut sink = QuestDbSink::new(q.clone(), rx, sink_shutdown.clone(), status.clone());
+            if let Some(d) = &directory {
+                sink = sink.with_directory(d.reader());
+            }
             sinks.push(spawn("nmsd-sink-questdb".into(), move || sink.run())?);
             routes.push(SinkRoute {
                 queue,
@@ -165,6 +173,7 @@ impl Topology {
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             let (bind4, bind6) = (sc.bind, sc.bind6);
             let b = board.clone();
+            let dir = directory.clone();
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let handle = spawn("nmsd-snmp".into(), move || {
                 let rt = match tokio::runtime::Builder::new_current_thread()
@@ -188,7 +197,7 @@ impl Topology {
                             q.try_send(nmsd_pipeline::SinkMessage::SnmpDevices(vec![o.device]));
                         }
                     });
-                    match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, output, b).await {
+                    match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, output, b, dir).await {
                         Ok(engine) => {
                             let _ = ready_tx.send(Ok(()));
                             engine.run(rx).await;

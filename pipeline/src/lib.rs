@@ -6,7 +6,9 @@
 //! no locks on the hot path; every queue has a capacity and a full policy, and every drop is a
 //! Prometheus counter. Nothing here knows about config files, sockets or HTTP.
 
+pub mod enrich;
 pub mod processors;
+pub mod published;
 pub mod queue;
 pub mod records;
 pub mod ring;

@@ -81,6 +81,7 @@ fn main() {
             max_repetitions: 25,
             max_in_flight: 2,
             modules: Modules::default(),
+            flow_exporters: Vec::new(),
         }],
         max_in_flight: 64,
     };
@@ -100,6 +101,7 @@ fn main() {
                 let _ = otx.send(o);
             }),
             board,
+            None,
         )
         .await
         .expect("engine");

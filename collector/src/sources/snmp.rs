@@ -233,6 +233,9 @@ pub struct DeviceConfig {
     pub max_repetitions: Option<u32>,
     pub max_in_flight: Option<u32>,
     pub modules: Option<Vec<String>>,
+    /// Addresses this device's NetFlow/IPFIX comes from, if not `address`: its interface names
+    /// then label those flows in flows_1m.
+    pub flow_exporters: Option<Vec<std::net::IpAddr>>,
 }
 
 /// A problem with the SNMP config: (key, message).
@@ -537,6 +540,10 @@ impl SnmpSourceConfig {
                     system: modules.iter().any(|m| m == "system"),
                     interfaces: modules.iter().any(|m| m == "interfaces"),
                 },
+                flow_exporters: dev
+                    .flow_exporters
+                    .clone()
+                    .unwrap_or_else(|| vec![addr.ip()]),
             });
         }
         Ok(Plan {

@@ -223,6 +223,9 @@ pub struct QuestDbSink {
     last_outage_log: Option<Instant>,
     /// Messages taken off the queue while waiting for the server during shutdown.
     stash: Vec<SinkMessage>,
+    /// Interface names from SNMP polling, for roll-up rows.
+    directory:
+        Option<nmsd_pipeline::published::PublishedReader<nmsd_pipeline::enrich::IfDirectory>>,
 }
 
 /// How a flush attempt ended.
@@ -254,7 +257,17 @@ impl QuestDbSink {
             shutdown_seen: None,
             last_outage_log: None,
             stash: Vec::new(),
+            directory: None,
         }
+    }
+
+    /// Add interface names from SNMP polling to roll-up rows.
+    pub fn with_directory(
+        mut self,
+        reader: nmsd_pipeline::published::PublishedReader<nmsd_pipeline::enrich::IfDirectory>,
+    ) -> Self {
+        self.directory = Some(reader);
+        self
     }
 
     fn sender(&self) -> Result<Sender, String> {
@@ -349,7 +362,12 @@ impl QuestDbSink {
             }
             SinkMessage::Rollups(rows) => {
                 let b = &mut tables[Table::Rollups as usize].buf;
-                (Table::Rollups, rows.iter().try_for_each(|r| w.rollup(b, r)))
+                // One atomic load per batch; names change at most once per SNMP poll.
+                let dir = self.directory.as_mut().and_then(|r| r.get());
+                (
+                    Table::Rollups,
+                    rows.iter().try_for_each(|r| w.rollup(b, r, dir)),
+                )
             }
             SinkMessage::SnmpInterfaces(rows) => {
                 let b = &mut tables[Table::SnmpInterface as usize].buf;

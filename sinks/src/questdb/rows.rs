@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use nmsd_pipeline::enrich::IfDirectory;
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
 use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow, TrapRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
@@ -76,10 +77,35 @@ impl RowWriter {
     }
 
     /// Append one roll-up row.
-    pub fn rollup(&mut self, buf: &mut Buffer, r: &RollupRow) -> questdb::Result<()> {
+    /// Append one roll-up row; `dir` adds interface names where SNMP polling knows them.
+    pub fn rollup(
+        &mut self,
+        buf: &mut Buffer,
+        r: &RollupRow,
+        dir: Option<&IfDirectory>,
+    ) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.rollup);
         let exporter = Self::exporter_str(&mut self.exporter_cache, r.exporter);
         buf.table(table)?.symbol(c("exporter"), exporter)?;
+        let in_if = dir.and_then(|d| d.get(r.exporter, r.in_if));
+        let out_if = dir.and_then(|d| d.get(r.exporter, r.out_if));
+        // Symbols come before the other columns in ILP.
+        if let Some(n) = in_if.and_then(|i| i.name.as_deref()) {
+            buf.symbol(c("in_if_name"), n)?;
+        }
+        if let Some(n) = out_if.and_then(|i| i.name.as_deref()) {
+            buf.symbol(c("out_if_name"), n)?;
+        }
+        for (col, info) in [("in_if_alias", in_if), ("out_if_alias", out_if)] {
+            if let Some(a) = info.and_then(|i| i.alias.as_deref()) {
+                buf.column_str(c(col), a)?;
+            }
+        }
+        for (col, info) in [("in_if_speed_mbps", in_if), ("out_if_speed_mbps", out_if)] {
+            if let Some(sp) = info.and_then(|i| i.speed_mbps) {
+                buf.column_i64(c(col), clamp(sp))?;
+            }
+        }
         self.addr(buf, c("src_ipv4"), c("src_ipv6"), r.src_addr)?;
         self.addr(buf, c("dst_ipv4"), c("dst_ipv6"), r.dst_addr)?;
         buf.column_i64(c("protocol"), r.protocol as i64)?

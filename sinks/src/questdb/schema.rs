@@ -58,10 +58,38 @@ pub fn ddl(
              ts TIMESTAMP, exporter SYMBOL CAPACITY 4096 CACHE, \
              src_ipv4 IPV4, dst_ipv4 IPV4, src_ipv6 VARCHAR, dst_ipv6 VARCHAR, \
              protocol SHORT, dst_port INT, in_if LONG, out_if LONG, \
-             bytes LONG, packets LONG, flows LONG\
+             bytes LONG, packets LONG, flows LONG, \
+             in_if_name SYMBOL CAPACITY 262144 NOCACHE, out_if_name SYMBOL CAPACITY 262144 NOCACHE, \
+             in_if_alias VARCHAR, out_if_alias VARCHAR, \
+             in_if_speed_mbps LONG, out_if_speed_mbps LONG\
              ) TIMESTAMP(ts) PARTITION BY {} WAL",
             names.rollup,
             rollup_partition.sql()
+        ),
+        // Interface names from SNMP (docs/snmp-design.md §10), for tables created before them.
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS in_if_name SYMBOL CAPACITY 262144 NOCACHE",
+            names.rollup
+        ),
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS out_if_name SYMBOL CAPACITY 262144 NOCACHE",
+            names.rollup
+        ),
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS in_if_alias VARCHAR",
+            names.rollup
+        ),
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS out_if_alias VARCHAR",
+            names.rollup
+        ),
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS in_if_speed_mbps LONG",
+            names.rollup
+        ),
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS out_if_speed_mbps LONG",
+            names.rollup
         ),
         // SNMP tables: one row per poll slot, so DEDUP makes a replay idempotent.
         format!(
@@ -182,5 +210,8 @@ mod tests {
         assert!(d[0].ends_with("PARTITION BY HOUR WAL"));
         assert!(d[1].contains("lab_flows_1m"));
         assert!(d[1].ends_with("PARTITION BY DAY WAL"));
+        assert!(d.iter().any(|s| {
+            s.starts_with("ALTER TABLE lab_flows_1m ADD COLUMN IF NOT EXISTS in_if_name")
+        }));
     }
 }

@@ -27,6 +27,8 @@ use nmsd_parsers::snmp::v3::{
     decode_scoped,
 };
 use nmsd_parsers::snmp::{Oid, PduKind, Value, Version};
+use nmsd_pipeline::enrich::{IfDirectory, IfInfo};
+use nmsd_pipeline::published::Published;
 use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
 use rustc_hash::FxHashMap;
 use tokio::net::UdpSocket;
@@ -167,6 +169,8 @@ struct Device {
     poll_generation: u64,
     /// Wall-clock time (Unix ms) of the next scheduled poll; 0 before the first.
     next_slot_ms: u64,
+    /// Interface names, aliases and speeds from the last interfaces poll, for flow enrichment.
+    if_info: BTreeMap<u32, IfInfo>,
     /// Queued for a global in-flight slot.
     waiting: bool,
 }
@@ -188,6 +192,8 @@ enum Timer {
     Deadline { id: i32, attempt: u32 },
     /// A poll ran out of time.
     PollDeadline { device: usize, generation: u64 },
+    /// Rebuild and publish the interface directory (changes are batched, at most once a second).
+    PublishDirectory,
 }
 
 /// Metric handles.
@@ -248,6 +254,8 @@ pub struct Engine {
     output: Box<dyn FnMut(PollOutput) + Send>,
     board: StatusBoard,
     metrics: EngineMetrics,
+    directory: Option<Arc<Published<IfDirectory>>>,
+    directory_dirty: bool,
 }
 
 fn unix_ms() -> u64 {
@@ -277,6 +285,7 @@ impl Engine {
         bind6: SocketAddr,
         output: Box<dyn FnMut(PollOutput) + Send>,
         board: StatusBoard,
+        directory: Option<Arc<Published<IfDirectory>>>,
     ) -> std::io::Result<Engine> {
         let need4 = plan.devices.iter().any(|d| d.addr.is_ipv4());
         let need6 = plan.devices.iter().any(|d| d.addr.is_ipv6());
@@ -309,6 +318,7 @@ impl Engine {
                 c32: false,
                 poll_generation: 0,
                 next_slot_ms: 0,
+                if_info: BTreeMap::new(),
                 waiting: false,
             })
             .collect();
@@ -331,6 +341,8 @@ impl Engine {
             output,
             board,
             metrics: EngineMetrics::new(),
+            directory,
+            directory_dirty: false,
         })
     }
 
@@ -403,6 +415,7 @@ impl Engine {
                 Timer::PollDeadline { device, generation } => {
                     self.on_poll_deadline(device, generation)
                 }
+                Timer::PublishDirectory => self.publish_directory(),
             }
         }
     }
@@ -1105,6 +1118,22 @@ impl Engine {
         }
     }
 
+    fn publish_directory(&mut self) {
+        self.directory_dirty = false;
+        let Some(p) = &self.directory else {
+            return;
+        };
+        let mut dir = IfDirectory::default();
+        for dev in &self.devices {
+            for addr in &dev.spec.flow_exporters {
+                for (i, info) in &dev.if_info {
+                    dir.insert(*addr, *i, info.clone());
+                }
+            }
+        }
+        p.publish(dir);
+    }
+
     fn finish(&mut self, d: usize, poll: Poll) -> PollOutput {
         let dev = &mut self.devices[d];
         let now_ms = unix_ms();
@@ -1159,6 +1188,33 @@ impl Engine {
                     per_second: rr.per_second,
                     rate_note: rr.note.map(|n| n.label()),
                 });
+            }
+        }
+        if walks_ok && dev.spec.modules.interfaces && !dev.spec.flow_exporters.is_empty() {
+            let info: BTreeMap<u32, IfInfo> = poll
+                .rows
+                .iter()
+                .map(|(i, r)| {
+                    (
+                        *i,
+                        IfInfo {
+                            name: r.name.clone().or_else(|| r.descr.clone()),
+                            alias: r.alias.clone().filter(|a| !a.is_empty()),
+                            speed_mbps: rates::speed_bps(r.high_speed, r.speed)
+                                .map(|b| b / 1_000_000),
+                        },
+                    )
+                })
+                .collect();
+            if info != dev.if_info {
+                dev.if_info = info;
+                if self.directory.is_some() && !self.directory_dirty {
+                    self.directory_dirty = true;
+                    self.timers.push(Reverse((
+                        Instant::now() + Duration::from_secs(1),
+                        Timer::PublishDirectory,
+                    )));
+                }
             }
         }
         let ok = poll.error.is_none();

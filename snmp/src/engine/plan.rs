@@ -79,6 +79,9 @@ pub struct DeviceSpec {
     /// Requests in flight to this device at once.
     pub max_in_flight: u32,
     pub modules: Modules,
+    /// Addresses this device's NetFlow/IPFIX comes from: its interface names enrich those
+    /// flows. Usually just the polled address.
+    pub flow_exporters: Vec<std::net::IpAddr>,
 }
 
 /// Everything the engine polls.

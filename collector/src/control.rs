@@ -40,12 +40,20 @@ async fn readyz(State(s): State<ControlState>) -> Response {
 }
 
 async fn metrics(State(s): State<ControlState>) -> Response {
+    let mut body = s.prometheus.render();
+    // SNMP device and interface series come from the status snapshot (see nmsd_snmp::engine::prom).
+    if let Some(board) = &s.status.snmp
+        && let Ok(devices) = board.lock()
+    {
+        body.push('\n');
+        nmsd_snmp::engine::prom::render(&devices, s.status.snmp_max_series, &mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.prometheus.render(),
+        body,
     )
         .into_response()
 }

@@ -28,6 +28,13 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         )
         .context("histogram buckets")?
         .set_buckets_for_metric(
+            Matcher::Full("nmsd_snmp_poll_duration_seconds".into()),
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ],
+        )
+        .context("histogram buckets")?
+        .set_buckets_for_metric(
             Matcher::Full("nmsd_flow_batch_records".into()),
             &[1.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0],
         )

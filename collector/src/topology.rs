@@ -28,6 +28,8 @@ pub struct RuntimeStatus {
     pub questdb: Option<Arc<SinkStatus>>,
     /// SNMP device health, if SNMP polling is configured.
     pub snmp: Option<nmsd_snmp::engine::StatusBoard>,
+    /// Cap on per-interface series on /metrics.
+    pub snmp_max_series: usize,
     pub ready: AtomicBool,
 }
 
@@ -304,6 +306,11 @@ impl Topology {
                 sources,
                 questdb,
                 snmp: snmp_board,
+                snmp_max_series: cfg
+                    .sources
+                    .snmp
+                    .as_ref()
+                    .map_or(0, |s| s.prometheus_max_series),
                 ready: AtomicBool::new(true),
             }),
         })

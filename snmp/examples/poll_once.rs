@@ -82,6 +82,7 @@ fn main() {
             max_in_flight: 2,
             modules: Modules::default(),
             flow_exporters: Vec::new(),
+            prometheus: false,
         }],
         max_in_flight: 64,
     };

@@ -102,6 +102,7 @@ name = "live-v2c"
 address = "127.0.0.1"
 port = {port}
 profile = "v2"
+prometheus = true
 
 [[sources.snmp.devices]]
 name = "live-sha-aes"
@@ -184,6 +185,31 @@ profile = "bad-priv"
     for g in GOOD {
         assert_eq!(device(&all, g)["consecutive_failures"], 0, "{g}: {all}");
     }
+
+    // Device health and opted-in interface gauges on /metrics.
+    let m = nmsd.metrics();
+    assert_eq!(
+        m.get("nmsd_snmp_device_up{device=\"live-v2c\"}"),
+        Some(&1.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("nmsd_snmp_device_up{device=\"wrong-auth\"}"),
+        Some(&0.0)
+    );
+    assert!(
+        m.get("nmsd_snmp_if_oper_up{device=\"live-v2c\",if_index=\"1\",if_name=\"lo\"}")
+            == Some(&1.0),
+        "interface gauges of the opted-in device: {:?}",
+        m.keys()
+            .filter(|k| k.starts_with("nmsd_snmp_"))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !m.keys()
+            .any(|k| k.starts_with("nmsd_snmp_if_oper_up{device=\"live-sha-aes\"")),
+        "no interface gauges without prometheus = true"
+    );
 
     // The agent's truth, read after nmsd's polls: counters only grow.
     let names = agent.walk_v2c("1.3.6.1.2.1.31.1.1.1.1");

@@ -29,6 +29,9 @@ pub struct SnmpSourceConfig {
     /// Requests in flight over all devices.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Most per-interface series on /metrics over all devices with `prometheus = true`.
+    #[serde(default = "default_max_series")]
+    pub prometheus_max_series: usize,
     #[serde(default)]
     pub defaults: DeviceDefaults,
     #[serde(default)]
@@ -77,6 +80,9 @@ fn default_bind6() -> SocketAddr {
 fn default_max_in_flight() -> usize {
     1024
 }
+fn default_max_series() -> usize {
+    20_000
+}
 
 /// `[sources.snmp.defaults]`: every key can be overridden per device.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -89,6 +95,8 @@ pub struct DeviceDefaults {
     pub max_repetitions: u32,
     pub max_in_flight: u32,
     pub modules: Vec<String>,
+    /// Export per-interface gauges (bps, utilization, status) on /metrics.
+    pub prometheus: bool,
 }
 
 impl Default for DeviceDefaults {
@@ -101,6 +109,7 @@ impl Default for DeviceDefaults {
             max_repetitions: 25,
             max_in_flight: 2,
             modules: vec!["system".into(), "interfaces".into()],
+            prometheus: false,
         }
     }
 }
@@ -236,6 +245,7 @@ pub struct DeviceConfig {
     /// Addresses this device's NetFlow/IPFIX comes from, if not `address`: its interface names
     /// then label those flows in flows_1m.
     pub flow_exporters: Option<Vec<std::net::IpAddr>>,
+    pub prometheus: Option<bool>,
 }
 
 /// A problem with the SNMP config: (key, message).
@@ -544,6 +554,7 @@ impl SnmpSourceConfig {
                     .flow_exporters
                     .clone()
                     .unwrap_or_else(|| vec![addr.ip()]),
+                prometheus: dev.prometheus.unwrap_or(d.prometheus),
             });
         }
         Ok(Plan {

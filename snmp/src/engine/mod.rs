@@ -8,6 +8,7 @@
 //! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
 
 pub mod plan;
+pub mod prom;
 pub mod walk;
 
 use std::cmp::Reverse;
@@ -68,6 +69,21 @@ pub struct DeviceStatus {
     pub engine_id: Option<String>,
     pub engine_boots: Option<u32>,
     pub interfaces: u32,
+    /// Latest rates per interface, kept only for devices with `prometheus = true`.
+    #[serde(skip)]
+    pub gauges: Vec<IfGauges>,
+}
+
+/// One interface's latest values, for /metrics.
+#[derive(Clone, Debug, Default)]
+pub struct IfGauges {
+    pub if_index: u32,
+    pub if_name: Option<Arc<str>>,
+    pub in_bps: Option<f64>,
+    pub out_bps: Option<f64>,
+    pub in_util: Option<f64>,
+    pub out_util: Option<f64>,
+    pub oper_up: Option<bool>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -1253,6 +1269,20 @@ impl Engine {
         }
         st.sys_uptime_ticks = poll.sys.uptime.or(st.sys_uptime_ticks);
         st.interfaces = interfaces.len() as u32;
+        if dev.spec.prometheus && walks_ok {
+            st.gauges = interfaces
+                .iter()
+                .map(|r| IfGauges {
+                    if_index: r.if_index,
+                    if_name: r.if_name.clone(),
+                    in_bps: r.in_bps,
+                    out_bps: r.out_bps,
+                    in_util: r.in_util,
+                    out_util: r.out_util,
+                    oper_up: r.oper_status.map(|s| s == 1),
+                })
+                .collect();
+        }
         if let Some(s) = &dev.v3 {
             st.engine_boots = Some(s.boots);
         }

@@ -82,6 +82,8 @@ pub struct DeviceSpec {
     /// Addresses this device's NetFlow/IPFIX comes from: its interface names enrich those
     /// flows. Usually just the polled address.
     pub flow_exporters: Vec<std::net::IpAddr>,
+    /// Export this device's per-interface gauges on /metrics (opt-in: cardinality).
+    pub prometheus: bool,
 }
 
 /// Everything the engine polls.

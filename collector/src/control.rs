@@ -28,6 +28,8 @@ pub fn router(state: ControlState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/devices", get(devices))
+        .route("/api/v1/topology", get(topology_json))
+        .route("/api/v1/topology.dot", get(topology_dot))
         .with_state(state)
 }
 
@@ -66,6 +68,28 @@ async fn devices(State(s): State<ControlState>) -> Json<serde_json::Value> {
         .and_then(|b| b.lock().ok().map(|g| g.clone()))
         .unwrap_or_default();
     Json(json!({ "devices": devices }))
+}
+
+fn topology_snapshot(s: &ControlState) -> nmsd_snmp::topology::TopologySnapshot {
+    s.status
+        .topology
+        .as_ref()
+        .and_then(|t| t.lock().ok().map(|g| g.clone()))
+        .unwrap_or_default()
+}
+
+async fn topology_json(
+    State(s): State<ControlState>,
+) -> Json<nmsd_snmp::topology::TopologySnapshot> {
+    Json(topology_snapshot(&s))
+}
+
+async fn topology_dot(State(s): State<ControlState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
+        topology_snapshot(&s).to_dot(),
+    )
+        .into_response()
 }
 
 async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {

@@ -28,6 +28,8 @@ pub struct RuntimeStatus {
     pub questdb: Option<Arc<SinkStatus>>,
     /// SNMP device health, if SNMP polling is configured.
     pub snmp: Option<nmsd_snmp::engine::StatusBoard>,
+    /// The LLDP topology, if SNMP polling is configured.
+    pub topology: Option<Arc<std::sync::Mutex<nmsd_snmp::topology::TopologySnapshot>>>,
     /// Cap on per-interface series on /metrics.
     pub snmp_max_series: usize,
     pub ready: AtomicBool,
@@ -165,6 +167,7 @@ impl Topology {
         // SNMP polling: one thread with its own current-thread runtime (docs/snmp-design.md §4).
         let mut snmp = None;
         let mut snmp_board = None;
+        let mut snmp_topology = None;
         if let Some(sc) = &cfg.sources.snmp {
             let plan = sc
                 .plan()
@@ -174,8 +177,12 @@ impl Topology {
             let queue = routes.first().map(|r| r.queue.clone());
             let (tx, rx) = tokio::sync::mpsc::channel(4);
             let (bind4, bind6) = (sc.bind, sc.bind6);
-            let b = board.clone();
-            let dir = directory.clone();
+            let shared = nmsd_snmp::engine::EngineShared {
+                board: board.clone(),
+                directory: directory.clone(),
+                topology: Default::default(),
+            };
+            snmp_topology = Some(shared.topology.clone());
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let handle = spawn("nmsd-snmp".into(), move || {
                 let rt = match tokio::runtime::Builder::new_current_thread()
@@ -197,9 +204,12 @@ impl Topology {
                                 ));
                             }
                             q.try_send(nmsd_pipeline::SinkMessage::SnmpDevices(vec![o.device]));
+                            if !o.links.is_empty() {
+                                q.try_send(nmsd_pipeline::SinkMessage::TopologyLinks(o.links));
+                            }
                         }
                     });
-                    match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, output, b, dir).await {
+                    match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, output, shared).await {
                         Ok(engine) => {
                             let _ = ready_tx.send(Ok(()));
                             engine.run(rx).await;
@@ -306,6 +316,7 @@ impl Topology {
                 sources,
                 questdb,
                 snmp: snmp_board,
+                topology: snmp_topology,
                 snmp_max_series: cfg
                     .sources
                     .snmp

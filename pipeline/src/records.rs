@@ -113,6 +113,8 @@ pub enum SinkMessage {
     SnmpDevices(Vec<crate::snmp::DeviceRow>),
     /// Received traps and informs.
     SnmpTraps(Vec<crate::snmp::TrapRow>),
+    /// Topology changes.
+    TopologyLinks(Vec<crate::snmp::LinkRow>),
 }
 
 impl SinkMessage {
@@ -124,6 +126,7 @@ impl SinkMessage {
             SinkMessage::SnmpInterfaces(r) => r.len(),
             SinkMessage::SnmpDevices(r) => r.len(),
             SinkMessage::SnmpTraps(r) => r.len(),
+            SinkMessage::TopologyLinks(r) => r.len(),
         }
     }
 
@@ -134,6 +137,7 @@ impl SinkMessage {
             SinkMessage::SnmpInterfaces(_) => "snmp_interfaces",
             SinkMessage::SnmpDevices(_) => "snmp_devices",
             SinkMessage::SnmpTraps(_) => "snmp_traps",
+            SinkMessage::TopologyLinks(_) => "topology_links",
         }
     }
 }

@@ -82,3 +82,23 @@ pub struct TrapRow {
     /// JSON array of `{"oid", "type", "value"}`.
     pub varbinds: String,
 }
+
+/// A change in the LLDP/CDP topology, as seen from the local device.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LinkRow {
+    pub ts_ms: u64,
+    /// "lldp" (or "cdp").
+    pub protocol: &'static str,
+    /// "up", "changed" or "down".
+    pub state: &'static str,
+    pub local_device: String,
+    pub local_if_index: Option<u32>,
+    pub local_port: String,
+    /// The polled device it resolves to, else the neighbour's sysName or chassis ID.
+    pub remote_device: String,
+    pub remote_known: bool,
+    pub remote_port: String,
+    pub remote_port_descr: String,
+    pub remote_chassis_id: String,
+    pub remote_sys_name: String,
+}

@@ -324,6 +324,7 @@ fn clone_message(m: &SinkMessage) -> SinkMessage {
         SinkMessage::SnmpInterfaces(r) => SinkMessage::SnmpInterfaces(r.clone()),
         SinkMessage::SnmpDevices(r) => SinkMessage::SnmpDevices(r.clone()),
         SinkMessage::SnmpTraps(r) => SinkMessage::SnmpTraps(r.clone()),
+        SinkMessage::TopologyLinks(r) => SinkMessage::TopologyLinks(r.clone()),
     }
 }
 

@@ -101,8 +101,10 @@ fn main() {
             Box::new(move |o| {
                 let _ = otx.send(o);
             }),
-            board,
-            None,
+            nmsd_snmp::engine::EngineShared {
+                board,
+                ..Default::default()
+            },
         )
         .await
         .expect("engine");

@@ -5,4 +5,5 @@
 pub mod engine;
 pub mod rates;
 pub mod sim;
+pub mod topology;
 pub mod traps;

@@ -361,10 +361,10 @@ impl SnmpSourceConfig {
             )
             .map_err(|(f, m)| (k(f), m))?;
             for m in dev.modules.as_ref().unwrap_or(&d.modules) {
-                if !["system", "interfaces"].contains(&m.as_str()) {
+                if !["system", "interfaces", "lldp"].contains(&m.as_str()) {
                     return e(
                         k("modules"),
-                        format!("unknown module \"{m}\" (modules: system, interfaces)"),
+                        format!("unknown module \"{m}\" (modules: system, interfaces, lldp)"),
                     );
                 }
             }
@@ -549,6 +549,7 @@ impl SnmpSourceConfig {
                 modules: Modules {
                     system: modules.iter().any(|m| m == "system"),
                     interfaces: modules.iter().any(|m| m == "interfaces"),
+                    lldp: modules.iter().any(|m| m == "lldp"),
                 },
                 flow_exporters: dev
                     .flow_exporters

@@ -65,6 +65,7 @@ pub struct QuestDbConfig {
     pub snmp_interface_table: String,
     pub snmp_device_table: String,
     pub snmp_trap_table: String,
+    pub topology_link_table: String,
     pub flows_partition: Partition,
     pub rollup_partition: Partition,
     /// Flush a table's buffer at this many rows.
@@ -96,6 +97,7 @@ impl Default for QuestDbConfig {
             snmp_interface_table: "snmp_interface".into(),
             snmp_device_table: "snmp_device".into(),
             snmp_trap_table: "snmp_trap".into(),
+            topology_link_table: "topology_link".into(),
             flows_partition: Partition::Hour,
             rollup_partition: Partition::Day,
             batch_rows: 50_000,
@@ -119,6 +121,7 @@ impl QuestDbConfig {
             snmp_interface: format!("{p}{}", self.snmp_interface_table),
             snmp_device: format!("{p}{}", self.snmp_device_table),
             snmp_trap: format!("{p}{}", self.snmp_trap_table),
+            topology_link: format!("{p}{}", self.topology_link_table),
         }
     }
 
@@ -193,6 +196,7 @@ enum Table {
     SnmpInterface = 2,
     SnmpDevice = 3,
     SnmpTrap = 4,
+    TopologyLink = 5,
 }
 
 /// One table's pending rows.
@@ -388,6 +392,13 @@ impl QuestDbSink {
                 (
                     Table::SnmpTrap,
                     rows.iter().try_for_each(|r| w.snmp_trap(b, r)),
+                )
+            }
+            SinkMessage::TopologyLinks(rows) => {
+                let b = &mut tables[Table::TopologyLink as usize].buf;
+                (
+                    Table::TopologyLink,
+                    rows.iter().try_for_each(|r| w.topology_link(b, r)),
                 )
             }
         };

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use nmsd_pipeline::enrich::IfDirectory;
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
-use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow, TrapRow};
+use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow, LinkRow, TrapRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
 
 use super::schema::TableNames;
@@ -300,6 +300,28 @@ impl RowWriter {
             buf.column_i64(c("specific_trap"), sp.clamp(0, i32::MAX as i64))?;
         }
         buf.column_str(c("varbinds"), r.varbinds.as_str())?
+            .at(TimestampMicros::new(micros(r.ts_ms)))
+    }
+}
+
+impl RowWriter {
+    /// Append one `topology_link` row.
+    pub fn topology_link(&mut self, buf: &mut Buffer, r: &LinkRow) -> questdb::Result<()> {
+        let table = TableName::new_unchecked(&self.names.topology_link);
+        buf.table(table)?
+            .symbol(c("protocol"), r.protocol)?
+            .symbol(c("state"), r.state)?
+            .symbol(c("local_device"), r.local_device.as_str())?
+            .symbol(c("local_port"), r.local_port.as_str())?
+            .symbol(c("remote_device"), r.remote_device.as_str())?
+            .symbol(c("remote_port"), r.remote_port.as_str())?;
+        if let Some(i) = r.local_if_index {
+            buf.column_i64(c("local_if_index"), i as i64)?;
+        }
+        buf.column_bool(c("remote_known"), r.remote_known)?
+            .column_str(c("remote_port_descr"), r.remote_port_descr.as_str())?
+            .column_str(c("remote_chassis_id"), r.remote_chassis_id.as_str())?
+            .column_str(c("remote_sys_name"), r.remote_sys_name.as_str())?
             .at(TimestampMicros::new(micros(r.ts_ms)))
     }
 }

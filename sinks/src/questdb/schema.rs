@@ -16,17 +16,19 @@ pub struct TableNames {
     pub snmp_interface: String,
     pub snmp_device: String,
     pub snmp_trap: String,
+    pub topology_link: String,
 }
 
 impl TableNames {
     /// Every table, in the sink's buffer order.
-    pub fn all(&self) -> [&str; 5] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.flows,
             &self.rollup,
             &self.snmp_interface,
             &self.snmp_device,
             &self.snmp_trap,
+            &self.topology_link,
         ]
     }
 }
@@ -131,6 +133,16 @@ pub fn ddl(
              ) TIMESTAMP(ts) PARTITION BY DAY WAL",
             names.snmp_trap
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             ts TIMESTAMP, protocol SYMBOL CAPACITY 4 CACHE, state SYMBOL CAPACITY 4 CACHE, \
+             local_device SYMBOL, local_if_index INT, local_port SYMBOL, remote_device SYMBOL, \
+             remote_known BOOLEAN, remote_port SYMBOL, remote_port_descr VARCHAR, \
+             remote_chassis_id VARCHAR, remote_sys_name VARCHAR\
+             ) TIMESTAMP(ts) PARTITION BY MONTH WAL \
+             DEDUP UPSERT KEYS(ts, protocol, local_device, local_port)",
+            names.topology_link
+        ),
     ]
 }
 
@@ -204,6 +216,7 @@ mod tests {
             snmp_interface: "lab_snmp_interface".into(),
             snmp_device: "lab_snmp_device".into(),
             snmp_trap: "lab_snmp_trap".into(),
+            topology_link: "lab_topology_link".into(),
         };
         let d = ddl(&names, Partition::Hour, Partition::Day);
         assert!(d[0].starts_with("CREATE TABLE IF NOT EXISTS lab_flows ("));

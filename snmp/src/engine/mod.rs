@@ -44,6 +44,17 @@ use walk::{IfRowBuild, IfTable, Walk, WalkError};
 pub struct PollOutput {
     pub device: DeviceRow,
     pub interfaces: Vec<InterfaceRow>,
+    /// Topology changes this poll revealed.
+    pub links: Vec<nmsd_pipeline::snmp::LinkRow>,
+}
+
+/// What the engine shares with the rest of nmsd: device health, the interface directory for
+/// flow enrichment and the topology, each read without touching the engine's thread.
+#[derive(Clone, Default)]
+pub struct EngineShared {
+    pub board: StatusBoard,
+    pub directory: Option<Arc<Published<IfDirectory>>>,
+    pub topology: Arc<Mutex<crate::topology::TopologySnapshot>>,
 }
 
 /// Health of one device, as `/api/v1/devices` shows it.
@@ -112,6 +123,8 @@ enum JobKind {
     Discover,
     System,
     Walk(IfTable),
+    /// GET of lldpLocChassisId.0 and lldpLocSysName.0.
+    LldpLocal,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +169,35 @@ struct Poll {
     rtt_n: u32,
     error: Option<(&'static str, String)>,
     generation: u64,
+    lldp: LldpBuild,
+}
+
+/// LLDP-MIB data of one poll.
+#[derive(Debug, Default)]
+struct LldpBuild {
+    chassis_id: Option<String>,
+    sys_name: Option<String>,
+    /// lldpLocPortNum → (PortIdSubtype, PortId, PortDesc).
+    ports: BTreeMap<u32, (i64, String, String)>,
+    /// (lldpRemLocalPortNum, lldpRemIndex) → columns 4..9.
+    remotes: BTreeMap<(u32, u32), [Option<String>; 6]>,
+}
+
+/// LLDP identifiers as text: printable strings as they are, anything else as hex bytes
+/// (chassis and port IDs are often MAC addresses).
+fn lldp_text(v: &Value<'_>) -> Option<String> {
+    match v {
+        Value::OctetString(b) => Some(match std::str::from_utf8(b) {
+            Ok(t) if !t.is_empty() && t.chars().all(|c| !c.is_control()) => t.to_string(),
+            _ => b
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        }),
+        Value::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -272,6 +314,8 @@ pub struct Engine {
     metrics: EngineMetrics,
     directory: Option<Arc<Published<IfDirectory>>>,
     directory_dirty: bool,
+    topology: crate::topology::Topology,
+    topology_board: Arc<Mutex<crate::topology::TopologySnapshot>>,
 }
 
 fn unix_ms() -> u64 {
@@ -300,9 +344,13 @@ impl Engine {
         bind4: SocketAddr,
         bind6: SocketAddr,
         output: Box<dyn FnMut(PollOutput) + Send>,
-        board: StatusBoard,
-        directory: Option<Arc<Published<IfDirectory>>>,
+        shared: EngineShared,
     ) -> std::io::Result<Engine> {
+        let EngineShared {
+            board,
+            directory,
+            topology,
+        } = shared;
         let need4 = plan.devices.iter().any(|d| d.addr.is_ipv4());
         let need6 = plan.devices.iter().any(|d| d.addr.is_ipv6());
         let sock4 = if need4 {
@@ -359,6 +407,8 @@ impl Engine {
             metrics: EngineMetrics::new(),
             directory,
             directory_dirty: false,
+            topology: crate::topology::Topology::default(),
+            topology_board: topology,
         })
     }
 
@@ -477,6 +527,17 @@ impl Engine {
         if dev.spec.modules.system {
             jobs.push(Job::new(JobKind::System, None));
         }
+        if dev.spec.modules.lldp {
+            jobs.push(Job::new(JobKind::LldpLocal, None));
+            jobs.push(Job::new(
+                JobKind::Walk(IfTable::LldpLocPort),
+                Some(Walk::new(IfTable::LldpLocPort, false)),
+            ));
+            jobs.push(Job::new(
+                JobKind::Walk(IfTable::LldpRem),
+                Some(Walk::new(IfTable::LldpRem, false)),
+            ));
+        }
         if dev.spec.modules.interfaces {
             jobs.push(Job::new(
                 JobKind::Walk(IfTable::If),
@@ -501,6 +562,7 @@ impl Engine {
             rtt_n: 0,
             error: None,
             generation: dev.poll_generation,
+            lldp: LldpBuild::default(),
         });
         let limit = dev.spec.interval.min(MAX_POLL_TIME);
         let generation = dev.poll_generation;
@@ -628,6 +690,13 @@ impl Engine {
                 return Ok(());
             }
             (JobKind::System, _) => (PduHeader::new(PduKind::Get, id), sys),
+            (JobKind::LldpLocal, _) => (
+                PduHeader::new(PduKind::Get, id),
+                [2u32, 3]
+                    .iter()
+                    .filter_map(|c| Oid::from_arcs(&[1, 0, 8802, 1, 1, 2, 1, 3, *c, 0]).ok())
+                    .collect(),
+            ),
             (JobKind::Walk(_), Some(w)) => {
                 let (cols, reps) = w.next_request(dev.spec.max_repetitions, MAX_VARBINDS);
                 let mut oids = vec![uptime];
@@ -1068,14 +1137,64 @@ impl Engine {
                 }
                 self.complete_job(d, o.job);
             }
-            JobKind::Walk(_) => {
+            JobKind::LldpLocal => {
+                for (oid, v) in p.varbinds().flatten() {
+                    match oid.as_bytes().last() {
+                        Some(0) if oid.as_bytes().ends_with(&[3, 2, 0]) => {
+                            poll.lldp.chassis_id = lldp_text(&v)
+                        }
+                        Some(0) if oid.as_bytes().ends_with(&[3, 3, 0]) => {
+                            poll.lldp.sys_name = v.as_text().map(|t| t.into_owned())
+                        }
+                        _ => {}
+                    }
+                }
+                self.complete_job(d, o.job);
+            }
+            JobKind::Walk(table) => {
                 let Poll {
-                    jobs, rows, sys, ..
+                    jobs,
+                    rows,
+                    sys,
+                    lldp,
+                    ..
                 } = poll;
                 let Some(w) = jobs[o.job].walk.as_mut() else {
                     return;
                 };
-                match w.absorb(p.varbinds(), rows) {
+                let absorbed = match table {
+                    IfTable::If | IfTable::IfX => w.absorb(p.varbinds(), rows),
+                    IfTable::LldpLocPort => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
+                        let Some(&port) = idx.first() else { return };
+                        let e = lldp.ports.entry(port).or_default();
+                        match col {
+                            2 => {
+                                e.0 = match v {
+                                    Value::Integer(i) => *i,
+                                    _ => 0,
+                                }
+                            }
+                            3 => e.1 = lldp_text(v).unwrap_or_default(),
+                            4 => e.2 = v.as_text().map(|t| t.into_owned()).unwrap_or_default(),
+                            _ => {}
+                        }
+                    }),
+                    IfTable::LldpRem => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
+                        // Index: TimeMark.LocalPortNum.RemIndex; TimeMark is not identity.
+                        let (Some(&port), Some(&rem)) = (idx.get(1), idx.get(2)) else {
+                            return;
+                        };
+                        if let Some(slot) = (col as usize).checked_sub(4).filter(|i| *i < 6) {
+                            let text = if col == 8 || col == 9 {
+                                v.as_text().map(|t| t.into_owned())
+                            } else {
+                                lldp_text(v)
+                            };
+                            lldp.remotes.entry((port, rem)).or_default()[slot] = text;
+                        }
+                    }),
+                };
+                match absorbed {
                     Ok(uptime) => {
                         if sys.uptime.is_none() {
                             sys.uptime = uptime;
@@ -1206,6 +1325,57 @@ impl Engine {
                 });
             }
         }
+        let lldp_ok = dev.spec.modules.lldp
+            && poll
+                .jobs
+                .iter()
+                .filter(|j| {
+                    matches!(
+                        j.kind,
+                        JobKind::LldpLocal
+                            | JobKind::Walk(IfTable::LldpLocPort)
+                            | JobKind::Walk(IfTable::LldpRem)
+                    )
+                })
+                .all(|j| j.state == JobState::Done);
+        let mut links = Vec::new();
+        if lldp_ok {
+            let by_name: BTreeMap<&str, u32> = poll
+                .rows
+                .iter()
+                .filter_map(|(i, r)| r.name.as_deref().map(|n| (n, *i)))
+                .collect();
+            let mut view = crate::topology::LldpView {
+                chassis_id: poll.lldp.chassis_id.clone(),
+                sys_name: poll.lldp.sys_name.clone(),
+                neighbours: BTreeMap::new(),
+            };
+            for ((port, _), cols) in &poll.lldp.remotes {
+                // lldpLocPortNum is not an ifIndex: name the port by its PortId when that is an
+                // interface name (subtype 5) or local (7), else its description, else the number.
+                let local = poll.lldp.ports.get(port);
+                let port_name = match local {
+                    Some((5 | 7, id, _)) if !id.is_empty() => id.clone(),
+                    Some((_, _, descr)) if !descr.is_empty() => descr.clone(),
+                    _ => port.to_string(),
+                };
+                let [_, chassis, _, port_id, port_descr, sys_name] = cols.clone();
+                view.neighbours.insert(
+                    port_name.clone(),
+                    crate::topology::Neighbour {
+                        local_if_index: by_name.get(port_name.as_str()).copied(),
+                        chassis_id: chassis.unwrap_or_default(),
+                        port_id: port_id.unwrap_or_default(),
+                        port_descr: port_descr.unwrap_or_default(),
+                        sys_name: sys_name.unwrap_or_default(),
+                    },
+                );
+            }
+            links = self.topology.observe(&dev.spec.name, view, now_ms);
+            if let Ok(mut t) = self.topology_board.lock() {
+                *t = self.topology.snapshot();
+            }
+        }
         if walks_ok && dev.spec.modules.interfaces && !dev.spec.flow_exporters.is_empty() {
             let info: BTreeMap<u32, IfInfo> = poll
                 .rows
@@ -1313,6 +1483,7 @@ impl Engine {
                 interfaces: interfaces.len() as u32,
             },
             interfaces,
+            links,
         }
     }
 }

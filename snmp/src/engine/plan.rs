@@ -53,6 +53,8 @@ impl Credentials {
 pub struct Modules {
     pub system: bool,
     pub interfaces: bool,
+    /// LLDP-MIB neighbours, for the topology.
+    pub lldp: bool,
 }
 
 impl Default for Modules {
@@ -60,6 +62,7 @@ impl Default for Modules {
         Modules {
             system: true,
             interfaces: true,
+            lldp: false,
         }
     }
 }

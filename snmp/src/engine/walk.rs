@@ -22,7 +22,16 @@ pub enum IfTable {
     If,
     /// ifXTable: names, aliases, high speed, HC counters, discontinuity time.
     IfX,
+    /// LLDP-MIB lldpLocPortTable: local port ids (to map LLDP ports to interfaces).
+    LldpLocPort,
+    /// LLDP-MIB lldpRemTable: neighbours.
+    LldpRem,
 }
+
+const LLDP_LOC_PORT_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 3, 7, 1];
+const LLDP_LOC_PORT_COLUMNS: &[u32] = &[2, 3, 4];
+const LLDP_REM_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 4, 1, 1];
+const LLDP_REM_COLUMNS: &[u32] = &[4, 5, 6, 7, 8, 9];
 
 /// ifTable columns polled always.
 const IF_COLUMNS: &[u32] = &[2, 3, 5, 7, 8, 13, 14, 19, 20];
@@ -161,6 +170,8 @@ impl Walk {
                 (IF_ENTRY, c)
             }
             IfTable::IfX => (IF_X_ENTRY, IFX_COLUMNS.to_vec()),
+            IfTable::LldpLocPort => (LLDP_LOC_PORT_ENTRY, LLDP_LOC_PORT_COLUMNS.to_vec()),
+            IfTable::LldpRem => (LLDP_REM_ENTRY, LLDP_REM_COLUMNS.to_vec()),
         };
         let columns = cols
             .into_iter()
@@ -217,8 +228,29 @@ impl Walk {
         varbinds: impl Iterator<Item = Result<(OidRef<'a>, Value<'a>), SnmpError>>,
         rows: &mut BTreeMap<u32, IfRowBuild>,
     ) -> Result<Option<u32>, WalkError> {
+        let table = self.table;
+        self.absorb_cells(varbinds, |column, index, value, uptime| {
+            // IF-MIB rows are indexed by ifIndex alone.
+            let Some(&if_index) = index.first() else {
+                return;
+            };
+            rows.entry(if_index)
+                .or_default()
+                .store(table, column, value, uptime);
+        })
+    }
+
+    /// Take a GETBULK response's varbinds, calling `cell(column, row index arcs, value,
+    /// sysUpTime)` for each cell of the table. Returns the sysUpTime the response carried.
+    pub fn absorb_cells<'a>(
+        &mut self,
+        varbinds: impl Iterator<Item = Result<(OidRef<'a>, Value<'a>), SnmpError>>,
+        mut cell: impl FnMut(u32, &[u32], &Value<'a>, Option<u32>),
+    ) -> Result<Option<u32>, WalkError> {
         let active: Vec<usize> = self.active().collect();
+        let first_column = self.columns.first().map_or(0, |c| c.number);
         let mut uptime = None;
+        let mut index: Vec<u32> = Vec::with_capacity(8);
         for (i, vb) in varbinds.enumerate() {
             let (oid, value) = vb.map_err(WalkError::Decode)?;
             if i == 0 {
@@ -239,7 +271,7 @@ impl Walk {
                 col.done = true;
                 continue;
             }
-            let Some(mut index) = oid.suffix_arcs(col.base.as_ref()) else {
+            let Some(arcs) = oid.suffix_arcs(col.base.as_ref()) else {
                 // Past the column: the agent moved on to the next one.
                 col.done = true;
                 continue;
@@ -250,19 +282,19 @@ impl Walk {
                 continue;
             }
             col.last = oid.to_owned();
-            // IF-MIB rows are indexed by ifIndex alone.
-            let Some(if_index) = index.next() else {
+            index.clear();
+            index.extend(arcs);
+            if index.is_empty() {
                 continue;
-            };
-            if !rows.contains_key(&if_index) {
+            }
+            // Rows are counted by the first column: every row appears there once.
+            if col.number == first_column {
                 self.rows_seen += 1;
                 if self.rows_seen > MAX_ROWS_PER_WALK {
                     return Err(WalkError::TooManyRows);
                 }
             }
-            rows.entry(if_index)
-                .or_default()
-                .store(self.table, col.number, &value, uptime);
+            cell(col.number, &index, &value, uptime);
         }
         Ok(uptime)
     }

@@ -1,0 +1,89 @@
+//! LLDP topology from a ring of simulated devices: every cable is one link, JSON and DOT are
+//! served, and a neighbour that disappears becomes a `down` row after two polls without it.
+
+use std::time::Duration;
+
+use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
+use nmsd_acceptance::questdb::QuestDb;
+use nmsd_snmp::sim::data::if_name;
+use nmsd_snmp::sim::{DataSpec, SimConfig, Simulator};
+
+const RING: usize = 6;
+
+#[test]
+fn lldp_ring_topology() {
+    let q = QuestDb::shared();
+    let port = nmsd_acceptance::free_udp_port();
+    let sim = Simulator::spawn(SimConfig {
+        listen: format!("0.0.0.0:{port}").parse().expect("address"),
+        devices: RING,
+        data: DataSpec {
+            interfaces: Some(4),
+            lldp: true,
+            fixture: None,
+            subtrees: Vec::new(),
+        },
+        ..SimConfig::default()
+    })
+    .expect("simulator");
+    let dir = nmsd_acceptance::scratch("topology-secrets");
+    let community = dir.join("community");
+    std::fs::write(&community, "public").expect("secret");
+    let mut extra = format!(
+        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
+         modules = [\"system\", \"interfaces\", \"lldp\"]\n\
+         [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n",
+        community.display()
+    );
+    for (i, a) in sim.device_addrs().iter().enumerate() {
+        extra.push_str(&format!(
+            "[[sources.snmp.devices]]\nname = \"sw{i}\"\naddress = \"{}\"\nprofile = \"v2\"\n",
+            a.ip()
+        ));
+    }
+    let mut nmsd = Nmsd::start(
+        "topology",
+        &NmsdOptions {
+            questdb: Some(q.url()),
+            table_prefix: "topo_".into(),
+            extra,
+            ..NmsdOptions::default()
+        },
+    );
+    let topo = nmsd_acceptance::wait_for(Duration::from_secs(20), || {
+        let (_, body) = nmsd.get("/api/v1/topology")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        // Until every device was polled once, some neighbours are still unresolved.
+        let all_known = v["nodes"].as_array()?.iter().all(|n| n["known"] == true);
+        (v["links"].as_array().map(Vec::len) == Some(RING) && all_known).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("a ring of {RING} links: {:?}", nmsd.get("/api/v1/topology")));
+    let nodes = topo["nodes"].as_array().expect("nodes");
+    assert_eq!(
+        nodes.len(),
+        RING,
+        "every neighbour resolves to a polled device: {topo}"
+    );
+    assert!(nodes.iter().all(|n| n["known"] == true));
+    let (_, dot) = nmsd.get("/api/v1/topology.dot").expect("dot");
+    assert!(dot.starts_with("graph nmsd {"), "{dot}");
+    assert_eq!(dot.matches(" -- ").count(), RING, "{dot}");
+
+    // sw0 loses its neighbour on port 1: one `down` row after two more polls.
+    sim.set_neighbour(0, 0, false);
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(nmsd.stop().success());
+    q.wait_applied("topo_topology_link", Duration::from_secs(30));
+    let up = q.scalar("select count() from topo_topology_link where state = 'up'");
+    assert_eq!(
+        up,
+        Some(2 * RING as i64),
+        "each device sees two neighbours come up"
+    );
+    let down = q.query("select local_device, local_port, remote_known from topo_topology_link where state = 'down'");
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!(down[0][0].as_str(), Some("sw0"));
+    assert_eq!(down[0][1].as_str(), Some(if_name(1).as_str()));
+    assert_eq!(down[0][2].as_bool(), Some(true));
+    let _ = sim.stop();
+}

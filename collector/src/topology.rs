@@ -90,7 +90,14 @@ impl Topology {
         if q.enabled {
             let (queue, rx) = sink_queue("questdb", q.queue_capacity, q.queue_full_policy);
             let status = Arc::new(SinkStatus::default());
-            let mut sink = QuestDbSink::new(q.clone(), rx, sink_shutdown.clone(), status.clone());
+            let mut qc = q.clone();
+            qc.custom_tables = cfg
+                .sources
+                .snmp
+                .as_ref()
+                .map(|s| s.custom_schemas())
+                .unwrap_or_default();
+            let mut sink = QuestDbSink::new(qc, rx, sink_shutdown.clone(), status.clone());
             if let Some(d) = &directory {
                 sink = sink.with_directory(d.reader());
             }
@@ -206,6 +213,9 @@ impl Topology {
                             q.try_send(nmsd_pipeline::SinkMessage::SnmpDevices(vec![o.device]));
                             if !o.links.is_empty() {
                                 q.try_send(nmsd_pipeline::SinkMessage::TopologyLinks(o.links));
+                            }
+                            if !o.custom.is_empty() {
+                                q.try_send(nmsd_pipeline::SinkMessage::SnmpCustom(o.custom));
                             }
                         }
                     });

@@ -115,6 +115,8 @@ pub enum SinkMessage {
     SnmpTraps(Vec<crate::snmp::TrapRow>),
     /// Topology changes.
     TopologyLinks(Vec<crate::snmp::LinkRow>),
+    /// Rows of user-defined SNMP modules.
+    SnmpCustom(Vec<crate::snmp::CustomRow>),
 }
 
 impl SinkMessage {
@@ -127,6 +129,7 @@ impl SinkMessage {
             SinkMessage::SnmpDevices(r) => r.len(),
             SinkMessage::SnmpTraps(r) => r.len(),
             SinkMessage::TopologyLinks(r) => r.len(),
+            SinkMessage::SnmpCustom(r) => r.len(),
         }
     }
 
@@ -138,6 +141,7 @@ impl SinkMessage {
             SinkMessage::SnmpDevices(_) => "snmp_devices",
             SinkMessage::SnmpTraps(_) => "snmp_traps",
             SinkMessage::TopologyLinks(_) => "topology_links",
+            SinkMessage::SnmpCustom(_) => "snmp_custom",
         }
     }
 }

@@ -102,3 +102,44 @@ pub struct LinkRow {
     pub remote_chassis_id: String,
     pub remote_sys_name: String,
 }
+
+/// A value of a user-defined SNMP module.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CustomValue {
+    Gauge(f64),
+    /// Raw counter and its per-second rate (none on the first poll or after a reset).
+    Counter {
+        raw: u64,
+        rate: Option<f64>,
+    },
+    Label(String),
+}
+
+/// What kind of column a user-defined OID is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomKind {
+    Gauge,
+    Counter,
+    Label,
+}
+
+/// One row of a user-defined scalar group or table (written to its own QuestDB table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomRow {
+    /// Table name without prefix: `snmp_<module>` for scalars, `snmp_<table>` for tables.
+    pub table: Arc<str>,
+    pub ts_ms: u64,
+    pub device: Arc<str>,
+    /// Row index (dotted arcs) for tables; None for scalars.
+    pub idx: Option<String>,
+    pub values: Vec<(Arc<str>, CustomValue)>,
+}
+
+/// The columns of a user-defined table, for its DDL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomTableSchema {
+    /// Without prefix.
+    pub table: String,
+    pub indexed: bool,
+    pub columns: Vec<(String, CustomKind)>,
+}

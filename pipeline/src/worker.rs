@@ -325,6 +325,7 @@ fn clone_message(m: &SinkMessage) -> SinkMessage {
         SinkMessage::SnmpDevices(r) => SinkMessage::SnmpDevices(r.clone()),
         SinkMessage::SnmpTraps(r) => SinkMessage::SnmpTraps(r.clone()),
         SinkMessage::TopologyLinks(r) => SinkMessage::TopologyLinks(r.clone()),
+        SinkMessage::SnmpCustom(r) => SinkMessage::SnmpCustom(r.clone()),
     }
 }
 

@@ -83,8 +83,10 @@ fn main() {
             modules: Modules::default(),
             flow_exporters: Vec::new(),
             prometheus: false,
+            custom: Vec::new(),
         }],
         max_in_flight: 64,
+        custom: Vec::new(),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -97,12 +97,24 @@ auth_password = {{ file = "{}" }}
 priv = "aes"
 priv_password = {{ file = "{}" }}
 
+[[sources.snmp.modules]]
+name = "sysextra"
+scalars = [
+  {{ name = "uptime", oid = "1.3.6.1.2.1.1.3.0", kind = "gauge" }},
+  {{ name = "contact", oid = "1.3.6.1.2.1.1.4.0", kind = "label" }},
+]
+tables = [{{ name = "ifcustom", columns = [
+  {{ name = "if_name", oid = "1.3.6.1.2.1.31.1.1.1.1", kind = "label" }},
+  {{ name = "in_octets", oid = "1.3.6.1.2.1.31.1.1.1.6", kind = "counter" }},
+] }}]
+
 [[sources.snmp.devices]]
 name = "live-v2c"
 address = "127.0.0.1"
 port = {port}
 profile = "v2"
 prometheus = true
+modules = ["system", "interfaces", "sysextra"]
 
 [[sources.snmp.devices]]
 name = "live-sha-aes"
@@ -285,6 +297,37 @@ profile = "bad-priv"
         );
         assert_eq!(sys[0][1].as_bool(), Some(true));
     }
+    // User-defined module: scalars to snmp_sysextra, the table to snmp_ifcustom.
+    q.wait_applied("snmp_snmp_ifcustom", Duration::from_secs(30));
+    let custom = q.query(
+        "select idx, if_name, in_octets, in_octets_rate from snmp_snmp_ifcustom \
+         where device = 'live-v2c' latest on ts partition by idx order by idx",
+    );
+    assert_eq!(custom.len(), names.len(), "{custom:?}");
+    for (i, (oid, name)) in names.iter().enumerate() {
+        assert_eq!(
+            custom[i][0].as_str().map(str::to_string),
+            Some(index_of(oid).to_string())
+        );
+        assert_eq!(custom[i][1].as_str(), Some(name.as_str()));
+        let walked: u64 = in_octets[i].1.parse().expect("counter");
+        assert!(custom[i][2].as_u64().is_some_and(|v| v <= walked));
+    }
+    let rated = q.scalar("select count() from snmp_snmp_ifcustom where in_octets_rate is not null");
+    assert!(
+        rated.unwrap_or(0) > 0,
+        "counter rates from the second poll on"
+    );
+    let contact = agent.get_v2c("1.3.6.1.2.1.1.4.0").expect("sysContact");
+    q.wait_applied("snmp_snmp_sysextra", Duration::from_secs(30));
+    let sx =
+        q.query("select contact, uptime from snmp_snmp_sysextra latest on ts partition by device");
+    assert_eq!(
+        sx[0][0].as_str(),
+        contact.split_once(' ').map(|(_, v)| v.trim_matches('"'))
+    );
+    assert!(sx[0][1].as_f64().is_some_and(|u| u > 0.0));
+
     let failed = q.scalar("select count() from snmp_snmp_device where device = 'wrong-auth' and up = false and error = 'wrong_digest'");
     assert!(failed.unwrap_or(0) >= 1, "failed polls are written too");
 }

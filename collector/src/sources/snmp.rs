@@ -40,6 +40,56 @@ pub struct SnmpSourceConfig {
     pub devices: Vec<DeviceConfig>,
     /// The trap receiver; off unless configured.
     pub traps: Option<TrapsConfig>,
+    /// User-defined modules: scalars and tables by OID, each written to its own table.
+    #[serde(default)]
+    pub modules: Vec<CustomModuleConfig>,
+}
+
+/// `[[sources.snmp.modules]]`: scalars go to table `snmp_<name>`, each table to `snmp_<table>`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomModuleConfig {
+    pub name: String,
+    #[serde(default)]
+    pub scalars: Vec<CustomOidConfig>,
+    #[serde(default)]
+    pub tables: Vec<CustomTableConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomTableConfig {
+    pub name: String,
+    pub columns: Vec<CustomOidConfig>,
+}
+
+/// One OID: a scalar instance (e.g. `1.3.6.1.4.1.9.9.109.1.1.1.1.8.1`) or a table column.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomOidConfig {
+    pub name: String,
+    pub oid: String,
+    /// gauge (a number), counter (raw value and per-second rate) or label (text).
+    pub kind: String,
+}
+
+/// Names become QuestDB table and column names: keep them plain.
+fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn custom_kind(s: &str) -> Option<nmsd_pipeline::snmp::CustomKind> {
+    use nmsd_pipeline::snmp::CustomKind;
+    Some(match s {
+        "gauge" => CustomKind::Gauge,
+        "counter" => CustomKind::Counter,
+        "label" => CustomKind::Label,
+        _ => return None,
+    })
 }
 
 /// `[sources.snmp.traps]`.
@@ -336,6 +386,61 @@ impl SnmpSourceConfig {
                 );
             }
         }
+        let mut tables = std::collections::HashSet::new();
+        for (i, m) in self.modules.iter().enumerate() {
+            let k = |f: &str| format!("sources.snmp.modules[{i}].{f}");
+            if !plain_name(&m.name) || ["system", "interfaces", "lldp"].contains(&m.name.as_str()) {
+                return e(k("name"), "a module name is lowercase letters, digits and _, and not system, interfaces or lldp".into());
+            }
+            let check_oids = |f: &str, cols: &[CustomOidConfig]| -> Result<(), SnmpConfigError> {
+                for (j, c) in cols.iter().enumerate() {
+                    if !plain_name(&c.name) || ["ts", "device", "idx"].contains(&c.name.as_str()) {
+                        return Err((format!("{}[{j}].name", k(f)), "a column name is lowercase letters, digits and _ (not ts, device, idx)".into()));
+                    }
+                    if c.oid.parse::<nmsd_parsers::snmp::Oid>().is_err() {
+                        return Err((
+                            format!("{}[{j}].oid", k(f)),
+                            format!(
+                                "\"{}\" is not a numeric OID (e.g. 1.3.6.1.2.1.1.3.0)",
+                                c.oid
+                            ),
+                        ));
+                    }
+                    if custom_kind(&c.kind).is_none() {
+                        return Err((
+                            format!("{}[{j}].kind", k(f)),
+                            "kind must be gauge, counter or label".into(),
+                        ));
+                    }
+                }
+                Ok(())
+            };
+            check_oids("scalars", &m.scalars)?;
+            let mut names: Vec<String> = Vec::new();
+            if !m.scalars.is_empty() {
+                names.push(format!("snmp_{}", m.name));
+            }
+            for (j, t) in m.tables.iter().enumerate() {
+                if !plain_name(&t.name) {
+                    return e(
+                        format!("{}[{j}].name", k("tables")),
+                        "a table name is lowercase letters, digits and _".into(),
+                    );
+                }
+                check_oids(&format!("tables[{j}].columns"), &t.columns)?;
+                names.push(format!("snmp_{}", t.name));
+            }
+            for n in names {
+                if ["snmp_interface", "snmp_device", "snmp_trap"].contains(&n.as_str())
+                    || !tables.insert(n.clone())
+                {
+                    return e(
+                        k("name"),
+                        format!("table {n} is used twice or is a built-in table"),
+                    );
+                }
+            }
+        }
         let d = &self.defaults;
         check_timing(&d.interval, &d.timeout, d.retries, d.max_repetitions)
             .map_err(|(f, m)| (format!("sources.snmp.defaults.{f}"), m))?;
@@ -361,10 +466,14 @@ impl SnmpSourceConfig {
             )
             .map_err(|(f, m)| (k(f), m))?;
             for m in dev.modules.as_ref().unwrap_or(&d.modules) {
-                if !["system", "interfaces", "lldp"].contains(&m.as_str()) {
+                if !["system", "interfaces", "lldp"].contains(&m.as_str())
+                    && !self.modules.iter().any(|c| &c.name == m)
+                {
                     return e(
                         k("modules"),
-                        format!("unknown module \"{m}\" (modules: system, interfaces, lldp)"),
+                        format!(
+                            "unknown module \"{m}\" (built-in: system, interfaces, lldp; or a [[sources.snmp.modules]] name)"
+                        ),
                     );
                 }
             }
@@ -413,6 +522,65 @@ impl SnmpSourceConfig {
             engine_id: engine.0,
             engine_boots: engine.1,
         }))
+    }
+
+    /// The user-defined modules as the engine runs them (validated before).
+    fn custom_modules(&self) -> Vec<nmsd_snmp::engine::plan::CustomModule> {
+        use nmsd_snmp::engine::plan::{CustomModule, CustomOid, CustomTable};
+        let oids = |cols: &[CustomOidConfig]| -> Vec<CustomOid> {
+            cols.iter()
+                .filter_map(|c| {
+                    Some(CustomOid {
+                        name: Arc::from(c.name.as_str()),
+                        oid: c.oid.parse().ok()?,
+                        kind: custom_kind(&c.kind)?,
+                    })
+                })
+                .collect()
+        };
+        self.modules
+            .iter()
+            .map(|m| CustomModule {
+                name: Arc::from(m.name.as_str()),
+                scalar_table: Arc::from(format!("snmp_{}", m.name).as_str()),
+                scalars: oids(&m.scalars),
+                tables: m
+                    .tables
+                    .iter()
+                    .map(|t| CustomTable {
+                        table: Arc::from(format!("snmp_{}", t.name).as_str()),
+                        columns: oids(&t.columns),
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// QuestDB schemas of the user-defined tables.
+    pub fn custom_schemas(&self) -> Vec<nmsd_pipeline::snmp::CustomTableSchema> {
+        let cols = |cs: &[CustomOidConfig]| -> Vec<(String, nmsd_pipeline::snmp::CustomKind)> {
+            cs.iter()
+                .filter_map(|c| Some((c.name.clone(), custom_kind(&c.kind)?)))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for m in &self.modules {
+            if !m.scalars.is_empty() {
+                out.push(nmsd_pipeline::snmp::CustomTableSchema {
+                    table: format!("snmp_{}", m.name),
+                    indexed: false,
+                    columns: cols(&m.scalars),
+                });
+            }
+            for t in &m.tables {
+                out.push(nmsd_pipeline::snmp::CustomTableSchema {
+                    table: format!("snmp_{}", t.name),
+                    indexed: true,
+                    columns: cols(&t.columns),
+                });
+            }
+        }
+        out
     }
 
     /// Read the trap communities once, so `check-config` reports a missing one.
@@ -556,11 +724,16 @@ impl SnmpSourceConfig {
                     .clone()
                     .unwrap_or_else(|| vec![addr.ip()]),
                 prometheus: dev.prometheus.unwrap_or(d.prometheus),
+                custom: modules
+                    .iter()
+                    .filter_map(|m| self.modules.iter().position(|c| &c.name == m))
+                    .collect(),
             });
         }
         Ok(Plan {
             devices,
             max_in_flight: self.max_in_flight.max(1),
+            custom: self.custom_modules(),
         })
     }
 }

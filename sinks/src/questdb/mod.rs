@@ -83,6 +83,9 @@ pub struct QuestDbConfig {
     pub request_timeout: HumanDuration,
     /// On shutdown, how long to keep trying to flush before giving up (and counting the loss).
     pub shutdown_timeout: HumanDuration,
+    /// User-defined SNMP tables (set by the collector from `[[sources.snmp.modules]]`).
+    #[serde(skip)]
+    pub custom_tables: Vec<nmsd_pipeline::snmp::CustomTableSchema>,
 }
 
 impl Default for QuestDbConfig {
@@ -108,6 +111,7 @@ impl Default for QuestDbConfig {
             retry_max: HumanDuration::from_secs(30),
             request_timeout: HumanDuration::from_secs(10),
             shutdown_timeout: HumanDuration::from_secs(10),
+            custom_tables: Vec::new(),
         }
     }
 }
@@ -177,7 +181,9 @@ impl SinkMetrics {
             written: names
                 .all()
                 .iter()
-                .map(|t| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t.to_string()))
+                .map(|t| t.to_string())
+                .chain(std::iter::once("snmp_custom".to_string()))
+                .map(|t| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t))
                 .collect(),
             failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "rejected"),
             failed_shutdown: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "shutdown"),
@@ -197,6 +203,9 @@ enum Table {
     SnmpDevice = 3,
     SnmpTrap = 4,
     TopologyLink = 5,
+    /// All user-defined SNMP tables share one buffer, flushed non-transactionally (DEDUP keys
+    /// make a retried flush idempotent).
+    Custom = 6,
 }
 
 /// One table's pending rows.
@@ -204,6 +213,9 @@ struct TableBuffer {
     buf: Buffer,
     oldest: Option<Instant>,
     written: Counter,
+    /// One table per buffer makes every flush one transaction; the shared buffer of the
+    /// user-defined tables cannot be.
+    transactional: bool,
 }
 
 impl TableBuffer {
@@ -313,10 +325,12 @@ impl QuestDbSink {
             .metrics
             .written
             .iter()
-            .map(|c| TableBuffer {
+            .enumerate()
+            .map(|(i, c)| TableBuffer {
                 buf: sender.new_buffer(),
                 oldest: None,
                 written: c.clone(),
+                transactional: i != Table::Custom as usize,
             })
             .collect();
         for m in std::mem::take(&mut self.stash) {
@@ -401,6 +415,14 @@ impl QuestDbSink {
                     rows.iter().try_for_each(|r| w.topology_link(b, r)),
                 )
             }
+            SinkMessage::SnmpCustom(rows) => {
+                let b = &mut tables[Table::Custom as usize].buf;
+                let prefix = &self.cfg.table_prefix;
+                (
+                    Table::Custom,
+                    rows.iter().try_for_each(|r| w.snmp_custom(b, prefix, r)),
+                )
+            }
         };
         let t = &mut tables[i as usize];
         if let Err(e) = result {
@@ -419,7 +441,7 @@ impl QuestDbSink {
         loop {
             let rows = t.rows() as u64;
             let started = Instant::now();
-            let result = sender.flush_and_keep_with_flags(&t.buf, true);
+            let result = sender.flush_and_keep_with_flags(&t.buf, t.transactional);
             self.metrics
                 .flush_seconds
                 .record(started.elapsed().as_secs_f64());
@@ -478,11 +500,18 @@ impl QuestDbSink {
     /// Create the tables; retry until it works or shutdown gives up.
     fn ensure_schema(&mut self) -> bool {
         let client = schema::ExecClient::new(&self.cfg.url, self.cfg.request_timeout.get());
-        let ddl = schema::ddl(
+        let mut ddl = schema::ddl(
             &self.cfg.table_names(),
             self.cfg.flows_partition,
             self.cfg.rollup_partition,
         );
+        for t in &self.cfg.custom_tables {
+            ddl.push(schema::custom_ddl(
+                &self.cfg.table_prefix,
+                t,
+                Partition::Day,
+            ));
+        }
         loop {
             match ddl.iter().try_for_each(|sql| client.exec(sql).map(|_| ())) {
                 Ok(()) => {

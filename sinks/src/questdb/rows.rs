@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use nmsd_pipeline::enrich::IfDirectory;
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
-use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow, LinkRow, TrapRow};
+use nmsd_pipeline::snmp::{CustomRow, CustomValue, DeviceRow, InterfaceRow, LinkRow, TrapRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
 
 use super::schema::TableNames;
@@ -323,6 +323,46 @@ impl RowWriter {
             .column_str(c("remote_chassis_id"), r.remote_chassis_id.as_str())?
             .column_str(c("remote_sys_name"), r.remote_sys_name.as_str())?
             .at(TimestampMicros::new(micros(r.ts_ms)))
+    }
+}
+
+impl RowWriter {
+    /// Append one row of a user-defined SNMP table (names were validated with the config).
+    pub fn snmp_custom(
+        &mut self,
+        buf: &mut Buffer,
+        prefix: &str,
+        r: &CustomRow,
+    ) -> questdb::Result<()> {
+        self.scratch.clear();
+        self.scratch.push_str(prefix);
+        self.scratch.push_str(&r.table);
+        let table = TableName::new(self.scratch.as_str())?;
+        buf.table(table)?.symbol(c("device"), &*r.device)?;
+        if let Some(i) = &r.idx {
+            buf.column_str(c("idx"), i.as_str())?;
+        }
+        for (name, v) in &r.values {
+            let col = ColumnName::new(name)?;
+            match v {
+                CustomValue::Gauge(x) => {
+                    buf.column_f64(col, *x)?;
+                }
+                CustomValue::Counter { raw, rate } => {
+                    if *raw <= i64::MAX as u64 {
+                        buf.column_i64(col, *raw as i64)?;
+                    }
+                    if let Some(rate) = rate {
+                        let rate_col = format!("{name}_rate");
+                        buf.column_f64(ColumnName::new(&rate_col)?, *rate)?;
+                    }
+                }
+                CustomValue::Label(t) => {
+                    buf.column_str(col, t.as_str())?;
+                }
+            }
+        }
+        buf.at(TimestampMicros::new(micros(r.ts_ms)))
     }
 }
 

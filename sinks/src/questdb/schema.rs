@@ -204,6 +204,37 @@ impl ExecClient {
     }
 }
 
+/// DDL of a user-defined SNMP table: one column per configured OID (a counter gets its raw
+/// value and a `_rate` column), DEDUP on (ts, device[, idx]) so replays do not duplicate.
+pub fn custom_ddl(
+    prefix: &str,
+    t: &nmsd_pipeline::snmp::CustomTableSchema,
+    partition: Partition,
+) -> String {
+    use nmsd_pipeline::snmp::CustomKind;
+    let mut cols = String::from("ts TIMESTAMP, device SYMBOL CAPACITY 16384 CACHE");
+    if t.indexed {
+        cols.push_str(", idx VARCHAR");
+    }
+    for (name, kind) in &t.columns {
+        match kind {
+            CustomKind::Gauge => cols.push_str(&format!(", {name} DOUBLE")),
+            CustomKind::Counter => cols.push_str(&format!(", {name} LONG, {name}_rate DOUBLE")),
+            CustomKind::Label => cols.push_str(&format!(", {name} VARCHAR")),
+        }
+    }
+    let keys = if t.indexed {
+        "ts, device, idx"
+    } else {
+        "ts, device"
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {prefix}{} ({cols}) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS({keys})",
+        t.table,
+        partition.sql()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

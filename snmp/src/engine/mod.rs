@@ -46,6 +46,8 @@ pub struct PollOutput {
     pub interfaces: Vec<InterfaceRow>,
     /// Topology changes this poll revealed.
     pub links: Vec<nmsd_pipeline::snmp::LinkRow>,
+    /// Rows of user-defined modules.
+    pub custom: Vec<nmsd_pipeline::snmp::CustomRow>,
 }
 
 /// What the engine shares with the rest of nmsd: device health, the interface directory for
@@ -125,6 +127,8 @@ enum JobKind {
     Walk(IfTable),
     /// GET of lldpLocChassisId.0 and lldpLocSysName.0.
     LldpLocal,
+    /// GET of a user-defined module's scalars.
+    CustomGet(u16),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +174,51 @@ struct Poll {
     error: Option<(&'static str, String)>,
     generation: u64,
     lldp: LldpBuild,
+    /// User-defined scalars by module, in config order.
+    custom_scalars: BTreeMap<u16, Vec<Option<CustomCell>>>,
+    /// User-defined table rows by (module, table), then row index.
+    custom_rows: BTreeMap<(u16, u16), CustomTableRows>,
+}
+
+/// Rows of one user-defined table: row index → cells in column order.
+type CustomTableRows = BTreeMap<Vec<u32>, Vec<Option<CustomCell>>>;
+
+/// (module, table or u16::MAX for scalars, row index, column) of a user-defined counter.
+type CustomKey = (u16, u16, Vec<u32>, u16);
+
+/// A polled user-defined value, before rates.
+#[derive(Clone, Debug, PartialEq)]
+enum CustomCell {
+    Num(f64),
+    Raw(u64),
+    Text(String),
+}
+
+fn custom_cell(kind: nmsd_pipeline::snmp::CustomKind, v: &Value<'_>) -> Option<CustomCell> {
+    use nmsd_pipeline::snmp::CustomKind;
+    match kind {
+        CustomKind::Label => match v {
+            Value::ObjectId(o) => Some(CustomCell::Text(o.to_string())),
+            Value::IpAddress(a) => Some(CustomCell::Text(format!(
+                "{}.{}.{}.{}",
+                a[0], a[1], a[2], a[3]
+            ))),
+            Value::Integer(i) => Some(CustomCell::Text(i.to_string())),
+            other => other.as_text().map(|t| CustomCell::Text(t.into_owned())),
+        },
+        CustomKind::Counter => v.as_u64().map(CustomCell::Raw),
+        CustomKind::Gauge => match v {
+            Value::Integer(i) => Some(CustomCell::Num(*i as f64)),
+            // Many MIBs put numbers in DisplayStrings ("12.5").
+            Value::OctetString(b) => std::str::from_utf8(b)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+                .map(CustomCell::Num),
+            other => other.as_u64().map(|x| CustomCell::Num(x as f64)),
+        },
+    }
 }
 
 /// LLDP-MIB data of one poll.
@@ -229,6 +278,8 @@ struct Device {
     next_slot_ms: u64,
     /// Interface names, aliases and speeds from the last interfaces poll, for flow enrichment.
     if_info: BTreeMap<u32, IfInfo>,
+    /// Last raw value and agent time of each user-defined counter, for rates.
+    custom_last: FxHashMap<CustomKey, (u64, u32)>,
     /// Queued for a global in-flight slot.
     waiting: bool,
 }
@@ -316,6 +367,7 @@ pub struct Engine {
     directory_dirty: bool,
     topology: crate::topology::Topology,
     topology_board: Arc<Mutex<crate::topology::TopologySnapshot>>,
+    custom: Arc<Vec<plan::CustomModule>>,
 }
 
 fn unix_ms() -> u64 {
@@ -351,6 +403,7 @@ impl Engine {
             directory,
             topology,
         } = shared;
+        let custom = Arc::new(plan.custom);
         let need4 = plan.devices.iter().any(|d| d.addr.is_ipv4());
         let need6 = plan.devices.iter().any(|d| d.addr.is_ipv6());
         let sock4 = if need4 {
@@ -383,6 +436,7 @@ impl Engine {
                 poll_generation: 0,
                 next_slot_ms: 0,
                 if_info: BTreeMap::new(),
+                custom_last: FxHashMap::default(),
                 waiting: false,
             })
             .collect();
@@ -409,6 +463,7 @@ impl Engine {
             directory_dirty: false,
             topology: crate::topology::Topology::default(),
             topology_board: topology,
+            custom,
         })
     }
 
@@ -527,6 +582,22 @@ impl Engine {
         if dev.spec.modules.system {
             jobs.push(Job::new(JobKind::System, None));
         }
+        for &mi in &dev.spec.custom {
+            let Some(m) = self.custom.get(mi) else {
+                continue;
+            };
+            if !m.scalars.is_empty() {
+                jobs.push(Job::new(JobKind::CustomGet(mi as u16), None));
+            }
+            for (ti, t) in m.tables.iter().enumerate() {
+                let table = IfTable::Custom(mi as u16, ti as u16);
+                let bases: Vec<Oid> = t.columns.iter().map(|c| c.oid.clone()).collect();
+                jobs.push(Job::new(
+                    JobKind::Walk(table),
+                    Some(Walk::columns(table, &bases)),
+                ));
+            }
+        }
         if dev.spec.modules.lldp {
             jobs.push(Job::new(JobKind::LldpLocal, None));
             jobs.push(Job::new(
@@ -563,6 +634,8 @@ impl Engine {
             error: None,
             generation: dev.poll_generation,
             lldp: LldpBuild::default(),
+            custom_scalars: BTreeMap::new(),
+            custom_rows: BTreeMap::new(),
         });
         let limit = dev.spec.interval.min(MAX_POLL_TIME);
         let generation = dev.poll_generation;
@@ -690,6 +763,13 @@ impl Engine {
                 return Ok(());
             }
             (JobKind::System, _) => (PduHeader::new(PduKind::Get, id), sys),
+            (JobKind::CustomGet(mi), _) => (
+                PduHeader::new(PduKind::Get, id),
+                self.custom
+                    .get(mi as usize)
+                    .map(|m| m.scalars.iter().map(|c| c.oid.clone()).collect())
+                    .unwrap_or_default(),
+            ),
             (JobKind::LldpLocal, _) => (
                 PduHeader::new(PduKind::Get, id),
                 [2u32, 3]
@@ -1137,6 +1217,18 @@ impl Engine {
                 }
                 self.complete_job(d, o.job);
             }
+            JobKind::CustomGet(mi) => {
+                if let Some(m) = self.custom.get(mi as usize) {
+                    let mut cells = vec![None; m.scalars.len()];
+                    for (oid, v) in p.varbinds().flatten() {
+                        if let Some(i) = m.scalars.iter().position(|c| c.oid.as_ref() == oid) {
+                            cells[i] = custom_cell(m.scalars[i].kind, &v);
+                        }
+                    }
+                    poll.custom_scalars.insert(mi, cells);
+                }
+                self.complete_job(d, o.job);
+            }
             JobKind::LldpLocal => {
                 for (oid, v) in p.varbinds().flatten() {
                     match oid.as_bytes().last() {
@@ -1157,8 +1249,10 @@ impl Engine {
                     rows,
                     sys,
                     lldp,
+                    custom_rows,
                     ..
                 } = poll;
+                let custom = &self.custom;
                 let Some(w) = jobs[o.job].walk.as_mut() else {
                     return;
                 };
@@ -1179,6 +1273,23 @@ impl Engine {
                             _ => {}
                         }
                     }),
+                    IfTable::Custom(mi, ti) => {
+                        let cols = custom
+                            .get(mi as usize)
+                            .and_then(|m| m.tables.get(ti as usize))
+                            .map(|t| t.columns.iter().map(|c| c.kind).collect::<Vec<_>>())
+                            .unwrap_or_default();
+                        let table = custom_rows.entry((mi, ti)).or_default();
+                        w.absorb_cells(p.varbinds(), |col, idx, v, _| {
+                            let Some(kind) = cols.get(col as usize) else {
+                                return;
+                            };
+                            let row = table
+                                .entry(idx.to_vec())
+                                .or_insert_with(|| vec![None; cols.len()]);
+                            row[col as usize] = custom_cell(*kind, v);
+                        })
+                    }
                     IfTable::LldpRem => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
                         // Index: TimeMark.LocalPortNum.RemIndex; TimeMark is not identity.
                         let (Some(&port), Some(&rem)) = (idx.get(1), idx.get(2)) else {
@@ -1338,6 +1449,7 @@ impl Engine {
                     )
                 })
                 .all(|j| j.state == JobState::Done);
+        let custom_rows = build_custom_rows(&self.custom, dev, &poll);
         let mut links = Vec::new();
         if lldp_ok {
             let by_name: BTreeMap<&str, u32> = poll
@@ -1484,6 +1596,7 @@ impl Engine {
             },
             interfaces,
             links,
+            custom: custom_rows,
         }
     }
 }
@@ -1497,6 +1610,86 @@ impl Job {
             resynced: false,
         }
     }
+}
+
+/// Rows of the user-defined modules of a finished poll, with counter rates against the
+/// previous poll (agent time; none on the first poll, after a restart or a counter going back).
+fn build_custom_rows(
+    modules: &[plan::CustomModule],
+    dev: &mut Device,
+    poll: &Poll,
+) -> Vec<nmsd_pipeline::snmp::CustomRow> {
+    use nmsd_pipeline::snmp::{CustomRow, CustomValue};
+    let uptime = poll.sys.uptime;
+    let mut out = Vec::new();
+    let mut convert = |key: CustomKey, cell: &CustomCell| -> CustomValue {
+        match cell {
+            CustomCell::Num(x) => CustomValue::Gauge(*x),
+            CustomCell::Text(t) => CustomValue::Label(t.clone()),
+            CustomCell::Raw(raw) => {
+                let rate = match (uptime, dev.custom_last.get(&key)) {
+                    (Some(now), Some(&(prev, then))) if now > then && *raw >= prev => {
+                        Some((*raw - prev) as f64 / ((now - then) as f64 / 100.0))
+                    }
+                    _ => None,
+                };
+                if let Some(u) = uptime {
+                    dev.custom_last.insert(key, (*raw, u));
+                }
+                CustomValue::Counter { raw: *raw, rate }
+            }
+        }
+    };
+    for (&mi, cells) in &poll.custom_scalars {
+        let Some(m) = modules.get(mi as usize) else {
+            continue;
+        };
+        let values = m
+            .scalars
+            .iter()
+            .zip(cells)
+            .enumerate()
+            .filter_map(|(ci, (c, cell))| {
+                let v = convert((mi, u16::MAX, Vec::new(), ci as u16), cell.as_ref()?);
+                Some((c.name.clone(), v))
+            })
+            .collect();
+        out.push(CustomRow {
+            table: m.scalar_table.clone(),
+            ts_ms: poll.slot_ms,
+            device: dev.spec.name.clone(),
+            idx: None,
+            values,
+        });
+    }
+    for (&(mi, ti), rows) in &poll.custom_rows {
+        let Some(t) = modules
+            .get(mi as usize)
+            .and_then(|m| m.tables.get(ti as usize))
+        else {
+            continue;
+        };
+        for (idx, cells) in rows {
+            let values = t
+                .columns
+                .iter()
+                .zip(cells)
+                .enumerate()
+                .filter_map(|(ci, (c, cell))| {
+                    let v = convert((mi, ti, idx.clone(), ci as u16), cell.as_ref()?);
+                    Some((c.name.clone(), v))
+                })
+                .collect();
+            out.push(CustomRow {
+                table: t.table.clone(),
+                ts_ms: poll.slot_ms,
+                device: dev.spec.name.clone(),
+                idx: Some(idx.iter().map(u32::to_string).collect::<Vec<_>>().join(".")),
+                values,
+            });
+        }
+    }
+    out
 }
 
 /// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's

@@ -87,6 +87,35 @@ pub struct DeviceSpec {
     pub flow_exporters: Vec<std::net::IpAddr>,
     /// Export this device's per-interface gauges on /metrics (opt-in: cardinality).
     pub prometheus: bool,
+    /// Indices into `Plan::custom`.
+    pub custom: Vec<usize>,
+}
+
+/// A user-defined OID: a scalar (instance OID, e.g. `….0`) or a table column.
+#[derive(Clone, Debug)]
+pub struct CustomOid {
+    /// Column name in QuestDB.
+    pub name: Arc<str>,
+    pub oid: nmsd_parsers::snmp::Oid,
+    pub kind: nmsd_pipeline::snmp::CustomKind,
+}
+
+/// A user-defined table: its columns are walked together.
+#[derive(Clone, Debug)]
+pub struct CustomTable {
+    /// QuestDB table name without prefix (`snmp_<name>`).
+    pub table: Arc<str>,
+    pub columns: Vec<CustomOid>,
+}
+
+/// A user-defined module (like Telegraf's `[[inputs.snmp.field]]` / `[[inputs.snmp.table]]`).
+#[derive(Clone, Debug)]
+pub struct CustomModule {
+    pub name: Arc<str>,
+    /// QuestDB table of the scalars (`snmp_<module>`).
+    pub scalar_table: Arc<str>,
+    pub scalars: Vec<CustomOid>,
+    pub tables: Vec<CustomTable>,
 }
 
 /// Everything the engine polls.
@@ -95,4 +124,6 @@ pub struct Plan {
     pub devices: Vec<DeviceSpec>,
     /// Requests in flight over all devices.
     pub max_in_flight: usize,
+    /// User-defined modules; devices refer to them by index.
+    pub custom: Vec<CustomModule>,
 }

@@ -26,6 +26,8 @@ pub enum IfTable {
     LldpLocPort,
     /// LLDP-MIB lldpRemTable: neighbours.
     LldpRem,
+    /// A user-defined table: (module index, table index); its columns are given explicitly.
+    Custom(u16, u16),
 }
 
 const LLDP_LOC_PORT_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 3, 7, 1];
@@ -172,6 +174,7 @@ impl Walk {
             IfTable::IfX => (IF_X_ENTRY, IFX_COLUMNS.to_vec()),
             IfTable::LldpLocPort => (LLDP_LOC_PORT_ENTRY, LLDP_LOC_PORT_COLUMNS.to_vec()),
             IfTable::LldpRem => (LLDP_REM_ENTRY, LLDP_REM_COLUMNS.to_vec()),
+            IfTable::Custom(..) => (&[], Vec::new()),
         };
         let columns = cols
             .into_iter()
@@ -190,6 +193,25 @@ impl Walk {
         Walk {
             table,
             columns,
+            rows_seen: 0,
+            non_increasing: 0,
+        }
+    }
+
+    /// A walk of arbitrary columns (user-defined tables); column `i` is reported as number `i`.
+    pub fn columns(table: IfTable, bases: &[Oid]) -> Self {
+        Walk {
+            table,
+            columns: bases
+                .iter()
+                .enumerate()
+                .map(|(i, b)| Column {
+                    number: i as u32,
+                    base: b.clone(),
+                    last: b.clone(),
+                    done: false,
+                })
+                .collect(),
             rows_seen: 0,
             non_increasing: 0,
         }

@@ -21,6 +21,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, differential, acceptance)"
 cargo build --locked -p nmsd
+# Scratch dirs (QuestDB data, daemon state and logs) of earlier runs; they add up to gigabytes.
+rm -rf target/acceptance
 # Acceptance tests start real peers; one test binary at a time keeps 2-core machines honest.
 cargo test --workspace --locked -- --test-threads=2
 

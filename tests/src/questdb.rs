@@ -54,8 +54,14 @@ fn start_process(dir: &std::path::Path, http_port: u16) -> Child {
     )
     .expect("server.conf");
     let log = std::fs::File::create(dir.join("questdb.log")).expect("questdb log");
+    // QuestDB unpacks its native library into java.io.tmpdir on every start and never removes
+    // it; keep that inside the server's own directory.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).expect("questdb tmp dir");
     let mut cmd = Command::new("java");
-    cmd.args(["-Xms256m", "-Xmx1g", "-cp"])
+    cmd.args(["-Xms256m", "-Xmx1g"])
+        .arg(format!("-Djava.io.tmpdir={}", tmp.display()))
+        .arg("-cp")
         .arg(jar())
         .args(["io.questdb.ServerMain", "-d"])
         .arg(dir)

@@ -67,18 +67,29 @@ fn flows_1m_carries_interface_names_of_polled_exporters() {
         sock.send_to(&m.finish(), ("127.0.0.1", nmsd.flow_port))
             .expect("send");
     }
-    nmsd.wait_metric(
+    let decoded = nmsd.wait_metric(
         "nmsd_flow_records_decoded_total",
         &[],
         200.0,
         Duration::from_secs(10),
     );
+    assert_eq!(decoded, 200.0, "all flows decoded; log:\n{}", nmsd.log());
     assert!(nmsd.stop().success());
     q.wait_applied("enrich_flows_1m", Duration::from_secs(30));
+    // The sink wrote them before nmsd exited; give a loaded server time to make them visible.
+    let written = nmsd_acceptance::wait_for(Duration::from_secs(30), || {
+        q.scalar("select count() from enrich_flows_1m")
+            .filter(|n| *n > 0)
+    });
+    assert!(
+        written.is_some(),
+        "no flows_1m rows; QuestDB log in {}; nmsd log:\n{}",
+        q.dir.display(),
+        nmsd.log()
+    );
     let rows = q.query(
         "select in_if, in_if_name, out_if, out_if_name, in_if_speed_mbps from enrich_flows_1m",
     );
-    assert!(!rows.is_empty());
     for r in &rows {
         let (i, o) = (
             r[0].as_u64().unwrap_or(0) as u32,

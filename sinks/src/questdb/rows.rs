@@ -76,7 +76,6 @@ impl RowWriter {
             .at(TimestampMicros::new(micros(f.end_ms)))
     }
 
-    /// Append one roll-up row.
     /// Append one roll-up row; `dir` adds interface names where SNMP polling knows them.
     pub fn rollup(
         &mut self,

@@ -6,13 +6,65 @@
 //! - [`traffic`]: softflowd-like datagrams built with `nmsd_parsers::encode`, and export
 //!   datagrams read from pcap files with `nmsd_parsers::capture`.
 //! - [`replay`]: a paced `sendmmsg` sender of a stream to a loopback UDP address.
-//! - [`prom`], [`procfs`]: reading Prometheus text and a process's CPU time and peak RSS.
+//! - [`prom`], [`procfs`]: reading Prometheus text, a process tree's CPU time and peak RSS,
+//!   and UDP socket queues.
+//! - [`child`]: collectors started by the harness, stopped with their process group.
+//! - [`peers`]: the collectors nmsd is compared with (goflow2, nfacctd, nfcapd): how each is
+//!   configured, started and how its flows are counted.
+//! - [`qdb`]: a private QuestDB server, and the bare questdb-rs sender loop that is the
+//!   QuestDB sink's ceiling.
+//! - [`stats`]: medians and ranges over repeated runs.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub mod child;
+pub mod peers;
 pub mod procfs;
 pub mod prom;
+pub mod qdb;
 pub mod replay;
+pub mod stats;
 pub mod stream;
 pub mod traffic;
+
+/// The workspace root (where `benches/` lives).
+pub fn workspace_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// An HTTP agent for scraping and readiness checks: 10 s timeout, statuses are not errors.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET `url`: status and body, or `None` if nothing answered.
+pub fn http_get(agent: &ureq::Agent, url: &str) -> Option<(u16, String)> {
+    let mut r = agent.get(url).call().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.body_mut().read_to_string().ok()?))
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; good enough on a test machine).
+pub fn free_tcp_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp_port() -> std::io::Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
 
 /// Parse a rate or count with an optional k/M suffix ("25k", "1.5M", "300000").
 pub fn parse_si(s: &str) -> Result<f64, String> {

@@ -150,9 +150,12 @@ impl Topology {
                 next_worker += 1;
                 let stop = stop_receivers.clone();
                 let name = src.name.clone();
-                let max_datagram = src.max_datagram_size.0 as usize;
+                let opts = netflow::ReceiveOptions {
+                    max_datagram: src.max_datagram_size.0 as usize,
+                    coalesce: src.receive_coalesce.0,
+                };
                 receivers.push(spawn(format!("nmsd-rx-{ring_name}"), move || {
-                    netflow::run_receiver(&name, b, max_datagram, tx, stop)
+                    netflow::run_receiver(&name, b, opts, tx, stop)
                 })?);
             }
             tracing::info!(

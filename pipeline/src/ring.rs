@@ -127,6 +127,15 @@ pub fn datagram_ring(
     (sender, receiver)
 }
 
+impl Drop for RingSender {
+    /// The worker learns that the ring is finished without waiting for its park timeout.
+    fn drop(&mut self) {
+        if let Some(w) = &self.waker {
+            w.wake();
+        }
+    }
+}
+
 impl RingSender {
     /// Wake this worker after each push (see [`Waker`]).
     pub fn with_waker(mut self, waker: Arc<Waker>) -> Self {
@@ -173,7 +182,10 @@ impl RingSender {
                         return;
                     }
                     batch = b;
-                    std::thread::sleep(Duration::from_micros(50));
+                    // The worker is a whole ring behind: it needs far longer than this to
+                    // make room, and the socket buffer holds what arrives meanwhile. Shorter
+                    // sleeps only add wake-ups.
+                    std::thread::sleep(Duration::from_micros(250));
                 }
             }
         }

@@ -70,7 +70,7 @@ TRAFFIC:
 
 NMSD:
     --workers N           nmsd [pipeline] workers (default 0 = one per core)
-    --ring-policy P       nmsd ring_full_policy: drop (default, as shipped) or block
+    --ring-policy P       nmsd ring_full_policy: block (default, as shipped) or drop
 
 QUESTDB SINK BENCH (questdb-sink, questdb-ceiling):
     --sink-rate R         datagrams/s fed to nmsd for questdb-sink (default 15k: ~400k flows/s,
@@ -245,7 +245,7 @@ fn parse_args() -> Result<Args, String> {
         burst: 32,
         template_every: 1000,
         workers: 0,
-        ring_policy: "drop".into(),
+        ring_policy: "block".into(),
         stop_loss_pct: 1.0,
         sink_rate: 15e3,
         sink_rows: 3_000_000,

@@ -718,6 +718,8 @@ impl SnmpSourceConfig {
                     system: modules.iter().any(|m| m == "system"),
                     interfaces: modules.iter().any(|m| m == "interfaces"),
                     lldp: modules.iter().any(|m| m == "lldp"),
+                    // The topology module: LLDP-MIB, and CISCO-CDP-MIB where the agent has it.
+                    cdp: modules.iter().any(|m| m == "lldp"),
                 },
                 flow_exporters: dev
                     .flow_exporters

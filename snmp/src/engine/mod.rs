@@ -7,6 +7,7 @@
 //! dead device only ever costs its own timeouts. Polls start on a per-device phase (a stable
 //! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
 
+pub mod cdp;
 pub mod plan;
 pub mod prom;
 pub mod walk;
@@ -174,6 +175,8 @@ struct Poll {
     error: Option<(&'static str, String)>,
     generation: u64,
     lldp: LldpBuild,
+    /// CISCO-CDP-MIB cdpCacheTable rows.
+    cdp: cdp::CdpCache,
     /// User-defined scalars by module, in config order.
     custom_scalars: BTreeMap<u16, Vec<Option<CustomCell>>>,
     /// User-defined table rows by (module, table), then row index.
@@ -234,7 +237,7 @@ struct LldpBuild {
 
 /// LLDP identifiers as text: printable strings as they are, anything else as hex bytes
 /// (chassis and port IDs are often MAC addresses).
-fn lldp_text(v: &Value<'_>) -> Option<String> {
+pub(crate) fn lldp_text(v: &Value<'_>) -> Option<String> {
     match v {
         Value::OctetString(b) => Some(match std::str::from_utf8(b) {
             Ok(t) if !t.is_empty() && t.chars().all(|c| !c.is_control()) => t.to_string(),
@@ -443,6 +446,11 @@ impl Engine {
         if let Ok(mut b) = board.lock() {
             *b = devices.iter().map(|d| d.status.clone()).collect();
         }
+        let mut topo = crate::topology::Topology::default();
+        for d in &devices {
+            // Neighbours resolve to configured devices by address (CDP) or name.
+            topo.register(&d.spec.name, d.spec.addr.ip());
+        }
         let seed = unix_ms() ^ (std::process::id() as u64) << 32;
         Ok(Engine {
             devices,
@@ -461,7 +469,7 @@ impl Engine {
             metrics: EngineMetrics::new(),
             directory,
             directory_dirty: false,
-            topology: crate::topology::Topology::default(),
+            topology: topo,
             topology_board: topology,
             custom,
         })
@@ -609,6 +617,13 @@ impl Engine {
                 Some(Walk::new(IfTable::LldpRem, false)),
             ));
         }
+        if dev.spec.modules.cdp {
+            // Agents without CISCO-CDP-MIB end this walk at once, silently.
+            jobs.push(Job::new(
+                JobKind::Walk(IfTable::CdpCache),
+                Some(Walk::new(IfTable::CdpCache, false)),
+            ));
+        }
         if dev.spec.modules.interfaces {
             jobs.push(Job::new(
                 JobKind::Walk(IfTable::If),
@@ -634,6 +649,7 @@ impl Engine {
             error: None,
             generation: dev.poll_generation,
             lldp: LldpBuild::default(),
+            cdp: cdp::CdpCache::default(),
             custom_scalars: BTreeMap::new(),
             custom_rows: BTreeMap::new(),
         });
@@ -1249,6 +1265,7 @@ impl Engine {
                     rows,
                     sys,
                     lldp,
+                    cdp,
                     custom_rows,
                     ..
                 } = poll;
@@ -1289,6 +1306,9 @@ impl Engine {
                                 .or_insert_with(|| vec![None; cols.len()]);
                             row[col as usize] = custom_cell(*kind, v);
                         })
+                    }
+                    IfTable::CdpCache => {
+                        w.absorb_cells(p.varbinds(), |col, idx, v, _| cdp.cell(col, idx, v))
                     }
                     IfTable::LldpRem => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
                         // Index: TimeMark.LocalPortNum.RemIndex; TimeMark is not identity.
@@ -1386,10 +1406,12 @@ impl Engine {
         let poll_ms = poll.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
         let rtt_ms =
             (poll.rtt_n > 0).then(|| poll.rtt_sum.as_secs_f64() * 1000.0 / poll.rtt_n as f64);
+        // The interface rows need both IF-MIB walks; topology and user-defined walks have their
+        // own checks below.
         let walks_ok = poll
             .jobs
             .iter()
-            .filter(|j| matches!(j.kind, JobKind::Walk(_)))
+            .filter(|j| matches!(j.kind, JobKind::Walk(IfTable::If | IfTable::IfX)))
             .all(|j| j.state == JobState::Done);
         let mut interfaces = Vec::new();
         if walks_ok && dev.spec.modules.interfaces {
@@ -1449,8 +1471,35 @@ impl Engine {
                     )
                 })
                 .all(|j| j.state == JobState::Done);
+        let cdp_ok = dev.spec.modules.cdp
+            && poll
+                .jobs
+                .iter()
+                .filter(|j| j.kind == JobKind::Walk(IfTable::CdpCache))
+                .all(|j| j.state == JobState::Done);
         let custom_rows = build_custom_rows(&self.custom, dev, &poll);
         let mut links = Vec::new();
+        if lldp_ok || cdp_ok {
+            if let Some(name) = poll.sys.name.as_deref() {
+                self.topology.set_sys_name(&dev.spec.name, name);
+            }
+            if walks_ok && dev.spec.modules.interfaces {
+                let names = poll
+                    .rows
+                    .iter()
+                    .map(|(i, r)| {
+                        (
+                            *i,
+                            crate::topology::PortNames {
+                                name: r.name.as_deref().unwrap_or_default().to_string(),
+                                descr: r.descr.as_deref().unwrap_or_default().to_string(),
+                            },
+                        )
+                    })
+                    .collect();
+                self.topology.set_interfaces(&dev.spec.name, names);
+            }
+        }
         if lldp_ok {
             let by_name: BTreeMap<&str, u32> = poll
                 .rows
@@ -1480,13 +1529,23 @@ impl Engine {
                         port_id: port_id.unwrap_or_default(),
                         port_descr: port_descr.unwrap_or_default(),
                         sys_name: sys_name.unwrap_or_default(),
+                        address: None,
+                        platform: String::new(),
                     },
                 );
             }
             links = self.topology.observe(&dev.spec.name, view, now_ms);
-            if let Ok(mut t) = self.topology_board.lock() {
-                *t = self.topology.snapshot();
-            }
+        }
+        if cdp_ok {
+            links.extend(
+                self.topology
+                    .observe_cdp(&dev.spec.name, poll.cdp.neighbours(), now_ms),
+            );
+        }
+        if (lldp_ok || cdp_ok)
+            && let Ok(mut t) = self.topology_board.lock()
+        {
+            *t = self.topology.snapshot();
         }
         if walks_ok && dev.spec.modules.interfaces && !dev.spec.flow_exporters.is_empty() {
             let info: BTreeMap<u32, IfInfo> = poll

@@ -55,6 +55,8 @@ pub struct Modules {
     pub interfaces: bool,
     /// LLDP-MIB neighbours, for the topology.
     pub lldp: bool,
+    /// CISCO-CDP-MIB cdpCacheTable neighbours, for the topology (agents without it are silent).
+    pub cdp: bool,
 }
 
 impl Default for Modules {
@@ -63,6 +65,7 @@ impl Default for Modules {
             system: true,
             interfaces: true,
             lldp: false,
+            cdp: false,
         }
     }
 }

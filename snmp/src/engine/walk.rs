@@ -26,6 +26,8 @@ pub enum IfTable {
     LldpLocPort,
     /// LLDP-MIB lldpRemTable: neighbours.
     LldpRem,
+    /// CISCO-CDP-MIB cdpCacheTable: CDP neighbours, indexed by local ifIndex and device index.
+    CdpCache,
     /// A user-defined table: (module index, table index); its columns are given explicitly.
     Custom(u16, u16),
 }
@@ -34,6 +36,10 @@ const LLDP_LOC_PORT_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 3, 7, 1];
 const LLDP_LOC_PORT_COLUMNS: &[u32] = &[2, 3, 4];
 const LLDP_REM_ENTRY: &[u32] = &[1, 0, 8802, 1, 1, 2, 1, 4, 1, 1];
 const LLDP_REM_COLUMNS: &[u32] = &[4, 5, 6, 7, 8, 9];
+/// cdpCacheEntry (1.3.6.1.4.1.9.9.23.1.2.1.1); index cdpCacheIfIndex.cdpCacheDeviceIndex.
+pub const CDP_CACHE_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 23, 1, 2, 1, 1];
+/// AddressType 3, Address 4, DeviceId 6, DevicePort 7, Platform 8.
+const CDP_CACHE_COLUMNS: &[u32] = &[3, 4, 6, 7, 8];
 
 /// ifTable columns polled always.
 const IF_COLUMNS: &[u32] = &[2, 3, 5, 7, 8, 13, 14, 19, 20];
@@ -147,6 +153,9 @@ pub struct Walk {
     pub rows_seen: usize,
     /// Columns ended by a non-increasing OID.
     pub non_increasing: u32,
+    /// Ask for one row first: for tables many agents lack (CDP), whose walk would otherwise
+    /// bring a full response of whatever MIB follows.
+    probing: bool,
 }
 
 /// Most rows a walk accepts before giving up on an agent that never ends its table.
@@ -174,6 +183,7 @@ impl Walk {
             IfTable::IfX => (IF_X_ENTRY, IFX_COLUMNS.to_vec()),
             IfTable::LldpLocPort => (LLDP_LOC_PORT_ENTRY, LLDP_LOC_PORT_COLUMNS.to_vec()),
             IfTable::LldpRem => (LLDP_REM_ENTRY, LLDP_REM_COLUMNS.to_vec()),
+            IfTable::CdpCache => (CDP_CACHE_ENTRY, CDP_CACHE_COLUMNS.to_vec()),
             IfTable::Custom(..) => (&[], Vec::new()),
         };
         let columns = cols
@@ -195,6 +205,7 @@ impl Walk {
             columns,
             rows_seen: 0,
             non_increasing: 0,
+            probing: table == IfTable::CdpCache,
         }
     }
 
@@ -214,6 +225,7 @@ impl Walk {
                 .collect(),
             rows_seen: 0,
             non_increasing: 0,
+            probing: false,
         }
     }
 
@@ -237,9 +249,13 @@ impl Walk {
             .map(|i| self.columns[i].last.clone())
             .collect();
         let per_row = oids.len().max(1) as u32;
-        let reps = max_repetitions
-            .min(max_varbinds.saturating_sub(1) / per_row)
-            .max(1);
+        let reps = if self.probing {
+            1
+        } else {
+            max_repetitions
+                .min(max_varbinds.saturating_sub(1) / per_row)
+                .max(1)
+        };
         (oids, reps)
     }
 
@@ -269,6 +285,7 @@ impl Walk {
         varbinds: impl Iterator<Item = Result<(OidRef<'a>, Value<'a>), SnmpError>>,
         mut cell: impl FnMut(u32, &[u32], &Value<'a>, Option<u32>),
     ) -> Result<Option<u32>, WalkError> {
+        self.probing = false;
         let active: Vec<usize> = self.active().collect();
         let first_column = self.columns.first().map_or(0, |c| c.number);
         let mut uptime = None;

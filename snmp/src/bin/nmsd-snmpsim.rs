@@ -29,6 +29,7 @@ Data
   --interfaces N           generate system, ifTable/ifXTable with N interfaces and LLDP
                            [default: 24, or none with --snmprec]
   --no-lldp                do not generate LLDP
+  --cdp                    also serve CISCO-CDP-MIB cdpCacheTable rows for the LLDP neighbours
   --snmprec FILE           serve this snmpsim-format fixture (OID|TAG|VALUE); with
                            --interfaces both are served, the file winning on equal OIDs
   --subtree OID            also register OID: a missing OID under it is noSuchInstance
@@ -126,6 +127,7 @@ fn parse_args() -> Result<Args, String> {
             Long("ports") => cfg.addressing = Addressing::Ports,
             Long("interfaces") => interfaces = Some(num(val(&mut p)?, "interface count")? as u32),
             Long("no-lldp") => cfg.data.lldp = false,
+            Long("cdp") => cfg.cdp = true,
             Long("snmprec") => snmprec = Some(PathBuf::from(val(&mut p)?)),
             Long("subtree") => {
                 let s = val(&mut p)?;

@@ -98,7 +98,8 @@ fn bump(a: &AtomicU64) {
 #[derive(Debug)]
 pub(crate) struct DeviceShared {
     pub dead: AtomicBool,
-    /// LLDP neighbour slots present (bit 0: local port 1, bit 1: local port 2).
+    /// Ring neighbour slots present (bit 0: local port 1, bit 1: local port 2) and whether the
+    /// device serves CDP (bit 2, [`super::data::NEIGHBOURS_CDP`]).
     pub neighbours: AtomicU8,
 }
 
@@ -108,6 +109,18 @@ impl Default for DeviceShared {
             dead: AtomicBool::new(false),
             neighbours: AtomicU8::new(0b11),
         }
+    }
+}
+
+impl DeviceShared {
+    /// Both ring neighbours, and CDP if the simulator serves it.
+    pub(crate) fn new(cdp: bool) -> Self {
+        let s = DeviceShared::default();
+        if cdp {
+            s.neighbours
+                .fetch_or(super::data::NEIGHBOURS_CDP, Ordering::Relaxed);
+        }
+        s
     }
 }
 
@@ -251,6 +264,8 @@ struct Core {
     devices: Vec<Device>,
     users: Vec<User>,
     prefix: String,
+    /// Each device's IPv4 address (CDP neighbours' cdpCacheAddress).
+    ips: Vec<[u8; 4]>,
     max_message_size: usize,
     max_bulk: usize,
     shared: Arc<[DeviceShared]>,
@@ -293,7 +308,7 @@ impl Agent {
         shared: Arc<[DeviceShared]>,
         stats: Arc<Stats>,
     ) -> Result<Agent, String> {
-        let layout = Layout::build(&cfg.data);
+        let layout = Layout::build_with(&cfg.data, cfg.cdp);
         let mut user_keys = Vec::new();
         for u in &cfg.users {
             let k = UserKeys::new(
@@ -344,6 +359,9 @@ impl Agent {
                 devices,
                 users,
                 prefix: cfg.name_prefix.clone(),
+                ips: (0..cfg.devices)
+                    .map(|i| cfg.device_ip(i).octets())
+                    .collect(),
                 max_message_size: cfg.max_message_size,
                 max_bulk: cfg.max_bulk_varbinds,
                 shared,
@@ -428,6 +446,7 @@ impl Agent {
             c32_only: d.behaviour.c32_only,
             wrap: d.behaviour.wrap,
             neighbours: core.shared[dev].neighbours.load(Ordering::Relaxed),
+            ips: &core.ips,
             v1,
         }
     }

@@ -226,6 +226,10 @@ pub struct SimConfig {
     pub engine_seed: u64,
     /// sysName of device *i* is `{name_prefix}-{i+1:04}`.
     pub name_prefix: String,
+    /// With generated LLDP: also serve CISCO-CDP-MIB cdpCacheTable rows for the same ring
+    /// neighbours (DeviceId `{name}.lab.example`, DevicePort the neighbour's ifDescr, Address its
+    /// IPv4 address). Off by default; [`super::SimHandle::set_cdp`] turns it off per device.
+    pub cdp: bool,
 }
 
 impl Default for SimConfig {
@@ -249,6 +253,7 @@ impl Default for SimConfig {
             max_bulk_varbinds: 100,
             engine_seed: default_seed(),
             name_prefix: "sim".to_string(),
+            cdp: false,
         }
     }
 }

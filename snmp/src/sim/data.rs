@@ -4,8 +4,8 @@
 //! and sorted by arcs; a cell is either a constant or a function of the device and the time
 //! (sysUpTime, counters, names). Counters are exact functions of time — `rate · seconds` since
 //! the counter's origin — so whoever polls knows the true rate ([`if_rates`]). Entries can be
-//! conditional (HC columns are absent on Counter32-only devices; LLDP neighbours can be removed
-//! at run time), which GET and GETNEXT treat as absent.
+//! conditional (HC columns are absent on Counter32-only devices; LLDP and CDP neighbours can be
+//! removed at run time), which GET and GETNEXT treat as absent.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -297,12 +297,20 @@ pub(crate) enum Dyn {
     SysName,
     IfPhysAddress(u32),
     IfAlias(u32),
-    Counter { if_index: u32, ctr: Ctr, c64: bool },
+    Counter {
+        if_index: u32,
+        ctr: Ctr,
+        c64: bool,
+    },
     IfDiscontinuityTime,
     LocChassisId,
     LocSysName,
     RemChassisId(u8),
     RemSysName(u8),
+    /// cdpCacheAddress of ring neighbour slot 0 or 1: its IPv4 address.
+    CdpAddress(u8),
+    /// cdpCacheDeviceId of ring neighbour slot 0 or 1: `{sysName}.lab.example`.
+    CdpDeviceId(u8),
 }
 
 /// Bytes in the layout's string arena.
@@ -333,7 +341,12 @@ pub(crate) enum Cond {
     Hc,
     /// LLDP remote entry of ring neighbour slot 0 (local port 1) or 1 (local port 2).
     Neighbour(u8),
+    /// CDP cache entry of ring neighbour slot 0 or 1 (the neighbour there and CDP on).
+    CdpNeighbour(u8),
 }
+
+/// Bit of [`DevView::neighbours`]: the device serves its CDP cache entries.
+pub(crate) const NEIGHBOURS_CDP: u8 = 0b100;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -403,8 +416,11 @@ pub(crate) struct DevView<'a> {
     pub clock: Clock,
     pub c32_only: bool,
     pub wrap: bool,
-    /// LLDP neighbour slots switched on (bit 0: local port 1, bit 1: local port 2).
+    /// Ring neighbour slots switched on (bit 0: local port 1, bit 1: local port 2), and CDP
+    /// ([`NEIGHBOURS_CDP`]).
     pub neighbours: u8,
+    /// Every device's IPv4 address, by index.
+    pub ips: &'a [[u8; 4]],
     /// SNMPv1 has no Counter64: such entries are skipped.
     pub v1: bool,
 }
@@ -546,7 +562,7 @@ impl Builder {
         self.add(oid, cond, Cell::OctetString(span));
     }
 
-    fn generate(&mut self, interfaces: u32, lldp: bool) {
+    fn generate(&mut self, interfaces: u32, lldp: bool, cdp: bool) {
         use Cond::Always;
         let sys = oid(&[1, 3, 6, 1, 2, 1, 1]);
         self.text(with(&sys, &[1, 0]), Always, SYS_DESCR);
@@ -670,6 +686,30 @@ impl Builder {
             self.add(c(11), cond, Cell::OctetString(caps));
             self.add(c(12), cond, Cell::OctetString(caps));
         }
+        if !cdp {
+            return;
+        }
+        // CISCO-CDP-MIB cdpCacheTable, index cdpCacheIfIndex.cdpCacheDeviceIndex: the same
+        // neighbours as LLDP, ports named by ifDescr as Cisco's CDP does.
+        let cache = oid(&[1, 3, 6, 1, 4, 1, 9, 9, 23, 1, 2, 1, 1]);
+        for slot in 0..2u8 {
+            let port = slot as u32 + 1;
+            if port > interfaces {
+                break;
+            }
+            let their = if slot == 0 { 2 } else { 1 };
+            let cond = Cond::CdpNeighbour(slot);
+            let c = |col: u32| with(&cache, &[col, port, 1]);
+            self.add(c(3), cond, Cell::Integer(1)); // ip
+            self.add(c(4), cond, Cell::Dyn(Dyn::CdpAddress(slot)));
+            self.text(c(5), cond, SYS_DESCR);
+            self.add(c(6), cond, Cell::Dyn(Dyn::CdpDeviceId(slot)));
+            self.text(c(7), cond, &if_descr(their));
+            self.text(c(8), cond, "nmsd-snmpsim");
+            // Router, switch, IGMP.
+            let caps = self.span(&[0, 0, 0, 0x29]);
+            self.add(c(9), cond, Cell::OctetString(caps));
+        }
     }
 
     fn fixture(&mut self, f: &Fixture) {
@@ -690,14 +730,21 @@ impl Builder {
 }
 
 impl Layout {
+    #[cfg(test)]
     pub(crate) fn build(spec: &DataSpec) -> Layout {
+        Layout::build_with(spec, false)
+    }
+
+    /// The layout of `spec`, with CDP cache entries when `cdp` (and LLDP) is on.
+    pub(crate) fn build_with(spec: &DataSpec, cdp: bool) -> Layout {
+        let cdp = cdp && spec.lldp;
         let mut b = Builder {
             items: Vec::new(),
             strings: Vec::new(),
         };
         let mut roots: Vec<Vec<u8>> = Vec::new();
         if let Some(n) = spec.interfaces {
-            b.generate(n, spec.lldp);
+            b.generate(n, spec.lldp, cdp);
             for r in [
                 &[1, 3, 6, 1, 2, 1, 1][..],
                 &[1, 3, 6, 1, 2, 1, 2],
@@ -707,6 +754,9 @@ impl Layout {
             }
             if spec.lldp {
                 roots.push(oid(&[1, 0, 8802, 1, 1, 2]));
+            }
+            if cdp {
+                roots.push(oid(&[1, 3, 6, 1, 4, 1, 9, 9, 23]));
             }
         }
         if let Some(f) = &spec.fixture {
@@ -776,6 +826,9 @@ impl Layout {
             Cond::Always => true,
             Cond::Hc => !v.c32_only,
             Cond::Neighbour(slot) => v.neighbour(slot).is_some(),
+            Cond::CdpNeighbour(slot) => {
+                v.neighbours & NEIGHBOURS_CDP != 0 && v.neighbour(slot).is_some()
+            }
         };
         cond_ok && !(v.v1 && self.is_counter64(i))
     }
@@ -909,6 +962,21 @@ fn encode_dyn(w: &mut BackWriter, d: Dyn, v: &DevView<'_>) {
             Some((n, _)) => w.tlv(ber::OCTET_STRING, name(n).as_bytes()),
             None => w.tlv(ber::OCTET_STRING, &[]),
         },
+        Dyn::CdpAddress(slot) => {
+            let ip = v
+                .neighbour(slot)
+                .and_then(|(n, _)| v.ips.get(n))
+                .copied()
+                .unwrap_or_default();
+            w.tlv(ber::OCTET_STRING, &ip);
+        }
+        Dyn::CdpDeviceId(slot) => match v.neighbour(slot) {
+            Some((n, _)) => {
+                let id = Text::format(format_args!("{}-{:04}.lab.example", v.prefix, n + 1));
+                w.tlv(ber::OCTET_STRING, id.as_bytes());
+            }
+            None => w.tlv(ber::OCTET_STRING, &[]),
+        },
     }
 }
 
@@ -927,6 +995,7 @@ mod tests {
             c32_only: false,
             wrap: false,
             neighbours: 0b11,
+            ips: &[[127, 0, 1, 1], [127, 0, 1, 2], [127, 0, 1, 3]],
             v1: false,
         }
     }
@@ -1139,5 +1208,46 @@ mod tests {
         assert!(find(&layout, "1.0.8802.1.1.2.1.4.1.1.9.0.2.1", &gone).is_some());
         let alone = view(0, 1, clock);
         assert!(find(&layout, "1.0.8802.1.1.2.1.4.1.1.9.0.2.1", &alone).is_none());
+    }
+
+    #[test]
+    fn cdp_cache_follows_the_ring_when_on() {
+        let spec = DataSpec {
+            interfaces: Some(4),
+            lldp: true,
+            fixture: None,
+            subtrees: Vec::new(),
+        };
+        let clock = Clock::at(&Behaviour::default(), 0, Duration::ZERO);
+        let mut v = view(0, 3, clock);
+        v.neighbours |= NEIGHBOURS_CDP;
+        // Off in the layout: nothing under CISCO-CDP-MIB, not even registered.
+        let plain = Layout::build(&spec);
+        assert!(find(&plain, "1.3.6.1.4.1.9.9.23.1.2.1.1.6.1.1", &v).is_none());
+        let o: Oid = "1.3.6.1.4.1.9.9.23.1.2.1.1.6.1.1".parse().unwrap();
+        assert!(!plain.registered(o.as_bytes()));
+
+        let layout = Layout::build_with(&spec, true);
+        assert!(layout.registered(o.as_bytes()));
+        let get = |s: &str, v: &DevView<'_>| find(&layout, s, v).map(|i| value_of(&layout, i, v));
+        // Local ifIndex 1 faces device 1's port 2; ifIndex 2 faces device 2's port 1.
+        let id = get("1.3.6.1.4.1.9.9.23.1.2.1.1.6.1.1", &v).unwrap();
+        assert_eq!(id.1, b"sim-0002.lab.example");
+        let port = get("1.3.6.1.4.1.9.9.23.1.2.1.1.7.1.1", &v).unwrap();
+        assert_eq!(port.1, b"GigabitEthernet0/2");
+        let addr = get("1.3.6.1.4.1.9.9.23.1.2.1.1.4.1.1", &v).unwrap();
+        assert_eq!(addr, (ber::OCTET_STRING, vec![127, 0, 1, 2]));
+        let addr = get("1.3.6.1.4.1.9.9.23.1.2.1.1.4.2.1", &v).unwrap();
+        assert_eq!(addr.1, vec![127, 0, 1, 3]);
+        let kind = get("1.3.6.1.4.1.9.9.23.1.2.1.1.3.2.1", &v).unwrap();
+        assert_eq!(Value::decode(kind.0, &kind.1).unwrap(), Value::Integer(1));
+        // CDP off for the device, or the cable gone: no entry.
+        let mut off = view(0, 3, clock);
+        off.neighbours = 0b11;
+        assert!(get("1.3.6.1.4.1.9.9.23.1.2.1.1.6.1.1", &off).is_none());
+        let mut cut = view(0, 3, clock);
+        cut.neighbours = 0b10 | NEIGHBOURS_CDP;
+        assert!(get("1.3.6.1.4.1.9.9.23.1.2.1.1.6.1.1", &cut).is_none());
+        assert!(get("1.3.6.1.4.1.9.9.23.1.2.1.1.6.2.1", &cut).is_some());
     }
 }

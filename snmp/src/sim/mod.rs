@@ -102,8 +102,9 @@ impl Simulator {
     /// Validate, derive keys, bind.
     pub fn bind(cfg: SimConfig) -> Result<Simulator, SimError> {
         cfg.validate().map_err(SimError::Config)?;
-        let shared: Arc<[DeviceShared]> =
-            (0..cfg.devices).map(|_| DeviceShared::default()).collect();
+        let shared: Arc<[DeviceShared]> = (0..cfg.devices)
+            .map(|_| DeviceShared::new(cfg.cdp))
+            .collect();
         let stats = Arc::new(Stats::default());
         let agent =
             Agent::new(&cfg, Arc::clone(&shared), Arc::clone(&stats)).map_err(SimError::Config)?;
@@ -337,7 +338,22 @@ impl SimHandle {
         self.shared[i].dead.store(dead, Ordering::Relaxed);
     }
 
-    /// Remove (or restore) device `i`'s LLDP neighbour on local port `slot + 1` (0 or 1).
+    /// Make device `i` serve (or stop serving) its CDP cache rows, at run time; only with
+    /// [`SimConfig::cdp`]. Without them it answers like an agent without CISCO-CDP-MIB.
+    pub fn set_cdp(&self, i: usize, on: bool) {
+        if on {
+            self.shared[i]
+                .neighbours
+                .fetch_or(data::NEIGHBOURS_CDP, Ordering::Relaxed);
+        } else {
+            self.shared[i]
+                .neighbours
+                .fetch_and(!data::NEIGHBOURS_CDP, Ordering::Relaxed);
+        }
+    }
+
+    /// Remove (or restore) device `i`'s neighbour on local port `slot + 1` (0 or 1): its LLDP
+    /// remote entry and, with CDP, its CDP cache entry (the cable is gone).
     pub fn set_neighbour(&self, i: usize, slot: u8, present: bool) {
         let bit = 1u8 << (slot & 1);
         if present {

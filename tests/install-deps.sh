@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian 12 machine (idempotent):
-# the real peers (softflowd, nfdump, tshark), a JDK and the QuestDB jar from Maven Central,
-# rustfmt/clippy, Python 3. Run as root (CI and the dev machines are root).
+# the real peers (softflowd, nfdump, tshark, snmpd, snmpsim), a JDK and the QuestDB jar from
+# Maven Central, rustfmt/clippy, Python 3. Run as root (CI and the dev machines are root).
 set -euo pipefail
 
 QUESTDB_VERSION="${QUESTDB_VERSION:-9.3.4}"
@@ -28,5 +28,27 @@ if [ ! -f "$jar" ]; then
 fi
 test -f "$jar"
 
+# snmpsim from PyPI, an SNMP agent independent of nmsd (tests/tests/snmp_snmpsim.rs), in its own
+# venv where tests/src/snmpsim.rs looks for it. snmpsim 1.2.2 imports pysmi without declaring it.
+SNMPSIM_VERSION="1.2.2"
+SNMPSIM_VENV="${SNMPSIM_VENV:-$HOME/.cache/nmsd-tests/snmpsim-$SNMPSIM_VERSION}"
+if ! "$SNMPSIM_VENV/bin/python" -c 'import snmpsim, pysmi' >/dev/null 2>&1 \
+    || [ ! -x "$SNMPSIM_VENV/bin/snmpsim-command-responder" ]; then
+    echo "install-deps: pip install snmpsim==$SNMPSIM_VERSION into $SNMPSIM_VENV"
+    rm -rf "$SNMPSIM_VENV"
+    mkdir -p "$(dirname "$SNMPSIM_VENV")"
+    if ! python3 -m venv "$SNMPSIM_VENV" >/dev/null 2>&1; then
+        # Debian's python3 needs python3-venv for ensurepip.
+        rm -rf "$SNMPSIM_VENV"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        python3 -m venv "$SNMPSIM_VENV"
+    fi
+    "$SNMPSIM_VENV/bin/pip" install -q --disable-pip-version-check \
+        "snmpsim==$SNMPSIM_VERSION" "pysnmp==7.1.30" "pysmi==2.0.0"
+fi
+test -x "$SNMPSIM_VENV/bin/snmpsim-command-responder"
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-echo "install-deps: ok (softflowd $(softflowd -v 2>&1 | head -1 | grep -o '[0-9.]*' | head -1 || true), $(nfdump -V 2>&1 | head -1), QuestDB $QUESTDB_VERSION)"
+echo "install-deps: ok (softflowd $(softflowd -v 2>&1 | head -1 | grep -o '[0-9.]*' | head -1 || true), $(nfdump -V 2>&1 | head -1), QuestDB $QUESTDB_VERSION, snmpsim $SNMPSIM_VERSION)"

@@ -8,6 +8,7 @@ pub mod nfdump;
 pub mod nmsd;
 pub mod questdb;
 pub mod snmpd;
+pub mod snmpsim;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

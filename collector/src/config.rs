@@ -432,6 +432,28 @@ mod tests {
     }
 
     #[test]
+    fn bad_snmp_tag_is_located() {
+        let base = "[sources.snmp]\n[[sources.snmp.profiles]]\nname = \"p\"\nversion = \"2c\"\n\
+                    community = { env = \"C\" }\n[[sources.snmp.devices]]\nname = \"r1\"\n\
+                    address = \"127.0.0.1\"\nprofile = \"p\"\n";
+        assert!(
+            parse(&format!(
+                "{base}tags = {{ site = \"ams1\", rack_2 = \"b\" }}\n"
+            ))
+            .is_ok()
+        );
+        let e = parse(&format!("{base}tags = {{ Site = \"ams1\" }}\n")).unwrap_err();
+        assert_eq!(
+            e.key.as_deref(),
+            Some("sources.snmp.devices[0].tags.Site"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("lowercase"), "{e}");
+        let e = parse(&format!("{base}tags = {{ site = \"\" }}\n")).unwrap_err();
+        assert!(e.to_string().contains("1 to 256"), "{e}");
+    }
+
+    #[test]
     fn syntax_error_has_position() {
         let e = parse("[general\n").unwrap_err();
         assert_eq!(e.line, Some(1), "{e}");

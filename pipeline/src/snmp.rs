@@ -3,6 +3,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+/// A device's tags from config, as (QuestDB column name, value): the names carry the `tag_`
+/// prefix already, so rows need no formatting per write. Shared by every row of the device.
+pub type Tags = Arc<[(Arc<str>, Arc<str>)]>;
+
 /// One interface of one poll: raw values and the rates computed against the previous poll.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InterfaceRow {
@@ -10,6 +14,7 @@ pub struct InterfaceRow {
     /// replay upserts the same keys.
     pub ts_ms: u64,
     pub device: Arc<str>,
+    pub tags: Tags,
     pub if_index: u32,
     pub if_name: Option<Arc<str>>,
     pub if_alias: Option<Arc<str>>,
@@ -38,6 +43,7 @@ pub struct InterfaceRow {
 pub struct DeviceRow {
     pub ts_ms: u64,
     pub device: Arc<str>,
+    pub tags: Tags,
     pub address: Option<IpAddr>,
     pub up: bool,
     /// Error kind of a failed or partial poll.

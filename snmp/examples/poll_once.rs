@@ -84,6 +84,7 @@ fn main() {
             flow_exporters: Vec::new(),
             prometheus: false,
             custom: Vec::new(),
+            tags: Default::default(),
         }],
         max_in_flight: 64,
         custom: Vec::new(),

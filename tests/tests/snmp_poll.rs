@@ -115,6 +115,7 @@ port = {port}
 profile = "v2"
 prometheus = true
 modules = ["system", "interfaces", "sysextra"]
+tags = {{ site = "lab1", role = "core" }}
 
 [[sources.snmp.devices]]
 name = "live-sha-aes"
@@ -197,6 +198,11 @@ profile = "bad-priv"
     for g in GOOD {
         assert_eq!(device(&all, g)["consecutive_failures"], 0, "{g}: {all}");
     }
+    assert_eq!(
+        device(&all, "live-v2c")["tags"],
+        serde_json::json!({"site": "lab1", "role": "core"}),
+        "operator tags in the API"
+    );
 
     // Device health and opted-in interface gauges on /metrics.
     let m = nmsd.metrics();
@@ -296,6 +302,24 @@ profile = "bad-priv"
             "{dev}: sysName"
         );
         assert_eq!(sys[0][1].as_bool(), Some(true));
+    }
+    // Operator tags as SYMBOL columns on every row of the tagged device.
+    for table in ["snmp_snmp_device", "snmp_snmp_interface"] {
+        let tagged = q.query(&format!(
+            "select count(), count_distinct(tag_site), first(tag_site), first(tag_role) \
+             from {table} where device = 'live-v2c'"
+        ));
+        let r = &tagged[0];
+        assert!(r[0].as_i64().unwrap_or(0) > 0, "{table}: rows of live-v2c");
+        assert_eq!(
+            (r[1].as_i64(), r[2].as_str(), r[3].as_str()),
+            (Some(1), Some("lab1"), Some("core")),
+            "{table}: tags of live-v2c"
+        );
+        let untagged = q.scalar(&format!(
+            "select count() from {table} where device = 'live-sha-aes' and tag_site is not null"
+        ));
+        assert_eq!(untagged, Some(0), "{table}: no tags on untagged devices");
     }
     // User-defined module: scalars to snmp_sysextra, the table to snmp_ifcustom.
     q.wait_applied("snmp_snmp_ifcustom", Duration::from_secs(30));

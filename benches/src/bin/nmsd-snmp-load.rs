@@ -88,6 +88,7 @@ fn main() {
                 flow_exporters: Vec::new(),
                 prometheus: false,
                 custom: Vec::new(),
+                tags: Default::default(),
             })
             .collect(),
         max_in_flight: 1024,

@@ -296,6 +296,34 @@ pub struct DeviceConfig {
     /// then label those flows in flows_1m.
     pub flow_exporters: Option<Vec<std::net::IpAddr>>,
     pub prometheus: Option<bool>,
+    /// Operator tags (`tags = { site = "ams1", role = "core" }`): a `tag_NAME` SYMBOL column in
+    /// snmp_device and snmp_interface, and in /api/v1/devices.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// Most tags per device: each is a column in two tables.
+const MAX_TAGS: usize = 16;
+
+/// A tag name becomes part of a QuestDB column name: lowercase ASCII letters, digits and `_`,
+/// starting with a letter, at most 32 characters.
+fn check_tag(name: &str, value: &str) -> Result<(), String> {
+    let ok_name = name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok_name {
+        return Err(format!(
+            "tag name \"{name}\" must be lowercase letters, digits and _, start with a letter, \
+             at most 32 characters"
+        ));
+    }
+    if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+        return Err(format!(
+            "tag {name}: the value must be 1 to 256 characters without control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// A problem with the SNMP config: (key, message).
@@ -457,6 +485,14 @@ impl SnmpSourceConfig {
                     k("profile"),
                     format!("no profile named \"{}\"", dev.profile),
                 );
+            }
+            if let Some(tags) = &dev.tags {
+                if tags.len() > MAX_TAGS {
+                    return e(k("tags"), format!("at most {MAX_TAGS} tags per device"));
+                }
+                for (n, v) in tags {
+                    check_tag(n, v).map_err(|m| (k(&format!("tags.{n}")), m))?;
+                }
             }
             check_timing(
                 &dev.interval.unwrap_or(d.interval),
@@ -729,6 +765,17 @@ impl SnmpSourceConfig {
                 custom: modules
                     .iter()
                     .filter_map(|m| self.modules.iter().position(|c| &c.name == m))
+                    .collect(),
+                tags: dev
+                    .tags
+                    .iter()
+                    .flatten()
+                    .map(|(n, v)| {
+                        (
+                            Arc::from(format!("{}{n}", nmsd_snmp::engine::TAG_PREFIX).as_str()),
+                            Arc::from(v.as_str()),
+                        )
+                    })
                     .collect(),
             });
         }

@@ -173,6 +173,7 @@ impl RowWriter {
     pub fn snmp_interface(&mut self, buf: &mut Buffer, r: &InterfaceRow) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.snmp_interface);
         buf.table(table)?.symbol(c("device"), &*r.device)?;
+        tags(buf, &r.tags)?;
         if let Some(n) = &r.if_name {
             buf.symbol(c("if_name"), &**n)?;
         }
@@ -229,6 +230,7 @@ impl RowWriter {
     pub fn snmp_device(&mut self, buf: &mut Buffer, r: &DeviceRow) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.snmp_device);
         buf.table(table)?.symbol(c("device"), &*r.device)?;
+        tags(buf, &r.tags)?;
         if let Some(e) = r.error {
             buf.symbol(c("error"), e)?;
         }
@@ -378,6 +380,15 @@ pub fn validate_names(names: &TableNames) -> Result<(), String> {
     for n in names.all() {
         TableName::new(n)
             .map_err(|e| format!("table name \"{n}\" is not valid for QuestDB: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A device's tags as SYMBOL columns (`tag_site`, …). Names were checked when the config was
+/// loaded; QuestDB adds a column the first time a tag appears.
+fn tags(buf: &mut Buffer, tags: &nmsd_pipeline::snmp::Tags) -> questdb::Result<()> {
+    for (k, v) in tags.iter() {
+        buf.symbol(ColumnName::new(k)?, &**v)?;
     }
     Ok(())
 }

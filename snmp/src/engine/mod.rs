@@ -61,11 +61,16 @@ pub struct EngineShared {
 }
 
 /// Health of one device, as `/api/v1/devices` shows it.
+/// What a tag's QuestDB column name starts with (`site` → `tag_site`).
+pub const TAG_PREFIX: &str = "tag_";
+
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DeviceStatus {
     pub name: String,
     pub address: String,
     pub version: &'static str,
+    /// Operator tags from config.
+    pub tags: BTreeMap<String, String>,
     pub state: &'static str,
     pub last_success_ms: Option<u64>,
     pub consecutive_failures: u32,
@@ -428,6 +433,14 @@ impl Engine {
                     name: spec.name.to_string(),
                     address: spec.addr.to_string(),
                     version: spec.credentials.version_label(),
+                    tags: spec
+                        .tags
+                        .iter()
+                        .map(|(k, v)| {
+                            let k = k.strip_prefix(TAG_PREFIX).unwrap_or(k);
+                            (k.to_string(), v.to_string())
+                        })
+                        .collect(),
                     state: "new",
                     ..DeviceStatus::default()
                 },
@@ -1438,6 +1451,7 @@ impl Engine {
                 interfaces.push(InterfaceRow {
                     ts_ms: poll.slot_ms,
                     device: dev.spec.name.clone(),
+                    tags: dev.spec.tags.clone(),
                     if_index,
                     if_name: r.name.clone(),
                     if_alias: r.alias.clone(),
@@ -1634,6 +1648,7 @@ impl Engine {
             device: DeviceRow {
                 ts_ms: poll.slot_ms,
                 device: dev.spec.name.clone(),
+                tags: dev.spec.tags.clone(),
                 address: Some(dev.spec.addr.ip()),
                 up: ok,
                 error: poll.error.as_ref().map(|(k, _)| *k),

@@ -92,6 +92,8 @@ pub struct DeviceSpec {
     pub prometheus: bool,
     /// Indices into `Plan::custom`.
     pub custom: Vec<usize>,
+    /// Operator tags (site, role, …) written with every row of this device.
+    pub tags: nmsd_pipeline::snmp::Tags,
 }
 
 /// A user-defined OID: a scalar (instance OID, e.g. `….0`) or a table column.

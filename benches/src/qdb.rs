@@ -2,12 +2,11 @@
 //!
 //! The bare loop is the QuestDB sink's ceiling: one thread that encodes the same rows as
 //! nmsd's sink (the `flows` table of `nmsd_sinks::questdb::schema`, every column written the
-//! way `sinks/src/questdb/rows.rs` writes it), in batches of the same size, flushed the same
+//! written by the sink's own `RowWriter`), in batches of the same size, flushed the same
 //! way (ILP over HTTP, protocol v1, one transactional request per batch), with nothing else:
 //! no receive path, no decode, no queue. nmsd's sink cannot write faster than this loop on the
 //! same server; the ratio of the two is what the sink's own overhead costs.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -15,10 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nmsd_parsers::{Direction, FlowDecoder, FlowRecord};
-use nmsd_sinks::questdb::QuestDbConfig;
+use nmsd_parsers::{FlowDecoder, FlowRecord};
 use nmsd_sinks::questdb::schema::{self, ExecClient, TableNames};
-use questdb::ingress::{Buffer, ColumnName, ProtocolVersion, Sender, TableName, TimestampMicros};
+use nmsd_sinks::questdb::{QuestDbConfig, RowWriter};
+use questdb::ingress::{Buffer, ProtocolVersion, Sender, TableName};
 
 use crate::child::Proc;
 use crate::{free_tcp_port, http_agent, http_get, workspace_dir};
@@ -243,7 +242,7 @@ pub fn bare_write(
     create_tables(&sink_cfg, &names)?;
     let mut sender = sender(&cfg.url, cfg.request_timeout)?;
     let mut buf = sender.new_buffer();
-    let mut w = RowWriter::new(names.flows.clone());
+    let mut w = RowWriter::new(names.clone());
     let last_end = records.iter().map(|r| r.end_ms).max().unwrap_or(0);
     let batch = cfg.batch_rows.max(1);
     let mut report = BareReport {
@@ -259,7 +258,13 @@ pub fn bare_write(
             if written + buf.row_count() as u64 >= cfg.rows || stop.load(Ordering::Relaxed) {
                 break 'outer;
             }
-            w.flow(&mut buf, r, shift)
+            // Times moved to now, the rest as decoded.
+            let moved = FlowRecord {
+                start_ms: r.start_ms + shift,
+                end_ms: r.end_ms + shift,
+                ..*r
+            };
+            w.flow(&mut buf, &moved)
                 .map_err(|e| format!("encoding a row: {e}"))?;
             if buf.row_count() >= batch {
                 written += flush(&mut sender, &mut buf, &mut report)?;
@@ -310,97 +315,6 @@ pub fn count_rows(url: &str, table: &str, expect: u64, wait: Duration) -> Result
     }
 }
 
-/// A column name known to be valid.
-#[inline]
-fn c(name: &'static str) -> ColumnName<'static> {
-    ColumnName::new_unchecked(name)
-}
-
-/// The row encoding of `sinks/src/questdb/rows.rs` (`RowWriter::flow`), column for column.
-struct RowWriter {
-    table: String,
-    exporter_cache: Option<(IpAddr, String)>,
-    scratch: String,
-}
-
-impl RowWriter {
-    fn new(table: String) -> Self {
-        RowWriter {
-            table,
-            exporter_cache: None,
-            scratch: String::with_capacity(64),
-        }
-    }
-
-    fn flow(&mut self, buf: &mut Buffer, f: &FlowRecord, shift_ms: u64) -> questdb::Result<()> {
-        let table = TableName::new_unchecked(&self.table);
-        if self
-            .exporter_cache
-            .as_ref()
-            .is_none_or(|(a, _)| *a != f.exporter)
-        {
-            self.exporter_cache = Some((f.exporter, f.exporter.to_string()));
-        }
-        let exporter = self.exporter_cache.as_ref().map_or("", |(_, s)| s.as_str());
-        buf.table(table)?
-            .symbol(c("exporter"), exporter)?
-            .symbol(c("version"), f.version.label())?;
-        match f.direction {
-            Direction::Ingress => buf.symbol(c("direction"), "ingress")?,
-            Direction::Egress => buf.symbol(c("direction"), "egress")?,
-            Direction::Unknown => buf,
-        };
-        buf.column_ts(
-            c("start_ts"),
-            TimestampMicros::new(micros(f.start_ms + shift_ms)),
-        )?
-        .column_i64(c("observation_domain"), f.observation_domain as i64)?;
-        self.addr(buf, c("src_ipv4"), c("src_ipv6"), f.src_addr)?;
-        self.addr(buf, c("dst_ipv4"), c("dst_ipv6"), f.dst_addr)?;
-        if !f.next_hop.is_unspecified() {
-            self.addr(buf, c("next_hop_ipv4"), c("next_hop_ipv6"), f.next_hop)?;
-        }
-        buf.column_i64(c("src_port"), f.src_port as i64)?
-            .column_i64(c("dst_port"), f.dst_port as i64)?
-            .column_i64(c("protocol"), f.protocol as i64)?
-            .column_i64(c("tcp_flags"), f.tcp_flags as i64)?
-            .column_i64(c("tos"), f.tos as i64)?
-            .column_i64(c("in_if"), f.in_if as i64)?
-            .column_i64(c("out_if"), f.out_if as i64)?
-            .column_i64(c("src_as"), f.src_as as i64)?
-            .column_i64(c("dst_as"), f.dst_as as i64)?
-            .column_i64(c("vlan"), f.vlan as i64)?
-            .column_i64(c("bytes"), clamp(f.bytes))?
-            .column_i64(c("packets"), clamp(f.packets))?
-            .column_i64(c("sampling_interval"), f.sampling_interval as i64)?
-            .at(TimestampMicros::new(micros(f.end_ms + shift_ms)))
-    }
-
-    fn addr(
-        &mut self,
-        buf: &mut Buffer,
-        v4: ColumnName<'static>,
-        v6: ColumnName<'static>,
-        a: IpAddr,
-    ) -> questdb::Result<()> {
-        self.scratch.clear();
-        let _ = write!(self.scratch, "{a}");
-        match a {
-            IpAddr::V4(_) => buf.column_str(v4, self.scratch.as_str())?,
-            IpAddr::V6(_) => buf.column_str(v6, self.scratch.as_str())?,
-        };
-        Ok(())
-    }
-}
-
-fn micros(ms: u64) -> i64 {
-    (ms.min(i64::MAX as u64 / 1000) * 1000) as i64
-}
-
-fn clamp(v: u64) -> i64 {
-    v.min(i64::MAX as u64) as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,9 +328,14 @@ mod tests {
         }));
         assert_eq!(recs.len(), 100);
         let mut buf = Buffer::new(ProtocolVersion::V1);
-        let mut w = RowWriter::new("t_flows".into());
+        let names = QuestDbConfig {
+            table_prefix: "t_".into(),
+            ..QuestDbConfig::default()
+        }
+        .table_names();
+        let mut w = RowWriter::new(names);
         for r in &recs {
-            w.flow(&mut buf, r, 0).expect("row");
+            w.flow(&mut buf, r).expect("row");
         }
         assert_eq!(buf.row_count(), 100);
         let text = String::from_utf8_lossy(buf.as_bytes());

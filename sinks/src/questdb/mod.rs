@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use crate::backoff::Backoff;
 use crate::status::SinkStatus;
-use rows::RowWriter;
+pub use rows::RowWriter;
 pub use schema::TableNames;
 
 /// QuestDB partitioning of a table.

@@ -222,8 +222,22 @@ pub fn encode_v3(
     varbinds: &[(OidRef<'_>, Value<'_>)],
 ) -> Result<(), SnmpError> {
     w.clear();
-    // ScopedPDU.
     encode_pdu(w, h, varbinds);
+    frame_pdu(w, scratch, p, keys, salt)
+}
+
+/// Wrap the PDU already in `w` into a v3 message: ScopedPDU (context engine ID and name),
+/// encryption in place if the keys have a privacy part, USM parameters with a zeroed MAC, the
+/// header, then the MAC over the whole message. For encoders that write the PDU themselves
+/// (the agent simulator writes varbinds straight from its data layout).
+pub fn frame_pdu(
+    w: &mut BackWriter,
+    scratch: &mut Vec<u8>,
+    p: &V3Params<'_>,
+    keys: Option<&LocalKeys>,
+    salt: u64,
+) -> Result<(), SnmpError> {
+    // ScopedPDU.
     w.tlv(ber::OCTET_STRING, p.context_name);
     w.tlv(ber::OCTET_STRING, p.context_engine_id);
     w.wrap(ber::SEQUENCE, 0);

@@ -869,64 +869,10 @@ fn frame(b: &mut Bufs, f: &Frame<'_>) -> Result<(), SnmpError> {
             b.w.wrap(ber::SEQUENCE, 0);
             Ok(())
         }
-        Frame::V3 { params, keys, salt } => frame_v3(b, params, *keys, *salt),
-    }
-}
-
-/// The v3 framing of `v3::encode_v3`, for a PDU already in the writer (so the simulator can
-/// encode varbinds straight from its layout): ScopedPDU, encryption in place, USM parameters
-/// with a zeroed MAC, header, then the MAC over the whole message.
-fn frame_v3(
-    b: &mut Bufs,
-    p: &V3Params<'_>,
-    keys: Option<&LocalKeys>,
-    salt: u64,
-) -> Result<(), SnmpError> {
-    let w = &mut b.w;
-    w.tlv(ber::OCTET_STRING, p.context_name);
-    w.tlv(ber::OCTET_STRING, p.context_engine_id);
-    w.wrap(ber::SEQUENCE, 0);
-    let mut flags = if p.reportable { FLAG_REPORTABLE } else { 0 };
-    let mut priv_params = [0u8; 8];
-    let mut priv_len = 0;
-    if let Some(k) = keys {
-        flags |= FLAG_AUTH;
-        if k.privacy().is_some() {
-            flags |= FLAG_PRIV;
-            b.scratch.clear();
-            b.scratch.extend_from_slice(w.as_bytes());
-            priv_params = k.encrypt(&mut b.scratch, p.engine_boots, p.engine_time, salt)?;
-            priv_len = 8;
-            w.clear();
-            w.tlv(ber::OCTET_STRING, &b.scratch);
+        Frame::V3 { params, keys, salt } => {
+            v3::frame_pdu(&mut b.w, &mut b.scratch, params, *keys, *salt)
         }
     }
-    let data_len = w.len();
-    w.tlv(ber::OCTET_STRING, &priv_params[..priv_len]);
-    let mac_len = keys.map_or(0, |k| k.auth.mac_len());
-    // The auth field's distance from the end stays fixed while the header is prepended.
-    let auth_end_from_end = w.len();
-    w.tlv(ber::OCTET_STRING, &[0u8; 48][..mac_len]);
-    w.tlv(ber::OCTET_STRING, p.user);
-    w.integer(ber::INTEGER, p.engine_time as i64);
-    w.integer(ber::INTEGER, p.engine_boots as i64);
-    w.tlv(ber::OCTET_STRING, p.engine_id);
-    w.wrap(ber::SEQUENCE, data_len);
-    w.wrap(ber::OCTET_STRING, data_len);
-    let g = w.len();
-    w.integer(ber::INTEGER, v3::USM);
-    w.tlv(ber::OCTET_STRING, &[flags]);
-    w.integer(ber::INTEGER, v3::MAX_SIZE);
-    w.integer(ber::INTEGER, p.msg_id as i64);
-    w.wrap(ber::SEQUENCE, g);
-    w.integer(ber::INTEGER, 3);
-    w.wrap(ber::SEQUENCE, 0);
-    if let Some(k) = keys {
-        let at = w.len() - auth_end_from_end - mac_len;
-        let mac = k.mac_over(w.as_bytes(), at);
-        w.as_bytes_mut()[at..at + mac_len].copy_from_slice(&mac);
-    }
-    Ok(())
 }
 
 fn write_report(

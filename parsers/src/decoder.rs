@@ -13,7 +13,7 @@ use crate::ie;
 use crate::record::{FlowRecord, FlowVersion};
 use crate::template::{
     ClockContext, CompiledTemplate, FieldSpec, Scratch, TemplateDef, TemplateKind, apply,
-    finish_record,
+    fill_column, finish_record,
 };
 
 /// Bounds on what the decoder keeps per worker.
@@ -938,9 +938,15 @@ fn decode_records(
         // fields are set there, rather than built on the stack and copied again by push.
         let start = out.len();
         out.resize(start + n, *base);
-        for (rec, r) in out[start..].iter_mut().zip(body.chunks_exact(len)) {
+        let recs = &mut out[start..];
+        // Slot by slot over the whole set, then record by record for what needs the rest.
+        let (fill, scratch) = tmpl.ops.split_at(tmpl.record_ops);
+        for op in fill {
+            fill_column(op, recs, body, len);
+        }
+        for (rec, r) in recs.iter_mut().zip(body.chunks_exact(len)) {
             let mut s = Scratch::default();
-            for op in &tmpl.ops {
+            for op in scratch {
                 let at = op.offset as usize;
                 if let Some(f) = r.get(at..at + op.len as usize) {
                     apply(op.target, f, rec, &mut s);

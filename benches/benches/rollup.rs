@@ -37,7 +37,7 @@ fn records(flows: usize) -> Vec<FlowRecord> {
 
 fn rollup(c: &mut Criterion) {
     let mut g = c.benchmark_group("rollup");
-    for flows in [10_000usize, 200_000] {
+    for flows in [10_000usize, 20_000, 200_000] {
         let recs = records(flows);
         let batches: Vec<Vec<FlowRecord>> = recs.chunks(BATCH_RECORDS).map(<[_]>::to_vec).collect();
         g.throughput(Throughput::Elements(flows as u64));

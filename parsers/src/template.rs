@@ -249,11 +249,16 @@ impl CompiledTemplate {
             // Scope fields say what an options record is about. v9 scope types (System,
             // Interface, ...) are not information elements, so scope fields are skipped, but for
             // a sampler / selector id: RFC 5476 makes selectorId the scope of a Selector Report
-            // Interpretation, and neither 48 nor 302 is a v9 scope type.
-            let sampler_scope = matches!(f.id, ie::SAMPLER_ID | ie::SELECTOR_ID);
+            // Interpretation, and neither 48 nor 302 is a v9 scope type. systemInitTimeMilliseconds
+            // is kept too: it dates the exporting process whatever role the template gives it
+            // (netflow_parser reads it from scope fields as well), and 160 is no v9 scope type.
+            let usable_scope = matches!(
+                f.id,
+                ie::SAMPLER_ID | ie::SELECTOR_ID | ie::SYSTEM_INIT_TIME_MILLISECONDS
+            );
             if f.enterprise != 0
                 || f.len == ie::VARIABLE_LENGTH
-                || (i < scope_fields && !sampler_scope)
+                || (i < scope_fields && !usable_scope)
             {
                 continue;
             }

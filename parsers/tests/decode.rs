@@ -909,6 +909,34 @@ fn ipfix_sys_uptime_needs_system_init_time_from_options() {
     assert_eq!(out2[2].start_ms, records[2].start_ms);
 }
 
+/// Fuzz finding (differential, 2026-11-26): an options template whose scope fields include
+/// systemInitTimeMilliseconds. netflow_parser learned the init time from it, nmsd skipped every
+/// scope field but sampler ids and dated the records with the export time.
+#[test]
+fn ipfix_system_init_time_counts_as_a_scope_field_too() {
+    let tmpl = encode::ipv4_template(256); // flowStart/EndSysUpTime
+    let init = TemplateDef {
+        id: 258,
+        kind: TemplateKind::Options { scope_fields: 2 },
+        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
+    };
+    let records = encode::sample_records(3, false, T0);
+    let mut m = MessageBuilder::ipfix(EXPORT_SECS, 0, 5);
+    let boot = m.boot_ms();
+    m.template(&tmpl)
+        .template(&init)
+        .options_data(&init, &[&[5, boot]])
+        .data(&tmpl, &records);
+    let mut dec = FlowDecoder::default();
+    let (r, out) = decode(&mut dec, &m.finish());
+    assert_eq!(r, Ok(3));
+    let want: Vec<_> = records
+        .iter()
+        .map(|r| ipv4_expected(r, 5, FlowVersion::Ipfix))
+        .collect();
+    assert_eq!(out, want);
+}
+
 #[test]
 fn ipfix_packet_interval_and_space() {
     let opts = TemplateDef {

@@ -18,7 +18,9 @@
 //!   that happens in a buffered data set replayed with this datagram, or drops a well-formed
 //!   template record without saying so (it does for IPFIX templates with a zero-length field,
 //!   IPFIX options templates with nothing but scope fields, and v9 options templates without
-//!   scope fields; no RFC rule refuses them), [`Oracle::decode`] returns `Err` and nothing is
+//!   scope fields; no RFC rule refuses them), or brings a v9 template with a zero-length field
+//!   (for some field types netflow_parser then reads no records with it, without an error),
+//!   [`Oracle::decode`] returns `Err` and nothing is
 //!   compared: the oracle has no opinion on input it did not read completely. Its templates
 //!   for that exporter and domain may then differ from nmsd's, so a stream is only comparable
 //!   up to the first `Err` of each domain.
@@ -262,6 +264,12 @@ impl Oracle {
         if let Some(id) = dropped_template(datagram, &packet) {
             return Err(OracleError(format!(
                 "dropped template {id} without saying so"
+            )));
+        }
+        if let Some(id) = v9_template_with_empty_field(&packet) {
+            return Err(OracleError(format!(
+                "v9 template {id} has a zero-length field: netflow_parser may read no records \
+                 with it"
             )));
         }
         Ok((packet, layouts))
@@ -590,6 +598,32 @@ fn dropped_template(d: &[u8], packet: &NetflowPacket) -> Option<u16> {
         }
     }
     None
+}
+
+/// A v9 data template of `packet` with a zero-length field of a type netflow_parser decodes
+/// (applicationId, say): it keeps such a template but then returns no records for its data
+/// sets and no error (differential fuzz finding, 2026-11-26), so the oracle has no opinion.
+/// Zero-length fields of types it does not decode are read as nothing, as nmsd does.
+fn v9_template_with_empty_field(packet: &NetflowPacket) -> Option<u16> {
+    let NetflowPacket::V9(p) = packet else {
+        return None;
+    };
+    p.flowsets.iter().find_map(|set| match &set.body {
+        v9::FlowSetBody::Template(t) => t
+            .templates
+            .iter()
+            .find(|t| {
+                t.fields.iter().any(|f| {
+                    f.field_length == 0
+                        && !matches!(
+                            f.field_type,
+                            v9::lookup::V9Field::IanaAssigned(_) | v9::lookup::V9Field::Unknown(_)
+                        )
+                })
+            })
+            .map(|t| t.template_id),
+        _ => None,
+    })
 }
 
 /// A one-set message: the buffered set behind its original header.

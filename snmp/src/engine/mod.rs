@@ -60,10 +60,10 @@ pub struct EngineShared {
     pub topology: Arc<Mutex<crate::topology::TopologySnapshot>>,
 }
 
-/// Health of one device, as `/api/v1/devices` shows it.
 /// What a tag's QuestDB column name starts with (`site` → `tag_site`).
 pub const TAG_PREFIX: &str = "tag_";
 
+/// Health of one device, as `/api/v1/devices` shows it.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DeviceStatus {
     pub name: String,

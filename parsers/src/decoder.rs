@@ -940,7 +940,7 @@ fn decode_records(
         out.resize(start + n, *base);
         let recs = &mut out[start..];
         // Slot by slot over the whole set, then record by record for what needs the rest.
-        let (fill, scratch) = tmpl.ops.split_at(tmpl.record_ops);
+        let (fill, scratch) = tmpl.split_ops();
         for op in fill {
             fill_column(op, recs, body, len);
         }

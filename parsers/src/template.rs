@@ -203,10 +203,9 @@ pub(crate) struct FieldOp {
 pub(crate) struct CompiledTemplate {
     pub def: TemplateDef,
     /// For fixed-length templates: the ops, by offset, those that fill a record slot directly
-    /// first (`ops[..record_ops]`), then those that go through [`Scratch`]. Empty for
-    /// variable-length templates.
+    /// first, then those that go through [`Scratch`] (see [`CompiledTemplate::split_ops`]).
+    /// Empty for variable-length templates.
     pub ops: Vec<FieldOp>,
-    pub record_ops: usize,
     /// For variable-length templates: every field in order, `None` where nmsd skips it.
     pub walk: Vec<(u16, Option<Target>)>,
     /// `Some(len)` when every field has a fixed length.
@@ -329,11 +328,9 @@ impl CompiledTemplate {
         };
         // Stable: each group stays in offset order.
         ops.sort_by_key(|op| !op.target.fills_record());
-        let record_ops = ops.iter().filter(|op| op.target.fills_record()).count();
         Ok(CompiledTemplate {
             def,
             ops,
-            record_ops,
             walk,
             fixed_len,
             min_len,
@@ -341,6 +338,12 @@ impl CompiledTemplate {
             end_source,
             refreshed_ms: now_ms,
         })
+    }
+
+    /// The ops that fill a record slot directly, and those that go through [`Scratch`].
+    pub fn split_ops(&self) -> (&[FieldOp], &[FieldOp]) {
+        let n = self.ops.partition_point(|op| op.target.fills_record());
+        self.ops.split_at(n)
     }
 
     pub fn is_options(&self) -> bool {
@@ -636,7 +639,7 @@ mod tests {
             targets,
             vec![(0, Target::Src4), (7, Target::Dst4), (11, Target::Bytes)]
         );
-        assert_eq!(t.record_ops, 3);
+        assert_eq!(t.split_ops().0.len(), 3);
     }
 
     #[test]
@@ -658,7 +661,7 @@ mod tests {
                 (8, Target::Start)
             ]
         );
-        assert_eq!(t.record_ops, 2);
+        assert_eq!(t.split_ops().0.len(), 2);
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub struct RollupRow {
 }
 
 /// What parse workers hand to sinks.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum SinkMessage {
     /// Raw decoded flows.
     Flows(Vec<FlowRecord>),

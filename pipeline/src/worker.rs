@@ -164,6 +164,7 @@ impl ParseWorker {
             }
         }
         let wants_raw = setup.sinks.iter().any(|s| s.raw_flows);
+        let emitter = Emitter::to_sinks(setup.sinks.iter().map(|s| s.queue.clone()).collect());
         ParseWorker {
             id: setup.id,
             inputs: setup.inputs,
@@ -173,7 +174,7 @@ impl ParseWorker {
             sinks: setup.sinks,
             wants_raw,
             flows: Vec::with_capacity(4096),
-            emitter: Emitter::default(),
+            emitter,
             metrics: WorkerMetrics::new(setup.id),
             last_stats: DecoderStats::default(),
             snapshot_every: setup.snapshot_every,
@@ -221,7 +222,6 @@ impl ParseWorker {
                 for p in &mut self.processors {
                     p.tick(now_ms, &mut self.emitter);
                 }
-                self.forward_emitted();
                 if now.duration_since(last_expire) >= EXPIRE_EVERY {
                     last_expire = now;
                     self.decoder.expire(now_ms);
@@ -236,7 +236,6 @@ impl ParseWorker {
         for p in &mut self.processors {
             p.flush(&mut self.emitter);
         }
-        self.forward_emitted();
         self.export_stats();
         self.snapshot();
         tracing::debug!(worker = self.id, "parse worker stopped");
@@ -266,7 +265,6 @@ impl ParseWorker {
         for p in &mut self.processors {
             p.process(&mut self.flows, &mut self.emitter);
         }
-        self.forward_emitted();
         if self.wants_raw && !self.flows.is_empty() {
             let raw_sinks = self.sinks.iter().filter(|s| s.raw_flows).count();
             let mut sent = 0;
@@ -279,24 +277,6 @@ impl ParseWorker {
                     self.flows.clone()
                 };
                 s.queue.send(SinkMessage::Flows(flows));
-            }
-        }
-    }
-
-    fn forward_emitted(&mut self) {
-        if self.emitter.messages.is_empty() {
-            return;
-        }
-        let messages: Vec<SinkMessage> = self.emitter.drain().collect();
-        for m in messages {
-            match self.sinks.split_last() {
-                None => {}
-                Some((last, rest)) => {
-                    for s in rest {
-                        s.queue.send(clone_message(&m));
-                    }
-                    last.queue.send(m);
-                }
             }
         }
     }
@@ -315,18 +295,6 @@ impl ParseWorker {
         if let Some(hook) = &mut self.snapshot_hook {
             hook(self.id, nmsd_parsers::persist::snapshot(&self.decoder));
         }
-    }
-}
-
-fn clone_message(m: &SinkMessage) -> SinkMessage {
-    match m {
-        SinkMessage::Flows(f) => SinkMessage::Flows(f.clone()),
-        SinkMessage::Rollups(r) => SinkMessage::Rollups(r.clone()),
-        SinkMessage::SnmpInterfaces(r) => SinkMessage::SnmpInterfaces(r.clone()),
-        SinkMessage::SnmpDevices(r) => SinkMessage::SnmpDevices(r.clone()),
-        SinkMessage::SnmpTraps(r) => SinkMessage::SnmpTraps(r.clone()),
-        SinkMessage::TopologyLinks(r) => SinkMessage::TopologyLinks(r.clone()),
-        SinkMessage::SnmpCustom(r) => SinkMessage::SnmpCustom(r.clone()),
     }
 }
 

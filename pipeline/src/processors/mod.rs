@@ -7,26 +7,55 @@
 
 use serde::Deserialize;
 
+use crate::queue::SinkQueue;
 use crate::records::{FlowRecord, RollupRow, SinkMessage};
 
 pub mod rollup;
 
-/// Where processors put what they produce; the worker forwards it to the sinks.
-#[derive(Debug, Default)]
+/// Where processors put what they produce.
+///
+/// A worker's emitter hands each message to the sinks' queues as it is emitted (under each
+/// queue's full policy), so output emitted in pieces, like a roll-up window in chunks of rows,
+/// is never held whole in memory. A default emitter has no sinks and keeps what it is given,
+/// for tests and benches to [`drain`](Emitter::drain).
+#[derive(Default)]
 pub struct Emitter {
-    pub(crate) messages: Vec<SinkMessage>,
+    /// None: keep messages for `drain`.
+    sinks: Option<Vec<SinkQueue>>,
+    kept: Vec<SinkMessage>,
 }
 
 impl Emitter {
-    pub fn rollups(&mut self, rows: Vec<RollupRow>) {
-        if !rows.is_empty() {
-            self.messages.push(SinkMessage::Rollups(rows));
+    /// An emitter that sends to `sinks` (none: output is discarded, as with no sink enabled).
+    pub fn to_sinks(sinks: Vec<SinkQueue>) -> Self {
+        Emitter {
+            sinks: Some(sinks),
+            kept: Vec::new(),
         }
     }
 
-    /// Take everything emitted so far.
+    pub fn rollups(&mut self, rows: Vec<RollupRow>) {
+        if !rows.is_empty() {
+            self.emit(SinkMessage::Rollups(rows));
+        }
+    }
+
+    fn emit(&mut self, m: SinkMessage) {
+        let Some(sinks) = &self.sinks else {
+            self.kept.push(m);
+            return;
+        };
+        if let Some((last, rest)) = sinks.split_last() {
+            for s in rest {
+                s.send(m.clone());
+            }
+            last.send(m);
+        }
+    }
+
+    /// Take everything kept so far (default emitters only).
     pub fn drain(&mut self) -> std::vec::Drain<'_, SinkMessage> {
-        self.messages.drain(..)
+        self.kept.drain(..)
     }
 }
 
@@ -80,4 +109,51 @@ macro_rules! processor_registry {
 
 processor_registry! {
     "rollup" => Rollup(rollup::RollupConfig),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::sink_queue;
+    use crate::ring::FullPolicy;
+
+    fn row() -> RollupRow {
+        RollupRow {
+            window_start_ms: 0,
+            exporter: std::net::Ipv4Addr::LOCALHOST.into(),
+            src_addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            dst_addr: std::net::Ipv4Addr::LOCALHOST.into(),
+            protocol: 6,
+            dst_port: 80,
+            in_if: 0,
+            out_if: 0,
+            bytes: 1,
+            packets: 1,
+            flows: 1,
+        }
+    }
+
+    #[test]
+    fn a_worker_emitter_sends_each_message_to_every_sink_at_once() {
+        let (a, a_rx) = sink_queue("a", 4, FullPolicy::Drop);
+        let (b, b_rx) = sink_queue("b", 4, FullPolicy::Drop);
+        let mut e = Emitter::to_sinks(vec![a, b]);
+        e.rollups(vec![row(), row()]);
+        e.rollups(Vec::new());
+        for rx in [a_rx, b_rx] {
+            let got: Vec<usize> = rx.try_iter().map(|m| m.rows()).collect();
+            assert_eq!(got, [2]);
+        }
+        assert_eq!(e.drain().count(), 0, "nothing kept once sent");
+    }
+
+    #[test]
+    fn without_enabled_sinks_output_is_discarded_not_kept() {
+        let mut e = Emitter::to_sinks(Vec::new());
+        e.rollups(vec![row()]);
+        assert_eq!(e.drain().count(), 0);
+        let mut kept = Emitter::default();
+        kept.rollups(vec![row()]);
+        assert_eq!(kept.drain().count(), 1);
+    }
 }

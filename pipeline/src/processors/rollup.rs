@@ -335,15 +335,16 @@ impl Processor for Rollup {
 
     fn process(&mut self, flows: &mut Vec<FlowRecord>, out: &mut Emitter) {
         let window_ms = self.window_ms;
-        // Records of a batch almost always share a window: look it up once per change.
+        // Records of a batch almost always share a window: look it up once per change, and
+        // test each record against the window's start with a subtraction, not a division.
         let mut current: Option<(u64, usize)> = None;
         for f in flows.iter() {
-            let index = f.end_ms / window_ms;
             let slot = match current {
-                Some((w, slot)) if w == index => slot,
+                Some((start, slot)) if f.end_ms.wrapping_sub(start) < window_ms => slot,
                 _ => {
+                    let index = f.end_ms / window_ms;
                     let slot = self.window_slot(index);
-                    current = Some((index, slot));
+                    current = Some((index * window_ms, slot));
                     slot
                 }
             };

@@ -44,6 +44,7 @@ TARGETS AND RATES:
     --targets LIST        comma-separated, run in this order (default ceiling,nmsd):
                             ceiling      udp-sink, a bare recvmmsg counter
                             nmsd         nmsd, rollup processor, sink disabled
+                            nmsd-decode  nmsd, no processors, sink disabled (receive + decode)
                             questdb      nmsd + QuestDB sink, roll-up rows only
                             questdb-raw  nmsd + QuestDB sink with raw flow rows
                             goflow2      goflow2 (bin format to /dev/null)
@@ -101,6 +102,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 enum Target {
     Ceiling,
     Nmsd,
+    NmsdDecode,
     QuestDb,
     QuestDbRaw,
     Goflow2,
@@ -110,9 +112,10 @@ enum Target {
     QuestDbCeiling,
 }
 
-const ALL_TARGETS: [Target; 9] = [
+const ALL_TARGETS: [Target; 10] = [
     Target::Ceiling,
     Target::Nmsd,
+    Target::NmsdDecode,
     Target::QuestDb,
     Target::QuestDbRaw,
     Target::Goflow2,
@@ -131,6 +134,7 @@ impl Target {
         match self {
             Target::Ceiling => "ceiling",
             Target::Nmsd => "nmsd",
+            Target::NmsdDecode => "nmsd-decode",
             Target::QuestDb => "questdb",
             Target::QuestDbRaw => "questdb-raw",
             Target::Goflow2 => "goflow2",
@@ -145,6 +149,7 @@ impl Target {
         match self {
             Target::Ceiling => "udp-sink: recvmmsg loop that only counts (the receive ceiling)",
             Target::Nmsd => "nmsd, rollup processor, sink disabled",
+            Target::NmsdDecode => "nmsd, no processors, sink disabled (receive and decode only)",
             Target::QuestDb => "nmsd, rollup processor, QuestDB sink (roll-up rows only)",
             Target::QuestDbRaw => "nmsd, rollup processor, QuestDB sink with raw flow rows",
             Target::Goflow2 => "goflow2, NetFlow pipe (1 socket, 2 workers, 1M-datagram queue)",
@@ -168,7 +173,10 @@ impl Target {
 
     /// nmsd with its rate sweep (the ones compared with the peers).
     fn is_nmsd(self) -> bool {
-        matches!(self, Target::Nmsd | Target::QuestDb | Target::QuestDbRaw)
+        matches!(
+            self,
+            Target::Nmsd | Target::NmsdDecode | Target::QuestDb | Target::QuestDbRaw
+        )
     }
 
     /// Targets swept over the rates (the others are the QuestDB sink bench).
@@ -180,7 +188,12 @@ impl Target {
     fn counts_datagrams(self) -> bool {
         matches!(
             self,
-            Target::Ceiling | Target::Nmsd | Target::QuestDb | Target::QuestDbRaw | Target::Goflow2
+            Target::Ceiling
+                | Target::Nmsd
+                | Target::NmsdDecode
+                | Target::QuestDb
+                | Target::QuestDbRaw
+                | Target::Goflow2
         )
     }
 
@@ -790,7 +803,11 @@ impl Harness<'_> {
                 let m = format!("{base}/metrics");
                 (c, libc::SIGTERM, Some(m.clone()), Some(m), None)
             }
-            Target::Nmsd | Target::QuestDb | Target::QuestDbRaw | Target::QuestDbSink => {
+            Target::Nmsd
+            | Target::NmsdDecode
+            | Target::QuestDb
+            | Target::QuestDbRaw
+            | Target::QuestDbSink => {
                 let sink = match (self.qdb, t) {
                     (Some(q), Target::QuestDbSink) => format!(
                         "[sinks.questdb]\nurl = \"{}\"\nraw_flows = true\ntable_prefix = \"{prefix}\"\n\
@@ -805,12 +822,16 @@ impl Harness<'_> {
                     ),
                     _ => "[sinks.questdb]\nenabled = false\n".into(),
                 };
+                let processors = match t {
+                    Target::NmsdDecode => "",
+                    _ => "[[processors]]\ntype = \"rollup\"\n\n",
+                };
                 let config = format!(
                     "# written by nmsd-e2e\n[general]\nstate_dir = \"{}\"\nlog_level = \"info\"\n\n\
                      [control]\nlisten = \"127.0.0.1:{cport}\"\n\n\
                      [pipeline]\nworkers = {}\n\n\
                      [[sources.netflow]]\nlisten = \"{flow_addr}\"\nring_full_policy = \"{}\"\n\n\
-                     [[processors]]\ntype = \"rollup\"\n\n{sink}",
+                     {processors}{sink}",
                     dir.join("state").display(),
                     self.args.workers,
                     self.args.ring_policy

@@ -69,6 +69,16 @@ fn total_errors(dec: &FlowDecoder) -> u64 {
     dec.stats().errors.iter().sum()
 }
 
+/// Options template 258: observationDomainId, systemInitTimeMilliseconds, the first
+/// `scope_fields` of them scope fields.
+fn system_init_options(scope_fields: u16) -> TemplateDef {
+    TemplateDef {
+        id: 258,
+        kind: TemplateKind::Options { scope_fields },
+        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
+    }
+}
+
 /// What a record encoded with `encode::ipv4_template` decodes to.
 fn ipv4_expected(r: &FlowRecord, domain: u32, version: FlowVersion) -> FlowRecord {
     FlowRecord {
@@ -876,11 +886,7 @@ fn ipfix_sub_millisecond_times_round_down() {
 #[test]
 fn ipfix_sys_uptime_needs_system_init_time_from_options() {
     let tmpl = encode::ipv4_template(256); // flowStart/EndSysUpTime
-    let init = TemplateDef {
-        id: 258,
-        kind: TemplateKind::Options { scope_fields: 1 },
-        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
-    };
+    let init = system_init_options(1);
     let records = encode::sample_records(3, false, T0);
     let mut dec = FlowDecoder::default();
     // Without the init time the uptimes mean nothing: the export time stands in.
@@ -915,11 +921,7 @@ fn ipfix_sys_uptime_needs_system_init_time_from_options() {
 #[test]
 fn ipfix_system_init_time_counts_as_a_scope_field_too() {
     let tmpl = encode::ipv4_template(256); // flowStart/EndSysUpTime
-    let init = TemplateDef {
-        id: 258,
-        kind: TemplateKind::Options { scope_fields: 2 },
-        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
-    };
+    let init = system_init_options(2);
     let records = encode::sample_records(3, false, T0);
     let mut m = MessageBuilder::ipfix(EXPORT_SECS, 0, 5);
     let boot = m.boot_ms();
@@ -1008,11 +1010,7 @@ fn ipfix_huge_packet_interval_and_space_do_not_overflow() {
 #[test]
 fn ipfix_huge_system_init_time_does_not_overflow() {
     let tmpl = encode::ipv4_template(256); // flowStart/EndSysUpTime
-    let init = TemplateDef {
-        id: 258,
-        kind: TemplateKind::Options { scope_fields: 1 },
-        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
-    };
+    let init = system_init_options(1);
     let records = encode::sample_records(1, false, T0);
     let mut m = MessageBuilder::ipfix(EXPORT_SECS, 0, 0);
     m.template(&init)
@@ -1045,11 +1043,7 @@ fn ipfix_selector_id_as_options_scope() {
     body[rec_len - 1] = 5;
     body[2 * rec_len - 1] = 6;
     let boot = m.boot_ms();
-    let init = TemplateDef {
-        id: 258,
-        kind: TemplateKind::Options { scope_fields: 1 },
-        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
-    };
+    let init = system_init_options(1);
     m.template(&opts)
         .template(&init)
         .options_data(&init, &[&[0, boot]])
@@ -1393,11 +1387,7 @@ fn persist_round_trip() {
             field(ie::FLOW_END_SYS_UP_TIME, 4),
         ],
     };
-    let init = TemplateDef {
-        id: 258,
-        kind: TemplateKind::Options { scope_fields: 1 },
-        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
-    };
+    let init = system_init_options(1);
     let v4 = encode::sample_records(3, false, T0);
     let v6 = ipv6_records(3);
 
@@ -1556,11 +1546,7 @@ fn valid_ipfix() -> Vec<u8> {
             field(ie::FLOW_END_MILLISECONDS, 8),
         ],
     };
-    let init = TemplateDef {
-        id: 258,
-        kind: TemplateKind::Options { scope_fields: 1 },
-        fields: vec![field(149, 4), field(ie::SYSTEM_INIT_TIME_MILLISECONDS, 8)],
-    };
+    let init = system_init_options(1);
     let mut m = MessageBuilder::ipfix(EXPORT_SECS, 0, 0);
     m.template(&tmpl)
         .template(&init)

@@ -10,7 +10,7 @@ use nmsd_parsers::{DecodeError, DecoderLimits, DecoderStats, FlowDecoder};
 
 use crate::processors::{Emitter, Processor};
 use crate::queue::SinkQueue;
-use crate::records::{DatagramBatch, FlowRecord, SinkMessage};
+use crate::records::{DatagramBatch, FlowRecord};
 use crate::ring::{RingReceiver, Waker};
 
 /// Called with (worker id, template cache snapshot) to persist it; the collector writes files.
@@ -133,8 +133,8 @@ pub struct ParseWorker {
     waker: Arc<Waker>,
     decoder: FlowDecoder,
     processors: Vec<Box<dyn Processor>>,
-    sinks: Vec<SinkRoute>,
-    wants_raw: bool,
+    /// Sends raw flows to the sinks that want them.
+    raw: Emitter,
     flows: Vec<FlowRecord>,
     emitter: Emitter,
     metrics: WorkerMetrics,
@@ -163,16 +163,16 @@ impl ParseWorker {
                 }
             }
         }
-        let wants_raw = setup.sinks.iter().any(|s| s.raw_flows);
-        let emitter = Emitter::to_sinks(setup.sinks.iter().map(|s| s.queue.clone()).collect());
+        let raw_queues = setup.sinks.iter().filter(|s| s.raw_flows);
+        let raw = Emitter::to_sinks(raw_queues.map(|s| s.queue.clone()).collect());
+        let emitter = Emitter::to_sinks(setup.sinks.into_iter().map(|s| s.queue).collect());
         ParseWorker {
             id: setup.id,
             inputs: setup.inputs,
             waker: setup.waker,
             decoder,
             processors: setup.processors,
-            sinks: setup.sinks,
-            wants_raw,
+            raw,
             flows: Vec::with_capacity(4096),
             emitter,
             metrics: WorkerMetrics::new(setup.id),
@@ -265,19 +265,10 @@ impl ParseWorker {
         for p in &mut self.processors {
             p.process(&mut self.flows, &mut self.emitter);
         }
-        if self.wants_raw && !self.flows.is_empty() {
-            let raw_sinks = self.sinks.iter().filter(|s| s.raw_flows).count();
-            let mut sent = 0;
-            for s in self.sinks.iter().filter(|s| s.raw_flows) {
-                sent += 1;
-                // The last sink gets the buffer itself; others get copies.
-                let flows = if sent == raw_sinks {
-                    std::mem::replace(&mut self.flows, Vec::with_capacity(4096))
-                } else {
-                    self.flows.clone()
-                };
-                s.queue.send(SinkMessage::Flows(flows));
-            }
+        if self.raw.has_sinks() && !self.flows.is_empty() {
+            // The sinks get the buffer itself (copies when there are several).
+            let flows = std::mem::replace(&mut self.flows, Vec::with_capacity(4096));
+            self.raw.flows(flows);
         }
     }
 

@@ -34,9 +34,20 @@ impl Emitter {
         }
     }
 
+    /// Whether this emitter sends to at least one sink.
+    pub fn has_sinks(&self) -> bool {
+        self.sinks.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
     pub fn rollups(&mut self, rows: Vec<RollupRow>) {
         if !rows.is_empty() {
             self.emit(SinkMessage::Rollups(rows));
+        }
+    }
+
+    pub fn flows(&mut self, flows: Vec<FlowRecord>) {
+        if !flows.is_empty() {
+            self.emit(SinkMessage::Flows(flows));
         }
     }
 
@@ -138,6 +149,7 @@ mod tests {
         let (a, a_rx) = sink_queue("a", 4, FullPolicy::Drop);
         let (b, b_rx) = sink_queue("b", 4, FullPolicy::Drop);
         let mut e = Emitter::to_sinks(vec![a, b]);
+        assert!(e.has_sinks());
         e.rollups(vec![row(), row()]);
         e.rollups(Vec::new());
         for rx in [a_rx, b_rx] {
@@ -150,6 +162,7 @@ mod tests {
     #[test]
     fn without_enabled_sinks_output_is_discarded_not_kept() {
         let mut e = Emitter::to_sinks(Vec::new());
+        assert!(!e.has_sinks());
         e.rollups(vec![row()]);
         assert_eq!(e.drain().count(), 0);
         let mut kept = Emitter::default();

@@ -4,13 +4,20 @@ use std::net::IpAddr;
 
 pub use nmsd_parsers::{Direction, FlowRecord, FlowVersion};
 
+/// Buffer bytes per datagram of a batch's capacity: a full-MTU Ethernet payload, which is what
+/// exporters send (they size datagrams to the path MTU).
+pub const BYTES_PER_DATAGRAM: usize = 1500;
+
 /// A burst of export datagrams from one socket, packed back to back.
 ///
 /// The receive thread reads with `recvmmsg` into its own fixed slots and copies each datagram
-/// here, so a batch costs what its datagrams weigh (about 1.5 KB each from typical exporters),
-/// not `capacity × max_datagram_size`. That is what lets the rings hold thousands of
-/// datagrams cheaply. Batches are recycled between the receive thread and its worker, so the
-/// buffers stop growing after warm-up and receiving allocates nothing.
+/// here, so a batch costs what its datagrams weigh, not `capacity × max_datagram_size`. That is
+/// what lets the rings hold thousands of datagrams cheaply. A batch is full at `capacity`
+/// datagrams or when the next one would not fit its buffer of `capacity × 1500` bytes: the
+/// buffer never grows, so a ring's memory is fixed whatever the exporters send. (It used to
+/// grow: softflowd-style datagrams of ~1,550 bytes made every 96 KB buffer double to 192 KB,
+/// 6.4 MB of a 32-batch ring under load.) Batches are recycled between the receive thread and
+/// its worker, so receiving allocates nothing after warm-up.
 #[derive(Debug)]
 pub struct DatagramBatch {
     data: Vec<u8>,
@@ -24,7 +31,7 @@ impl DatagramBatch {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         DatagramBatch {
-            data: Vec::with_capacity(capacity * 1500),
+            data: Vec::with_capacity(capacity * BYTES_PER_DATAGRAM),
             entries: Vec::with_capacity(capacity),
             capacity,
         }
@@ -58,9 +65,12 @@ impl DatagramBatch {
         self.entries.clear();
     }
 
-    /// Append one datagram; returns false when the batch is full.
+    /// Append one datagram; returns false when the batch is full: `capacity` datagrams, or
+    /// this one would not fit in the buffer. An empty batch takes any datagram (growing its
+    /// buffer only if a single datagram is larger than all of it).
     pub fn push(&mut self, source: IpAddr, datagram: &[u8]) -> bool {
-        if self.is_full() || datagram.len() > u32::MAX as usize {
+        let fits = self.data.len() + datagram.len() <= self.data.capacity();
+        if self.is_full() || (!fits && !self.is_empty()) || datagram.len() > u32::MAX as usize {
             return false;
         }
         let at = self.data.len() as u32;
@@ -162,5 +172,27 @@ mod tests {
         let got: Vec<_> = b.iter().map(|(_, d)| d.to_vec()).collect();
         assert_eq!(got, vec![b"hello".to_vec(), b"x".to_vec()]);
         assert_eq!(b.payload_bytes(), 6);
+    }
+
+    #[test]
+    fn a_batch_is_full_when_the_next_datagram_would_outgrow_its_buffer() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut b = DatagramBatch::new(4);
+        let budget = 4 * BYTES_PER_DATAGRAM;
+        let big = vec![7u8; 1600];
+        let mut n = 0;
+        while b.push(a, &big) {
+            n += 1;
+        }
+        // 1,600-byte datagrams: three fit in 6,000 bytes, the fourth would not.
+        assert_eq!(n, budget / big.len());
+        assert!(b.room() > 0);
+        assert!(b.payload_bytes() <= budget);
+        assert!(b.push(a, &[0u8; 100]), "a small one still fits");
+
+        // An empty batch takes even a datagram larger than its whole buffer.
+        let mut one = DatagramBatch::new(1);
+        assert!(one.push(a, &vec![1u8; 9000]));
+        assert_eq!(one.payload_bytes(), 9000);
     }
 }

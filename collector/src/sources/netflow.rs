@@ -350,14 +350,22 @@ pub fn run_receiver(
         }
         polled += got;
         let mut oversize = 0u64;
-        let before = batch.payload_bytes();
+        let mut bytes = 0usize;
         for i in 0..got {
             let h = &hdrs[i];
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 oversize += 1;
             }
             let len = (h.msg_len as usize).min(slot);
-            batch.push(sockaddr_ip(&addrs[i]), &slots[i * slot..i * slot + len]);
+            bytes += len;
+            let (src, datagram) = (sockaddr_ip(&addrs[i]), &slots[i * slot..i * slot + len]);
+            if !batch.push(src, datagram) {
+                // Its buffer is full before its datagram count (large datagrams): hand it
+                // over; an empty batch takes any datagram.
+                ring.send(batch, &stop);
+                batch = ring.take_batch();
+                batch.push(src, datagram);
+            }
         }
         if oversize > 0 {
             m.oversize.increment(oversize);
@@ -366,7 +374,7 @@ pub fn run_receiver(
             m.kernel_drops.absolute(drops as u64);
         }
         m.datagrams.increment(got as u64);
-        m.bytes.increment((batch.payload_bytes() - before) as u64);
+        m.bytes.increment(bytes as u64);
         // Hand the batch over when it is full or when the worker is idle (empty ring: latency
         // matters more than batch size then). While the worker is busy, keep filling: the next
         // read does not wait, and an empty socket hands the batch over (above).

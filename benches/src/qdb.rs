@@ -171,8 +171,10 @@ pub struct BareConfig {
     pub table_prefix: String,
     /// Rows to write.
     pub rows: u64,
-    /// Rows per flush (nmsd's `batch_rows`, default 50 000).
+    /// Rows per flush (nmsd's `batch_rows`, default 50 000)...
     pub batch_rows: usize,
+    /// ...or bytes of ILP per flush (nmsd's `batch_bytes`), whichever comes first.
+    pub batch_bytes: u64,
     pub request_timeout: Duration,
 }
 
@@ -266,7 +268,7 @@ pub fn bare_write(
             };
             w.flow(&mut buf, &moved)
                 .map_err(|e| format!("encoding a row: {e}"))?;
-            if buf.row_count() >= batch {
+            if buf.row_count() >= batch || buf.len() as u64 >= cfg.batch_bytes {
                 written += flush(&mut sender, &mut buf, &mut report)?;
             }
         }

@@ -41,6 +41,10 @@ pub struct NmsdOptions {
     pub questdb: Option<String>,
     pub table_prefix: String,
     pub raw_flows: bool,
+    /// The sink's `batch_interval` (short, so tests see rows soon).
+    pub batch_interval: String,
+    /// Extra lines for `[sinks.questdb]`.
+    pub sink_extra: String,
     /// Extra TOML appended verbatim.
     pub extra: String,
     /// Reuse a state dir (for restart tests).
@@ -53,6 +57,8 @@ impl Default for NmsdOptions {
             questdb: None,
             table_prefix: String::new(),
             raw_flows: true,
+            batch_interval: "200ms".into(),
+            sink_extra: String::new(),
             extra: String::new(),
             state_dir: None,
         }
@@ -68,8 +74,8 @@ impl Nmsd {
         let sink = match &opts.questdb {
             Some(url) => format!(
                 "[sinks.questdb]\nurl = \"{url}\"\ntable_prefix = \"{}\"\nraw_flows = {}\n\
-                 batch_interval = \"200ms\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n",
-                opts.table_prefix, opts.raw_flows
+                 batch_interval = \"{}\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n{}\n",
+                opts.table_prefix, opts.raw_flows, opts.batch_interval, opts.sink_extra
             ),
             None => "[sinks.questdb]\nenabled = false\n".to_string(),
         };

@@ -278,6 +278,52 @@ fn check_config_accepts_the_shipped_file_and_refuses_bad_ones() {
 }
 
 #[test]
+fn a_table_buffer_is_flushed_at_batch_bytes_without_waiting_for_batch_interval() {
+    let q = QuestDb::shared();
+    let mut nmsd = Nmsd::start(
+        "batch-bytes",
+        &NmsdOptions {
+            questdb: Some(q.url()),
+            table_prefix: "bytecap_".into(),
+            // Only the byte limit can flush before shutdown.
+            batch_interval: "1h".into(),
+            sink_extra: "batch_rows = 1000000\nbatch_bytes = \"64KiB\"\n".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    let (good, per_round) = valid_datagrams(30);
+    let rounds = 20;
+    for _ in 0..rounds {
+        send(nmsd.flow_port, &good);
+    }
+    let total = (per_round * rounds) as f64;
+    nmsd.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &[],
+        total,
+        Duration::from_secs(20),
+    );
+    let flows = ["table=\"bytecap_flows\""];
+    // Raw flow rows are a few hundred bytes of ILP, so 64 KiB holds a few hundred: all but
+    // the last partial buffer are written, long before the interval.
+    nmsd.wait_metric(
+        "nmsd_sink_rows_written_total",
+        &flows,
+        total / 2.0,
+        Duration::from_secs(20),
+    );
+    let early = nmsd.metric("nmsd_sink_rows_written_total", &flows);
+    assert!(early < total, "the rest waits for batch_interval: {early}");
+    assert!(nmsd.stop().success());
+    q.wait_applied("bytecap_flows", Duration::from_secs(30));
+    assert_eq!(
+        q.scalar("select count() from bytecap_flows"),
+        Some(total as i64),
+        "shutdown flushes what was pending"
+    );
+}
+
+#[test]
 fn runs_without_questdb_and_catches_up_when_it_appears() {
     // A port where nothing listens yet.
     let dead = format!("http://127.0.0.1:{}", nmsd_acceptance::free_tcp_port());

@@ -78,6 +78,8 @@ QUESTDB SINK BENCH (questdb-sink, questdb-ceiling):
                           above what QuestDB takes here, without starving it of CPU)
     --sink-rows N         rows the bare loop writes per run (default 3M)
     --sink-batch N        rows per flush, both (default 50000, nmsd's batch_rows default)
+    --sink-batch-bytes B  ...or ILP bytes per flush, both (default 1 MiB, nmsd's batch_bytes
+                          default; k/M suffixes are powers of 1000)
 
 PEERS:
     --goflow2-format F    goflow2 output encoding: bin (default) or json
@@ -221,6 +223,7 @@ struct Args {
     sink_rate: f64,
     sink_rows: u64,
     sink_batch: usize,
+    sink_batch_bytes: u64,
     goflow2_format: String,
     goflow2: Option<PathBuf>,
     nmsd: PathBuf,
@@ -263,6 +266,7 @@ fn parse_args() -> Result<Args, String> {
         sink_rate: 15e3,
         sink_rows: 3_000_000,
         sink_batch: 50_000,
+        sink_batch_bytes: nmsd_sinks::questdb::QuestDbConfig::default().batch_bytes.0,
         goflow2_format: "bin".into(),
         goflow2: None,
         nmsd: exe_dir.join("nmsd"),
@@ -309,6 +313,9 @@ fn parse_args() -> Result<Args, String> {
             Long("sink-rate") => a.sink_rate = parse_si(&value(&mut p)?)?,
             Long("sink-rows") => a.sink_rows = parse_si(&value(&mut p)?)? as u64,
             Long("sink-batch") => a.sink_batch = (parse_si(&value(&mut p)?)? as usize).max(1),
+            Long("sink-batch-bytes") => {
+                a.sink_batch_bytes = (parse_si(&value(&mut p)?)? as u64).max(64 << 10)
+            }
             Long("goflow2-format") => {
                 a.goflow2_format = value(&mut p)?;
                 if a.goflow2_format != "bin" && a.goflow2_format != "json" {
@@ -811,9 +818,10 @@ impl Harness<'_> {
                 let sink = match (self.qdb, t) {
                     (Some(q), Target::QuestDbSink) => format!(
                         "[sinks.questdb]\nurl = \"{}\"\nraw_flows = true\ntable_prefix = \"{prefix}\"\n\
-                         batch_rows = {}\n",
+                         batch_rows = {}\nbatch_bytes = {}\n",
                         q.url(),
-                        self.args.sink_batch
+                        self.args.sink_batch,
+                        self.args.sink_batch_bytes
                     ),
                     (Some(q), Target::QuestDb | Target::QuestDbRaw) => format!(
                         "[sinks.questdb]\nurl = \"{}\"\nraw_flows = {}\ntable_prefix = \"{prefix}\"\n",
@@ -1296,6 +1304,7 @@ impl Harness<'_> {
             table_prefix: "e2e_bare_".into(),
             rows: self.args.sink_rows,
             batch_rows: self.args.sink_batch,
+            batch_bytes: self.args.sink_batch_bytes,
             request_timeout: Duration::from_secs(30),
         };
         let q0 = self.qdb_cpu();
@@ -1621,13 +1630,14 @@ fn sink_section(args: &Args, res: &Results) -> String {
          (the sink queue full, dropping: the sink writes flat out). Its CPU is nmsd's whole \
          process (receive, decode, roll-up, sink); the sender and QuestDB share the 2 cores.\n\
          - questdb-ceiling: one thread encoding the same rows (same table DDL and columns) and \
-         flushing them in batches of {} over ILP/HTTP like the sink, {} rows into the same \
+         flushing them in batches of {} rows or {} bytes over ILP/HTTP like the sink, {} rows into the same \
          server, alone on the machine.\n\n\
          | run | sink rows/s | sink rows (window) | fed flows/s | sink dropped rows | nmsd CPU | QuestDB CPU | bare rows/s | bare rows (time) | bare loop CPU | QuestDB CPU | sink / bare |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         si(args.sink_rate),
         args.duration.as_secs_f64(),
         args.sink_batch,
+        args.sink_batch_bytes,
         si(args.sink_rows as f64),
     );
     let opt_pct = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.0} %"));

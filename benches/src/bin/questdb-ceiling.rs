@@ -23,6 +23,8 @@ USAGE:
     --start DIR        start a private QuestDB in DIR (tests/peers/questdb.sh) and stop it after
     --rows N           rows to write (default 5M; k/M suffixes)
     --batch N          rows per flush (default 50000, the sink's batch_rows default)
+    --batch-bytes B    ...or bytes of ILP per flush (default 1 MiB, the sink's batch_bytes
+                       default; k/M suffixes are powers of 1000)
     --table-prefix P   tables P+flows / P+flows_1m, created with nmsd's DDL (default bench_)
     --generate FORMAT  traffic whose decoded flows are the rows: v9 (default), ipfix, v5
     --flows N          distinct flows (default 20000)
@@ -41,6 +43,7 @@ struct Args {
     start: Option<PathBuf>,
     rows: u64,
     batch: usize,
+    batch_bytes: u64,
     prefix: String,
     format: Format,
     flows: usize,
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
         start: None,
         rows: 5_000_000,
         batch: 50_000,
+        batch_bytes: nmsd_sinks::questdb::QuestDbConfig::default().batch_bytes.0,
         prefix: "bench_".into(),
         format: Format::V9,
         flows: 20_000,
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
             Long("start") => a.start = Some(val(&mut p)?.into()),
             Long("rows") => a.rows = parse_si(&val(&mut p)?)? as u64,
             Long("batch") => a.batch = (parse_si(&val(&mut p)?)? as usize).max(1),
+            Long("batch-bytes") => a.batch_bytes = (parse_si(&val(&mut p)?)? as u64).max(64 << 10),
             Long("table-prefix") => a.prefix = val(&mut p)?,
             Long("generate") => {
                 let v = val(&mut p)?;
@@ -152,6 +157,7 @@ fn run(args: &Args) -> Result<(), String> {
         table_prefix: args.prefix.clone(),
         rows: args.rows,
         batch_rows: args.batch,
+        batch_bytes: args.batch_bytes,
         request_timeout: Duration::from_secs(30),
     };
     eprintln!(

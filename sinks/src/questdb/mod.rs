@@ -1,8 +1,8 @@
 //! QuestDB sink: ILP over HTTP with `questdb-rs`, on its own thread (the client is blocking).
 //!
 //! Rows are batched per table (one buffer each, so every HTTP flush is one transaction and a
-//! retry cannot duplicate half a batch) and flushed when a buffer reaches `batch_rows` or its
-//! oldest row is `batch_interval` old. Failures are retried with backoff for as long as it takes;
+//! retry cannot duplicate half a batch) and flushed when a buffer reaches `batch_rows` or
+//! `batch_bytes`, or its oldest row is `batch_interval` old. Failures are retried with backoff for as long as it takes;
 //! meanwhile the sink stops taking from its queue, so the queue's full policy decides what
 //! happens upstream (drop and count, by default): the receive path never blocks on QuestDB.
 //! A durable disk spool will sit between the queue and this loop (see DESIGN.md).
@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use metrics::{Counter, Histogram};
 use nmsd_pipeline::SinkMessage;
 use nmsd_pipeline::ring::FullPolicy;
-use nmsd_pipeline::units::HumanDuration;
+use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use questdb::ingress::{Buffer, ProtocolVersion, Sender};
 use serde::Deserialize;
 
@@ -68,8 +68,11 @@ pub struct QuestDbConfig {
     pub topology_link_table: String,
     pub flows_partition: Partition,
     pub rollup_partition: Partition,
-    /// Flush a table's buffer at this many rows.
+    /// Flush a table's buffer at this many rows...
     pub batch_rows: usize,
+    /// ...or at this many bytes of ILP text, which bounds the sink's memory (a buffer keeps
+    /// its largest size) whatever the row width.
+    pub batch_bytes: ByteSize,
     /// ...or when its oldest row is this old.
     pub batch_interval: HumanDuration,
     /// Messages (batches from workers) queued for this sink.
@@ -88,6 +91,11 @@ pub struct QuestDbConfig {
     pub custom_tables: Vec<nmsd_pipeline::snmp::CustomTableSchema>,
 }
 
+/// Default `batch_bytes`. A buffer is checked after each message (up to 4,096 roll-up rows,
+/// ~0.9 MB of ILP), so it peaks near this plus one message. Unbounded, a 20,000-key roll-up
+/// window grew its buffer to 8.4 MB (heaptrack), the largest block of the process.
+const DEFAULT_BATCH_BYTES: u64 = 1 << 20;
+
 impl Default for QuestDbConfig {
     fn default() -> Self {
         QuestDbConfig {
@@ -104,6 +112,7 @@ impl Default for QuestDbConfig {
             flows_partition: Partition::Hour,
             rollup_partition: Partition::Day,
             batch_rows: 50_000,
+            batch_bytes: ByteSize(DEFAULT_BATCH_BYTES),
             batch_interval: HumanDuration::from_secs(1),
             queue_capacity: 1024,
             queue_full_policy: FullPolicy::Drop,
@@ -158,6 +167,9 @@ impl QuestDbConfig {
         rows::validate_names(&self.table_names())?;
         if self.batch_rows == 0 {
             return Err("batch_rows must be at least 1".into());
+        }
+        if self.batch_bytes.0 < 64 << 10 {
+            return Err("batch_bytes must be at least 64KiB".into());
         }
         Ok(())
     }
@@ -221,6 +233,10 @@ struct TableBuffer {
 impl TableBuffer {
     fn rows(&self) -> usize {
         self.buf.row_count()
+    }
+
+    fn bytes(&self) -> usize {
+        self.buf.len()
     }
 }
 
@@ -351,6 +367,7 @@ impl QuestDbSink {
             }
             for t in tables.iter_mut() {
                 let due = t.rows() >= self.cfg.batch_rows
+                    || t.bytes() as u64 >= self.cfg.batch_bytes.0
                     || t.oldest.is_some_and(|o| o.elapsed() >= interval)
                     || (closed && t.rows() > 0);
                 if due && !self.flush(&mut sender, t) {

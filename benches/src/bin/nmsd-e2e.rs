@@ -266,7 +266,7 @@ fn parse_args() -> Result<Args, String> {
         sink_rate: 15e3,
         sink_rows: 3_000_000,
         sink_batch: 50_000,
-        sink_batch_bytes: nmsd_sinks::questdb::QuestDbConfig::default().batch_bytes.0,
+        sink_batch_bytes: nmsd_sinks::questdb::DEFAULT_BATCH_BYTES,
         goflow2_format: "bin".into(),
         goflow2: None,
         nmsd: exe_dir.join("nmsd"),
@@ -314,7 +314,8 @@ fn parse_args() -> Result<Args, String> {
             Long("sink-rows") => a.sink_rows = parse_si(&value(&mut p)?)? as u64,
             Long("sink-batch") => a.sink_batch = (parse_si(&value(&mut p)?)? as usize).max(1),
             Long("sink-batch-bytes") => {
-                a.sink_batch_bytes = (parse_si(&value(&mut p)?)? as u64).max(64 << 10)
+                a.sink_batch_bytes =
+                    (parse_si(&value(&mut p)?)? as u64).max(nmsd_sinks::questdb::MIN_BATCH_BYTES)
             }
             Long("goflow2-format") => {
                 a.goflow2_format = value(&mut p)?;

@@ -58,7 +58,7 @@ fn parse_args() -> Result<Args, String> {
         start: None,
         rows: 5_000_000,
         batch: 50_000,
-        batch_bytes: nmsd_sinks::questdb::QuestDbConfig::default().batch_bytes.0,
+        batch_bytes: nmsd_sinks::questdb::DEFAULT_BATCH_BYTES,
         prefix: "bench_".into(),
         format: Format::V9,
         flows: 20_000,
@@ -78,7 +78,10 @@ fn parse_args() -> Result<Args, String> {
             Long("start") => a.start = Some(val(&mut p)?.into()),
             Long("rows") => a.rows = parse_si(&val(&mut p)?)? as u64,
             Long("batch") => a.batch = (parse_si(&val(&mut p)?)? as usize).max(1),
-            Long("batch-bytes") => a.batch_bytes = (parse_si(&val(&mut p)?)? as u64).max(64 << 10),
+            Long("batch-bytes") => {
+                a.batch_bytes =
+                    (parse_si(&val(&mut p)?)? as u64).max(nmsd_sinks::questdb::MIN_BATCH_BYTES)
+            }
             Long("table-prefix") => a.prefix = val(&mut p)?,
             Long("generate") => {
                 let v = val(&mut p)?;

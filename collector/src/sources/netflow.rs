@@ -466,7 +466,10 @@ mod tests {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while got.len() < 40 && std::time::Instant::now() < deadline {
             if let Some(b) = rx.try_recv() {
-                assert!(b.payload_bytes() <= 8 * 1500, "a batch outgrew its buffer");
+                assert!(
+                    b.payload_bytes() <= 8 * nmsd_pipeline::records::BYTES_PER_DATAGRAM,
+                    "a batch outgrew its buffer"
+                );
                 for (src, d) in b.iter() {
                     assert_eq!(src, IpAddr::from([127, 0, 0, 1]));
                     got.push(d.to_vec());

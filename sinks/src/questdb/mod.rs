@@ -2,9 +2,10 @@
 //!
 //! Rows are batched per table (one buffer each, so every HTTP flush is one transaction and a
 //! retry cannot duplicate half a batch) and flushed when a buffer reaches `batch_rows` or
-//! `batch_bytes`, or its oldest row is `batch_interval` old. Failures are retried with backoff for as long as it takes;
-//! meanwhile the sink stops taking from its queue, so the queue's full policy decides what
-//! happens upstream (drop and count, by default): the receive path never blocks on QuestDB.
+//! `batch_bytes`, or its oldest row is `batch_interval` old. Failures are retried with backoff
+//! for as long as it takes; meanwhile the sink stops taking from its queue, so the queue's full
+//! policy decides what happens upstream (drop and count, by default): the receive path never
+//! blocks on QuestDB.
 //! A durable disk spool will sit between the queue and this loop (see DESIGN.md).
 
 mod rows;
@@ -94,7 +95,9 @@ pub struct QuestDbConfig {
 /// Default `batch_bytes`. A buffer is checked after each message (up to 4,096 roll-up rows,
 /// ~0.9 MB of ILP), so it peaks near this plus one message. Unbounded, a 20,000-key roll-up
 /// window grew its buffer to 8.4 MB (heaptrack), the largest block of the process.
-const DEFAULT_BATCH_BYTES: u64 = 1 << 20;
+pub const DEFAULT_BATCH_BYTES: u64 = 1 << 20;
+/// Smallest `batch_bytes` accepted: below it every few rows would be a request.
+pub const MIN_BATCH_BYTES: u64 = 64 << 10;
 
 impl Default for QuestDbConfig {
     fn default() -> Self {
@@ -168,8 +171,11 @@ impl QuestDbConfig {
         if self.batch_rows == 0 {
             return Err("batch_rows must be at least 1".into());
         }
-        if self.batch_bytes.0 < 64 << 10 {
-            return Err("batch_bytes must be at least 64KiB".into());
+        if self.batch_bytes.0 < MIN_BATCH_BYTES {
+            return Err(format!(
+                "batch_bytes must be at least {}KiB",
+                MIN_BATCH_BYTES >> 10
+            ));
         }
         Ok(())
     }

@@ -4,10 +4,12 @@
 //! gives each parse worker its own decoder and relies on SO_REUSEPORT sending an exporter's
 //! datagrams to one socket, so no lock is taken on the hot path.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::domain::{DomainKey, DomainState, ExporterLoss, FxBuild, PendingSet, SequenceOutcome};
+use crate::domain::{
+    DomainKey, DomainState, DomainTable, Evicted, ExporterLoss, PendingSet, SequenceOutcome,
+    plausible_gap,
+};
 use crate::error::DecodeError;
 use crate::ie;
 use crate::record::{FlowRecord, FlowVersion};
@@ -16,11 +18,97 @@ use crate::template::{
     fill_column, finish_record,
 };
 
+/// An address range, `192.0.2.0/24` or `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `a` is inside; IPv4-mapped IPv6 addresses (a dual-stack socket's view of an
+    /// IPv4 exporter) match IPv4 ranges.
+    pub fn contains(&self, a: IpAddr) -> bool {
+        match (self.addr, a.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not an address or ADDRESS/PREFIX"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            match p.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("\"{s}\": prefix must be 0..={max}")),
+            }
+        };
+        Ok(IpNet {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+}
+
+/// What happens to a record whose times are outside the plausible range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimePolicy {
+    /// Replace the out-of-range time with the receive time (the record is kept).
+    #[default]
+    Clamp,
+    /// Drop the record.
+    Drop,
+}
+
+/// Plausible flow times, relative to the receive time. An exporter's clock (or a forged
+/// record) can put a flow anywhere in 64 bits of milliseconds; storage cannot take all of it
+/// (QuestDB's nanosecond timestamps end in 2262) and roll-up windows centuries away are noise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// A time later than receive time + this is out of range.
+    pub max_future_ms: u64,
+    /// A time earlier than receive time - this is out of range.
+    pub max_past_ms: u64,
+    pub policy: TimePolicy,
+}
+
+/// Most bytes or packets one flow record may claim (2^50, ~1.1 PB: a 100 Gb/s link for a
+/// day is under 2^50 bytes). Larger values are garbage or forged; they are clamped (and
+/// counted) so that sums over thousands of records still fit a signed 64-bit column.
+pub const MAX_FLOW_COUNTER: u64 = 1 << 50;
+
 /// Bounds on what the decoder keeps per worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecoderLimits {
-    /// Exporter domains tracked at once; datagrams of further domains are refused and counted.
+    /// Exporter domains tracked at once. When full, the least useful domains are evicted
+    /// (template-less and quiet ones first), so a flood of forged headers cannot lock out a
+    /// real exporter.
     pub max_domains: usize,
+    /// Domains per exporter address; past it that address's least useful domains are evicted.
+    pub max_domains_per_exporter: usize,
+    /// A domain with no templates and no buffered data is forgotten after this long without a
+    /// datagram (ms). Domains with templates live for `template_timeout_ms`.
+    pub idle_domain_timeout_ms: u64,
+    /// When not empty, datagrams from other addresses are refused (counted).
+    pub allowed_exporters: Vec<IpNet>,
+    /// Plausible flow times; `None` takes any time.
+    pub time_bounds: Option<TimeBounds>,
     /// Templates (data and options) per domain.
     pub max_templates_per_domain: usize,
     /// A template not refreshed for this long is forgotten (ms).
@@ -37,6 +125,10 @@ impl Default for DecoderLimits {
     fn default() -> Self {
         DecoderLimits {
             max_domains: 4096,
+            max_domains_per_exporter: 256,
+            idle_domain_timeout_ms: 120_000,
+            allowed_exporters: Vec::new(),
+            time_bounds: None,
             max_templates_per_domain: 512,
             template_timeout_ms: 6 * 3600 * 1000,
             pending_sets_per_domain: 32,
@@ -76,6 +168,18 @@ pub struct DecoderStats {
     pub sequence_lost_datagrams: u64,
     /// Sequence numbers that went backwards or jumped (exporter restart, reordering).
     pub sequence_resets: u64,
+    /// Domains evicted to make room (table full, or the exporter at its domain cap).
+    pub domains_evicted: u64,
+    /// Datagrams refused because their source is not in `allowed_exporters`.
+    pub datagrams_not_allowed: u64,
+    /// Records with a time after receive time + `max_future` (clamped or dropped).
+    pub times_future: u64,
+    /// Records with a time before receive time - `max_past` (clamped or dropped).
+    pub times_past: u64,
+    /// Records dropped for their times (`TimePolicy::Drop`).
+    pub records_dropped_time: u64,
+    /// Records whose bytes or packets exceeded [`MAX_FLOW_COUNTER`] and were clamped.
+    pub counters_clamped: u64,
 }
 
 impl DecoderStats {
@@ -126,7 +230,7 @@ impl Templated {
 /// NetFlow v5/v9/IPFIX decoder with its template cache.
 #[derive(Debug)]
 pub struct FlowDecoder {
-    domains: HashMap<DomainKey, DomainState, FxBuild>,
+    domains: DomainTable,
     cx: DecoderContext,
 }
 
@@ -151,7 +255,7 @@ impl Default for FlowDecoder {
 impl FlowDecoder {
     pub fn new(limits: DecoderLimits) -> Self {
         FlowDecoder {
-            domains: HashMap::default(),
+            domains: DomainTable::default(),
             cx: DecoderContext {
                 limits,
                 overrides: Vec::new(),
@@ -178,7 +282,7 @@ impl FlowDecoder {
 
     /// Templates currently known, over all domains.
     pub fn template_count(&self) -> usize {
-        self.domains.values().map(|d| d.templates.len()).sum()
+        self.domains.iter().map(|(_, d)| d.templates.len()).sum()
     }
 
     /// Exporter domains currently tracked.
@@ -197,6 +301,17 @@ impl FlowDecoder {
         now_ms: u64,
         out: &mut Vec<FlowRecord>,
     ) -> Result<usize, DecodeError> {
+        if !self.cx.limits.allowed_exporters.is_empty()
+            && !self
+                .cx
+                .limits
+                .allowed_exporters
+                .iter()
+                .any(|n| n.contains(exporter))
+        {
+            self.cx.stats.datagrams_not_allowed += 1;
+            return Ok(0);
+        }
         let before = out.len();
         let result = match datagram {
             // Counts its errors per set, since one datagram may hold several bad sets.
@@ -218,11 +333,15 @@ impl FlowDecoder {
                 r
             }
         };
+        self.cx.check_records(&mut out[before..]);
+        if let Some(bounds) = self.cx.limits.time_bounds {
+            self.cx.apply_time_bounds(bounds, now_ms, out, before);
+        }
         result.map(|_| out.len() - before)
     }
 
-    fn domain(&mut self, key: DomainKey, now_ms: u64) -> Result<&mut DomainState, DecodeError> {
-        domain_entry(&mut self.domains, self.cx.limits.max_domains, key, now_ms)
+    fn domain(&mut self, key: DomainKey, now_ms: u64) -> &mut DomainState {
+        self.cx.domain(&mut self.domains, key, now_ms)
     }
 
     fn decode_v5(
@@ -276,9 +395,13 @@ impl FlowDecoder {
             domain: domain_id,
             version: FlowVersion::NetflowV5,
         };
-        let dom = self.domain(key, now_ms)?;
+        let dom = self.domain(key, now_ms);
         dom.sampling.default_interval = header_interval;
-        let seq_outcome = dom.sequence.observe(seq, Some(count as u32), 0, false);
+        dom.last_useful_ms = now_ms;
+        let max_gap = plausible_gap(true, now_ms.saturating_sub(dom.prev_seen_ms));
+        let seq_outcome = dom
+            .sequence
+            .observe(seq, Some(count as u32), 0, false, max_gap);
         dom.unreported_loss.add(seq_outcome, true);
         self.cx.count_sequence(seq_outcome, true);
         self.cx.stats.datagrams[0] += 1;
@@ -305,6 +428,7 @@ impl FlowDecoder {
             rec.dst_port = u16::from_be_bytes([r[34], r[35]]);
             rec.tcp_flags = r[37];
             rec.protocol = r[38];
+            crate::template::normalize_icmp_ports(&mut rec);
             rec.tos = r[39];
             rec.src_as = u16::from_be_bytes([r[40], r[41]]) as u32;
             rec.dst_as = u16::from_be_bytes([r[42], r[43]]) as u32;
@@ -341,27 +465,27 @@ impl FlowDecoder {
     ) -> Result<(), DecodeError> {
         let Self { domains, cx } = self;
         let version = kind.version();
-        // The domain is looked up once per datagram, not once per set.
-        let header = Self::templated_header(kind, d).and_then(|h| {
-            let key = DomainKey {
-                exporter,
-                domain: h.2,
-                version,
+        let (header_len, seq, domain_id, mut clock, body_end) =
+            match Self::templated_header(kind, d) {
+                Ok(h) => h,
+                Err(e) => {
+                    cx.stats.count_error(&e);
+                    return Err(e);
+                }
             };
-            domain_entry(domains, cx.limits.max_domains, key, now_ms).map(|dom| (h, key, dom))
-        });
-        let ((header_len, seq, _, mut clock, body_end), key, dom) = match header {
-            Ok(h) => h,
-            Err(e) => {
-                cx.stats.count_error(&e);
-                return Err(e);
-            }
+        // The domain is looked up once per datagram, not once per set.
+        let key = DomainKey {
+            exporter,
+            domain: domain_id,
+            version,
         };
+        let dom = cx.domain(domains, key, now_ms);
         let sampling_override = cx.override_for(exporter);
         let vi = vidx(version);
         cx.stats.datagrams[vi] += 1;
 
         let before = out.len();
+        let useful_marker = cx.stats.templates_learned + cx.stats.templates_refreshed;
         let mut data_records: u32 = 0;
         let mut options_records: u32 = 0;
         let mut advance_known = true;
@@ -428,7 +552,15 @@ impl FlowDecoder {
             Templated::Ipfix => (advance_known.then_some(data_records), true),
         };
         let ipfix = kind == Templated::Ipfix;
-        let outcome = dom.sequence.observe(seq, advance, options_records, ipfix);
+        if out.len() > before
+            || cx.stats.templates_learned + cx.stats.templates_refreshed > useful_marker
+        {
+            dom.last_useful_ms = now_ms;
+        }
+        let max_gap = plausible_gap(flows, now_ms.saturating_sub(dom.prev_seen_ms));
+        let outcome = dom
+            .sequence
+            .observe(seq, advance, options_records, ipfix, max_gap);
         dom.unreported_loss.add(outcome, flows);
         cx.count_sequence(outcome, flows);
         cx.stats.records[vi] += (out.len() - before) as u64;
@@ -504,9 +636,16 @@ impl FlowDecoder {
                 }
                 keep
             });
-            !dom.templates.is_empty()
-                || !dom.pending.is_empty()
-                || now_ms.saturating_sub(dom.last_seen_ms) <= limits.template_timeout_ms
+            // A domain that holds nothing is cheap to make again: forget it soon, so that
+            // headers with made-up source ids do not sit in the table for hours.
+            let idle = now_ms.saturating_sub(dom.last_seen_ms);
+            if dom.templates.is_empty() && dom.pending.is_empty() {
+                idle <= limits
+                    .idle_domain_timeout_ms
+                    .min(limits.template_timeout_ms)
+            } else {
+                !dom.templates.is_empty() || idle <= limits.template_timeout_ms
+            }
         });
         self.cx.stats.templates_removed += removed;
         self.cx.stats.sets_dropped_no_template += dropped_sets;
@@ -527,7 +666,8 @@ impl FlowDecoder {
     ) -> Result<(), DecodeError> {
         let limit = self.cx.limits.max_templates_per_domain;
         let compiled = CompiledTemplate::compile(def, refreshed_ms)?;
-        let dom = self.domain(key, refreshed_ms)?;
+        let dom = self.domain(key, refreshed_ms);
+        dom.last_useful_ms = dom.last_useful_ms.max(refreshed_ms);
         if dom.templates.len() >= limit && !dom.templates.contains_key(&compiled.def.id) {
             return Err(DecodeError::TemplateLimit {
                 template_id: compiled.def.id,
@@ -550,13 +690,86 @@ impl FlowDecoder {
         sampling: crate::domain::SamplingState,
         now_ms: u64,
     ) -> Result<(), DecodeError> {
-        let dom = self.domain(key, now_ms)?;
+        let dom = self.domain(key, now_ms);
         dom.sampling = sampling;
         Ok(())
     }
 }
 
 impl DecoderContext {
+    /// The domain for `key`, made room for if the table or its exporter is full.
+    fn domain<'a>(
+        &mut self,
+        domains: &'a mut DomainTable,
+        key: DomainKey,
+        now_ms: u64,
+    ) -> &'a mut DomainState {
+        let (dom, evicted) = domains.get_or_insert(
+            key,
+            now_ms,
+            self.limits.max_domains,
+            self.limits.max_domains_per_exporter,
+        );
+        if evicted != Evicted::default() {
+            self.stats.domains_evicted += evicted.domains;
+            self.stats.sets_dropped_no_template += evicted.pending_sets;
+            self.pending_bytes -= evicted.pending_bytes;
+        }
+        dom
+    }
+
+    /// Clamp counters no flow can reach (see [`MAX_FLOW_COUNTER`]).
+    fn check_records(&mut self, recs: &mut [FlowRecord]) {
+        for r in recs {
+            if r.bytes > MAX_FLOW_COUNTER || r.packets > MAX_FLOW_COUNTER {
+                r.bytes = r.bytes.min(MAX_FLOW_COUNTER);
+                r.packets = r.packets.min(MAX_FLOW_COUNTER);
+                self.stats.counters_clamped += 1;
+            }
+        }
+    }
+
+    /// Apply the time policy to the records from `from` on.
+    fn apply_time_bounds(
+        &mut self,
+        b: TimeBounds,
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+        from: usize,
+    ) {
+        let latest = now_ms.saturating_add(b.max_future_ms);
+        let earliest = now_ms.saturating_sub(b.max_past_ms);
+        let in_range = |t: u64| (earliest..=latest).contains(&t);
+        let mut kept = from;
+        for i in from..out.len() {
+            let mut r = out[i];
+            if !(in_range(r.start_ms) && in_range(r.end_ms)) {
+                if r.start_ms > latest || r.end_ms > latest {
+                    self.stats.times_future += 1;
+                } else {
+                    self.stats.times_past += 1;
+                }
+                match b.policy {
+                    TimePolicy::Drop => {
+                        self.stats.records_dropped_time += 1;
+                        continue;
+                    }
+                    TimePolicy::Clamp => {
+                        if !in_range(r.end_ms) {
+                            r.end_ms = now_ms;
+                        }
+                        if !in_range(r.start_ms) || r.start_ms > r.end_ms {
+                            r.start_ms = r.end_ms;
+                        }
+                    }
+                }
+            }
+            out[kept] = r;
+            kept += 1;
+        }
+        out.truncate(kept);
+    }
+
     fn override_for(&self, exporter: IpAddr) -> Option<u32> {
         if self.overrides.is_empty() {
             return None;
@@ -879,32 +1092,6 @@ impl DecoderContext {
             received_ms: now_ms,
             data: body.to_vec(),
         });
-    }
-}
-
-/// The domain for `key`, created if new and within `max_domains`.
-fn domain_entry(
-    domains: &mut HashMap<DomainKey, DomainState, FxBuild>,
-    max_domains: usize,
-    key: DomainKey,
-    now_ms: u64,
-) -> Result<&mut DomainState, DecodeError> {
-    let len = domains.len();
-    match domains.entry(key) {
-        std::collections::hash_map::Entry::Occupied(e) => {
-            let d = e.into_mut();
-            d.last_seen_ms = now_ms;
-            Ok(d)
-        }
-        std::collections::hash_map::Entry::Vacant(e) => {
-            if len >= max_domains {
-                return Err(DecodeError::DomainLimit { limit: max_domains });
-            }
-            Ok(e.insert(DomainState {
-                last_seen_ms: now_ms,
-                ..DomainState::default()
-            }))
-        }
     }
 }
 

@@ -35,8 +35,6 @@ pub enum DecodeError {
     },
     #[error("exporter has more than {limit} templates; template {template_id} refused")]
     TemplateLimit { template_id: u16, limit: usize },
-    #[error("more than {limit} exporter domains are tracked; new domain refused")]
-    DomainLimit { limit: usize },
     #[error("variable-length field overruns its record")]
     BadVariableLength,
 }
@@ -53,7 +51,6 @@ impl DecodeError {
             DecodeError::ReservedSetId(_) => "reserved_set_id",
             DecodeError::BadTemplate { .. } => "bad_template",
             DecodeError::TemplateLimit { .. } => "template_limit",
-            DecodeError::DomainLimit { .. } => "domain_limit",
             DecodeError::BadVariableLength => "bad_variable_length",
         }
     }
@@ -68,7 +65,6 @@ impl DecodeError {
         "reserved_set_id",
         "bad_template",
         "template_limit",
-        "domain_limit",
         "bad_variable_length",
     ];
 }

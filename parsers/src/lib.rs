@@ -22,6 +22,7 @@ pub mod decoder;
 pub mod domain;
 pub mod encode;
 pub mod error;
+pub mod hash;
 pub mod ie;
 #[cfg(feature = "oracle")]
 pub mod oracle;
@@ -30,7 +31,9 @@ pub mod record;
 pub mod snmp;
 pub mod template;
 
-pub use decoder::{DecoderLimits, DecoderStats, FlowDecoder};
+pub use decoder::{
+    DecoderLimits, DecoderStats, FlowDecoder, IpNet, MAX_FLOW_COUNTER, TimeBounds, TimePolicy,
+};
 pub use domain::{DomainKey, ExporterLoss};
 pub use error::DecodeError;
 pub use record::{Direction, FlowRecord, FlowVersion};

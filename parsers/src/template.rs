@@ -574,6 +574,20 @@ pub(crate) fn to_unix_ms(source: TimeSource, raw: u64, clock: &ClockContext) -> 
     }
 }
 
+/// ICMP type and code as `type << 8 | code` in the destination port, source port 0, whichever
+/// port the exporter used: softflowd writes them to the destination port, fprobe (NetFlow v5)
+/// to the source port. nfdump shows both the same way, and roll-ups keyed by destination port
+/// must group the same echo request together whatever the exporter.
+#[inline]
+pub(crate) fn normalize_icmp_ports(rec: &mut FlowRecord) {
+    if rec.protocol == 1 || rec.protocol == 58 {
+        if rec.dst_port == 0 {
+            rec.dst_port = rec.src_port;
+        }
+        rec.src_port = 0;
+    }
+}
+
 /// Fill the values that depend on the message, not only the record.
 #[inline]
 pub(crate) fn finish_record(
@@ -604,6 +618,7 @@ pub(crate) fn finish_record(
         } else if s.has_icmp_parts {
             rec.dst_port = (s.icmp_type as u16) << 8 | s.icmp_code as u16;
         }
+        normalize_icmp_ports(rec);
     }
     if sampling > 1 {
         rec.sampling_interval = sampling;

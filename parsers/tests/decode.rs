@@ -1313,18 +1313,20 @@ fn domain_and_template_limits() {
     let mut m = MessageBuilder::v9(3_600_000, EXPORT_SECS, 1, 0);
     m.template(&encode::ipv4_template(257));
     assert_eq!(decode(&mut dec, &m.finish()).0, Ok(0));
-    // Third domain: refused, whatever the version.
+    // Third domain: the table is full, so the least useful domain makes room: the v5 one,
+    // which holds no templates, not the v9 one with its two.
     let h = V5Header {
         engine_id: 1,
         ..v5_header()
     };
     let (r, out) = decode(&mut dec, &encode::v5_datagram(&h, &records));
-    assert_eq!(r, Err(DecodeError::DomainLimit { limit: 2 }));
-    assert!(out.is_empty());
+    assert_eq!(r, Ok(1));
+    assert_eq!(out.len(), 1);
     let m = MessageBuilder::ipfix(EXPORT_SECS, 0, 0);
     let (r, _) = decode_from(&mut dec, other_exporter(), &m.finish(), EXPORT_MS);
-    assert_eq!(r, Err(DecodeError::DomainLimit { limit: 2 }));
-    assert_eq!(errors(&dec, "domain_limit"), 2);
+    assert_eq!(r, Ok(0));
+    assert_eq!(dec.stats().domains_evicted, 2);
+    assert_eq!(dec.template_count(), 2);
     assert_eq!(dec.domain_count(), 2);
 }
 
@@ -1935,7 +1937,7 @@ fn errors_are_counted_by_kind() {
         ipfix_bad_len,
         v5_bad_count,
         reserved.finish(),
-        valid_v5(), // a second domain: over the limit of 1
+        valid_v5(), // a second domain: evicts the first (limit 1)
         bad_var.finish(),
     ];
     for d in &inputs {
@@ -1948,15 +1950,17 @@ fn errors_are_counted_by_kind() {
         ("length_mismatch", 1),
         ("bad_record_count", 1),
         ("reserved_set_id", 2),
-        ("domain_limit", 2),
+        ("bad_variable_length", 1),
     ] {
         want[DecodeError::KINDS
             .iter()
             .position(|k| *k == kind)
             .expect("kind")] = n;
     }
-    // The v9 datagram created the one allowed domain, so the v5 and IPFIX ones were refused.
+    // The v9 datagram created the one allowed domain; the v5 and IPFIX ones evicted a domain
+    // each rather than being refused.
     assert_eq!(dec.stats().errors, want);
+    assert_eq!(dec.stats().domains_evicted, 2);
 }
 
 /// xorshift64: a fixed-seed PRNG, so failures reproduce without a rand dependency.

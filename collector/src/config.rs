@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use nmsd_parsers::DecoderLimits;
+use nmsd_parsers::{DecoderLimits, IpNet, TimeBounds, TimePolicy};
 use nmsd_pipeline::processors::ProcessorConfig;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use nmsd_sinks::questdb::QuestDbConfig;
@@ -107,6 +107,42 @@ pub struct PipelineConfig {
     pub template_save_interval: HumanDuration,
     /// Force a sampling interval for an exporter, whatever it announces.
     pub sampling_override: Vec<SamplingOverride>,
+    /// Domains one exporter address may hold; past it its least useful ones are evicted.
+    pub max_domains_per_address: usize,
+    /// A domain with no templates is forgotten after this long without a datagram.
+    pub idle_exporter_timeout: HumanDuration,
+    /// When set, only these addresses or ranges are decoded; others are refused and counted.
+    pub allowed_exporters: Vec<AllowedExporter>,
+    /// What to do with a flow whose times are implausible: clamp, drop, or accept.
+    pub time_policy: FlowTimePolicy,
+    /// A flow time later than receive time + this is implausible.
+    pub max_time_ahead: HumanDuration,
+    /// A flow time earlier than receive time - this is implausible.
+    pub max_time_behind: HumanDuration,
+}
+
+/// One entry of `allowed_exporters`: an address or `ADDRESS/PREFIX`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AllowedExporter(pub IpNet);
+
+impl TryFrom<String> for AllowedExporter {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(AllowedExporter)
+    }
+}
+
+/// `time_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowTimePolicy {
+    /// Replace an implausible time with the receive time.
+    Clamp,
+    /// Drop the record.
+    Drop,
+    /// Store any time (QuestDB's sink still drops rows it cannot store, counted).
+    Accept,
 }
 
 impl Default for PipelineConfig {
@@ -122,6 +158,14 @@ impl Default for PipelineConfig {
             pending_bytes: ByteSize(l.pending_bytes_total as u64),
             template_save_interval: HumanDuration::from_secs(60),
             sampling_override: Vec::new(),
+            max_domains_per_address: l.max_domains_per_exporter,
+            idle_exporter_timeout: HumanDuration::from_millis(l.idle_domain_timeout_ms),
+            allowed_exporters: Vec::new(),
+            time_policy: FlowTimePolicy::Clamp,
+            max_time_ahead: HumanDuration::from_secs(3600),
+            // Ten years back still takes replays of old captures; a clock that says 1970
+            // (an exporter that lost its time) is caught.
+            max_time_behind: HumanDuration::from_secs(3650 * 86_400),
         }
     }
 }
@@ -135,6 +179,21 @@ impl PipelineConfig {
             pending_sets_per_domain: self.pending_sets_per_exporter,
             pending_bytes_total: self.pending_bytes.0 as usize,
             pending_timeout_ms: self.pending_timeout.as_millis_u64(),
+            max_domains_per_exporter: self.max_domains_per_address,
+            idle_domain_timeout_ms: self.idle_exporter_timeout.as_millis_u64(),
+            allowed_exporters: self.allowed_exporters.iter().map(|a| a.0).collect(),
+            time_bounds: {
+                let policy = match self.time_policy {
+                    FlowTimePolicy::Clamp => Some(TimePolicy::Clamp),
+                    FlowTimePolicy::Drop => Some(TimePolicy::Drop),
+                    FlowTimePolicy::Accept => None,
+                };
+                policy.map(|policy| TimeBounds {
+                    max_future_ms: self.max_time_ahead.as_millis_u64(),
+                    max_past_ms: self.max_time_behind.as_millis_u64(),
+                    policy,
+                })
+            },
         }
     }
 
@@ -349,6 +408,12 @@ impl Config {
             return Err((
                 "pipeline.max_exporters".into(),
                 "max_exporters and max_templates_per_exporter must be at least 1".into(),
+            ));
+        }
+        if self.pipeline.max_domains_per_address == 0 {
+            return Err((
+                "pipeline.max_domains_per_address".into(),
+                "must be at least 1".into(),
             ));
         }
         for o in &self.pipeline.sampling_override {

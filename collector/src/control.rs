@@ -99,6 +99,8 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
             "connected": q.connected(),
             "rows_written": q.rows_written(),
             "last_error": q.last_error(),
+            "rows_failed": q.rows_failed(),
+            "last_discard": q.last_discard(),
         })
     });
     Json(json!({

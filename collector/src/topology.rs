@@ -285,6 +285,7 @@ impl Topology {
             .map(|o| (o.exporter, o.interval))
             .collect();
         let mut worker_handles = Vec::new();
+        let exporter_labels = Arc::new(nmsd_pipeline::worker::ExporterLabels::default());
         for (id, inputs) in inputs.into_iter().enumerate() {
             if inputs.is_empty() {
                 continue;
@@ -301,6 +302,7 @@ impl Topology {
                 sinks: routes.clone(),
                 snapshot_every: cfg.pipeline.template_save_interval.get(),
                 snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
+                exporter_labels: exporter_labels.clone(),
             };
             let worker = ParseWorker::new(setup);
             worker_handles.push(spawn(format!("nmsd-parse-{id}"), move || worker.run())?);

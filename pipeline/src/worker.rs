@@ -38,6 +38,8 @@ pub struct WorkerSetup {
     pub sinks: Vec<SinkRoute>,
     pub snapshot_every: Duration,
     pub snapshot_hook: Option<SnapshotHook>,
+    /// Shared by the workers of a process (see [`ExporterLabels`]).
+    pub exporter_labels: Arc<ExporterLabels>,
 }
 
 /// How often timers (processor ticks, expiry, metrics) run.
@@ -61,6 +63,12 @@ struct WorkerMetrics {
     lost_flows: Counter,
     lost_datagrams: Counter,
     resets: Counter,
+    domains_evicted: Counter,
+    not_allowed: Counter,
+    times_future: Counter,
+    times_past: Counter,
+    dropped_time: Counter,
+    counters_clamped: Counter,
     templates: Gauge,
     domains: Gauge,
     batch_records: metrics::Histogram,
@@ -72,6 +80,7 @@ impl WorkerMetrics {
             ["v5", "v9", "ipfix"].map(|ver| metrics::counter!(name, "version" => ver))
         };
         let w = id.to_string();
+        describe_hostile_input_metrics();
         WorkerMetrics {
             datagrams: v("nmsd_flow_datagrams_decoded_total"),
             records: v("nmsd_flow_records_decoded_total"),
@@ -90,6 +99,12 @@ impl WorkerMetrics {
             lost_flows: metrics::counter!("nmsd_flow_sequence_lost_flows_total"),
             lost_datagrams: metrics::counter!("nmsd_flow_sequence_lost_datagrams_total"),
             resets: metrics::counter!("nmsd_flow_sequence_resets_total"),
+            domains_evicted: metrics::counter!("nmsd_flow_exporter_domains_evicted_total"),
+            not_allowed: metrics::counter!("nmsd_flow_datagrams_refused_total", "reason" => "exporter_not_allowed"),
+            times_future: metrics::counter!("nmsd_flow_record_times_out_of_range_total", "reason" => "future"),
+            times_past: metrics::counter!("nmsd_flow_record_times_out_of_range_total", "reason" => "past"),
+            dropped_time: metrics::counter!("nmsd_flow_records_dropped_total", "reason" => "time_out_of_range"),
+            counters_clamped: metrics::counter!("nmsd_flow_record_counters_clamped_total"),
             templates: metrics::gauge!("nmsd_flow_templates", "worker" => w.clone()),
             domains: metrics::gauge!("nmsd_flow_exporter_domains", "worker" => w),
             batch_records: metrics::histogram!("nmsd_flow_batch_records"),
@@ -123,6 +138,70 @@ impl WorkerMetrics {
             .increment(now.sequence_lost_datagrams - last.sequence_lost_datagrams);
         self.resets
             .increment(now.sequence_resets - last.sequence_resets);
+        self.domains_evicted
+            .increment(now.domains_evicted - last.domains_evicted);
+        self.not_allowed
+            .increment(now.datagrams_not_allowed - last.datagrams_not_allowed);
+        self.times_future
+            .increment(now.times_future - last.times_future);
+        self.times_past.increment(now.times_past - last.times_past);
+        self.dropped_time
+            .increment(now.records_dropped_time - last.records_dropped_time);
+        self.counters_clamped
+            .increment(now.counters_clamped - last.counters_clamped);
+    }
+}
+
+/// HELP texts of the metrics this module adds for hostile input; described where they are
+/// registered so that a new counter cannot be added without its text.
+fn describe_hostile_input_metrics() {
+    use metrics::describe_counter as c;
+    c!(
+        "nmsd_flow_exporter_domains_evicted_total",
+        "Exporter domains evicted to make room (table full, or an address at its domain cap)."
+    );
+    c!(
+        "nmsd_flow_datagrams_refused_total",
+        "Datagrams refused before decoding, by reason (exporter_not_allowed: outside allowed_exporters)."
+    );
+    c!(
+        "nmsd_flow_record_times_out_of_range_total",
+        "Flow records with a time outside the plausible range (future, past), clamped or dropped per time_policy."
+    );
+    c!(
+        "nmsd_flow_records_dropped_total",
+        "Decoded flow records dropped, by reason."
+    );
+    c!(
+        "nmsd_flow_record_counters_clamped_total",
+        "Flow records whose bytes or packets exceeded 2^50 and were clamped."
+    );
+}
+
+/// Most distinct `exporter` label values on the per-exporter loss counters, over the whole
+/// process: loss past it is counted under `exporter="other"`, so a flood of forged exporter
+/// addresses cannot grow /metrics without bound.
+pub const MAX_EXPORTER_LABELS: usize = 1000;
+
+/// The exporter label values handed out so far (shared by all workers; touched once per tick
+/// per exporter that reported loss, never per datagram).
+#[derive(Default)]
+pub struct ExporterLabels {
+    seen: std::sync::Mutex<std::collections::HashSet<IpAddr>>,
+}
+
+impl ExporterLabels {
+    /// The label for `a`: its address while under the cap, else "other".
+    fn label(&self, a: IpAddr) -> String {
+        let Ok(mut seen) = self.seen.lock() else {
+            return "other".into();
+        };
+        if seen.contains(&a) || seen.len() < MAX_EXPORTER_LABELS {
+            seen.insert(a);
+            a.to_canonical().to_string()
+        } else {
+            "other".into()
+        }
     }
 }
 
@@ -141,6 +220,7 @@ pub struct ParseWorker {
     last_stats: DecoderStats,
     snapshot_every: Duration,
     snapshot_hook: Option<SnapshotHook>,
+    exporter_labels: Arc<ExporterLabels>,
 }
 
 impl ParseWorker {
@@ -179,6 +259,7 @@ impl ParseWorker {
             last_stats: DecoderStats::default(),
             snapshot_every: setup.snapshot_every,
             snapshot_hook: setup.snapshot_hook,
+            exporter_labels: setup.exporter_labels,
         }
     }
 
@@ -280,6 +361,23 @@ impl ParseWorker {
             .templates
             .set(self.decoder.template_count() as f64);
         self.metrics.domains.set(self.decoder.domain_count() as f64);
+        let labels = &self.exporter_labels;
+        self.decoder.take_exporter_loss(|key, loss| {
+            let exporter = labels.label(key.exporter);
+            let l = [("exporter", exporter)];
+            if loss.lost_flows > 0 {
+                metrics::counter!("nmsd_flow_exporter_lost_flows_total", &l)
+                    .increment(loss.lost_flows);
+            }
+            if loss.lost_datagrams > 0 {
+                metrics::counter!("nmsd_flow_exporter_lost_datagrams_total", &l)
+                    .increment(loss.lost_datagrams);
+            }
+            if loss.resets > 0 {
+                metrics::counter!("nmsd_flow_exporter_sequence_resets_total", &l)
+                    .increment(loss.resets);
+            }
+        });
     }
 
     fn snapshot(&mut self) {

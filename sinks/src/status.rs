@@ -8,7 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct SinkStatus {
     connected: AtomicBool,
     rows_written: AtomicU64,
+    rows_failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// The last row or batch the sink had to discard, and why: a sink can be connected and
+    /// still be losing rows, and status must say so.
+    last_discard: Mutex<Option<String>>,
 }
 
 impl SinkStatus {
@@ -21,6 +25,22 @@ impl SinkStatus {
         if let Ok(mut g) = self.last_error.lock() {
             *g = Some(e);
         }
+    }
+
+    /// Rows discarded (not encodable, or rejected by the server), with the reason.
+    pub fn add_failed(&self, n: u64, why: String) {
+        self.rows_failed.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut g) = self.last_discard.lock() {
+            *g = Some(why);
+        }
+    }
+
+    pub fn rows_failed(&self) -> u64 {
+        self.rows_failed.load(Ordering::Relaxed)
+    }
+
+    pub fn last_discard(&self) -> Option<String> {
+        self.last_discard.lock().ok().and_then(|g| g.clone())
     }
 
     pub fn add_rows(&self, n: u64) {

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use rustc_hash::FxHashMap;
+use nmsd_parsers::hash::SeededHashMap;
 use serde::Deserialize;
 
 use super::{BuildProcessor, Emitter, Processor};
@@ -63,7 +63,7 @@ impl BuildProcessor for RollupConfig {
 #[derive(Default)]
 struct ExporterIds {
     addrs: Vec<IpAddr>,
-    ids: FxHashMap<IpAddr, u32>,
+    ids: SeededHashMap<IpAddr, u32>,
     last: Option<(IpAddr, u32)>,
 }
 
@@ -165,8 +165,12 @@ struct KeyV6 {
 impl std::hash::Hash for KeyV6 {
     #[inline]
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        h.write_u64(self.src[0] ^ self.dst[1].rotate_left(32));
-        h.write_u64(self.src[1] ^ self.dst[0].rotate_left(32));
+        // Every word on its own: folding them together (xor) made keys that differ only in a
+        // way the fold cancels hash the same, whatever the seed.
+        h.write_u64(self.src[0]);
+        h.write_u64(self.src[1]);
+        h.write_u64(self.dst[0]);
+        h.write_u64(self.dst[1]);
         self.rest.hash(h);
     }
 }
@@ -191,11 +195,16 @@ struct Totals {
 }
 
 impl Totals {
+    /// Add a flow; true when a sum saturated (garbage counters, or more than 2^63 bytes in one
+    /// key and window): the sum stays at its maximum instead of wrapping to a small number.
     #[inline]
-    fn add(&mut self, f: &FlowRecord) {
-        self.bytes += f.bytes;
-        self.packets += f.packets;
-        self.flows += 1;
+    fn add(&mut self, f: &FlowRecord) -> bool {
+        let (bytes, o1) = self.bytes.overflowing_add(f.bytes);
+        let (packets, o2) = self.packets.overflowing_add(f.packets);
+        self.bytes = if o1 { u64::MAX } else { bytes };
+        self.packets = if o2 { u64::MAX } else { packets };
+        self.flows = self.flows.saturating_add(1);
+        o1 | o2
     }
 }
 
@@ -207,8 +216,10 @@ impl Totals {
 struct WindowKeys {
     /// Window index (start / window length).
     index: u64,
-    v4: FxHashMap<KeyV4, Totals>,
-    v6: FxHashMap<KeyV6, Totals>,
+    // Keyed by addresses any sender can forge: the seeded hasher keeps a crafted key set from
+    // piling into one bucket group.
+    v4: SeededHashMap<KeyV4, Totals>,
+    v6: SeededHashMap<KeyV6, Totals>,
 }
 
 impl WindowKeys {
@@ -268,6 +279,7 @@ pub struct Rollup {
     /// Wall-clock time of the next emission point.
     next_emit_ms: u64,
     forced_flushes: metrics::Counter,
+    saturated: metrics::Counter,
     keys_gauge: metrics::Gauge,
 }
 
@@ -282,6 +294,13 @@ impl Rollup {
             spare: None,
             next_emit_ms: 0,
             forced_flushes: metrics::counter!("nmsd_rollup_forced_flushes_total"),
+            saturated: {
+                metrics::describe_counter!(
+                    "nmsd_rollup_sums_saturated_total",
+                    "Roll-up sums (bytes or packets of a key and window) that reached 2^64-1 and stopped there instead of wrapping."
+                );
+                metrics::counter!("nmsd_rollup_sums_saturated_total")
+            },
             keys_gauge: metrics::gauge!("nmsd_rollup_open_keys"),
         }
     }
@@ -338,6 +357,7 @@ impl Processor for Rollup {
         // Records of a batch almost always share a window: look it up once per change, and
         // test each record against the window's start with a subtraction, not a division.
         let mut current: Option<(u64, usize)> = None;
+        let mut saturated = 0u64;
         for f in flows.iter() {
             let slot = match current {
                 Some((start, slot)) if f.end_ms.wrapping_sub(start) < window_ms => slot,
@@ -357,7 +377,7 @@ impl Processor for Rollup {
                         dst: dst.to_bits(),
                         rest,
                     };
-                    w.v4.entry(key).or_default().add(f);
+                    saturated += w.v4.entry(key).or_default().add(f) as u64;
                 }
                 (src, dst) => {
                     let key = KeyV6 {
@@ -365,9 +385,12 @@ impl Processor for Rollup {
                         dst: v6_words(dst),
                         rest,
                     };
-                    w.v6.entry(key).or_default().add(f);
+                    saturated += w.v6.entry(key).or_default().add(f) as u64;
                 }
             }
+        }
+        if saturated > 0 {
+            self.saturated.increment(saturated);
         }
         let keys = self.keys();
         if keys > self.max_keys {
@@ -421,6 +444,25 @@ mod tests {
                 _ => vec![],
             })
             .collect()
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        // Garbage counters from a hostile exporter once wrapped a sum to a small number (and a
+        // signed column showed it negative).
+        let mut r = Rollup::new(&RollupConfig::default());
+        let mut e = Emitter::default();
+        let mut flows = vec![
+            flow(60_000, 80, u64::MAX - 10),
+            flow(60_001, 80, 100),
+            flow(60_002, 80, 5),
+        ];
+        r.process(&mut flows, &mut e);
+        r.flush(&mut e);
+        let out = rows(&mut e);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bytes, u64::MAX);
+        assert_eq!(out[0].flows, 3);
     }
 
     #[test]

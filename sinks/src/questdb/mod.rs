@@ -186,6 +186,7 @@ struct SinkMetrics {
     /// Rows written, per table in `TableNames::all` order.
     written: Vec<Counter>,
     failed_rejected: Counter,
+    failed_encode: Counter,
     failed_shutdown: Counter,
     retries: Counter,
     flush_seconds: Histogram,
@@ -204,6 +205,7 @@ impl SinkMetrics {
                 .map(|t| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t))
                 .collect(),
             failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "rejected"),
+            failed_encode: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "encode"),
             failed_shutdown: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "shutdown"),
             retries: metrics::counter!("nmsd_sink_retries_total", "sink" => s),
             flush_seconds: metrics::histogram!("nmsd_sink_flush_duration_seconds", "sink" => s),
@@ -259,6 +261,9 @@ pub struct QuestDbSink {
     shutdown_seen: Option<Instant>,
     /// Last time an outage was logged, to log it plainly but not on every retry.
     last_outage_log: Option<Instant>,
+    /// Last time unencodable rows were logged, and how many were discarded since.
+    last_encode_log: Option<Instant>,
+    encode_discards_unlogged: u64,
     /// Messages taken off the queue while waiting for the server during shutdown.
     stash: Vec<SinkMessage>,
     /// Interface names from SNMP polling, for roll-up rows.
@@ -294,6 +299,8 @@ impl QuestDbSink {
             status,
             shutdown_seen: None,
             last_outage_log: None,
+            last_encode_log: None,
+            encode_discards_unlogged: 0,
             stash: Vec::new(),
             directory: None,
         }
@@ -396,65 +403,87 @@ impl QuestDbSink {
 
     fn append(&mut self, m: SinkMessage, tables: &mut [TableBuffer]) {
         let w = &mut self.writer;
-        let (i, result) = match &m {
-            SinkMessage::Flows(recs) => {
-                let b = &mut tables[Table::Flows as usize].buf;
-                (Table::Flows, recs.iter().try_for_each(|f| w.flow(b, f)))
-            }
+        let (i, discarded) = match &m {
+            SinkMessage::Flows(recs) => (
+                Table::Flows,
+                write_rows(&mut tables[Table::Flows as usize].buf, recs, |b, f| {
+                    w.flow(b, f)
+                }),
+            ),
             SinkMessage::Rollups(rows) => {
-                let b = &mut tables[Table::Rollups as usize].buf;
                 // One atomic load per batch; names change at most once per SNMP poll.
                 let dir = self.directory.as_mut().and_then(|r| r.get());
                 (
                     Table::Rollups,
-                    rows.iter().try_for_each(|r| w.rollup(b, r, dir)),
+                    write_rows(&mut tables[Table::Rollups as usize].buf, rows, |b, r| {
+                        w.rollup(b, r, dir)
+                    }),
                 )
             }
-            SinkMessage::SnmpInterfaces(rows) => {
-                let b = &mut tables[Table::SnmpInterface as usize].buf;
-                (
-                    Table::SnmpInterface,
-                    rows.iter().try_for_each(|r| w.snmp_interface(b, r)),
-                )
-            }
-            SinkMessage::SnmpDevices(rows) => {
-                let b = &mut tables[Table::SnmpDevice as usize].buf;
-                (
-                    Table::SnmpDevice,
-                    rows.iter().try_for_each(|r| w.snmp_device(b, r)),
-                )
-            }
-            SinkMessage::SnmpTraps(rows) => {
-                let b = &mut tables[Table::SnmpTrap as usize].buf;
-                (
-                    Table::SnmpTrap,
-                    rows.iter().try_for_each(|r| w.snmp_trap(b, r)),
-                )
-            }
-            SinkMessage::TopologyLinks(rows) => {
-                let b = &mut tables[Table::TopologyLink as usize].buf;
-                (
-                    Table::TopologyLink,
-                    rows.iter().try_for_each(|r| w.topology_link(b, r)),
-                )
-            }
+            SinkMessage::SnmpInterfaces(rows) => (
+                Table::SnmpInterface,
+                write_rows(
+                    &mut tables[Table::SnmpInterface as usize].buf,
+                    rows,
+                    |b, r| w.snmp_interface(b, r),
+                ),
+            ),
+            SinkMessage::SnmpDevices(rows) => (
+                Table::SnmpDevice,
+                write_rows(&mut tables[Table::SnmpDevice as usize].buf, rows, |b, r| {
+                    w.snmp_device(b, r)
+                }),
+            ),
+            SinkMessage::SnmpTraps(rows) => (
+                Table::SnmpTrap,
+                write_rows(&mut tables[Table::SnmpTrap as usize].buf, rows, |b, r| {
+                    w.snmp_trap(b, r)
+                }),
+            ),
+            SinkMessage::TopologyLinks(rows) => (
+                Table::TopologyLink,
+                write_rows(
+                    &mut tables[Table::TopologyLink as usize].buf,
+                    rows,
+                    |b, r| w.topology_link(b, r),
+                ),
+            ),
             SinkMessage::SnmpCustom(rows) => {
-                let b = &mut tables[Table::Custom as usize].buf;
                 let prefix = &self.cfg.table_prefix;
                 (
                     Table::Custom,
-                    rows.iter().try_for_each(|r| w.snmp_custom(b, prefix, r)),
+                    write_rows(&mut tables[Table::Custom as usize].buf, rows, |b, r| {
+                        w.snmp_custom(b, prefix, r)
+                    }),
                 )
             }
         };
-        let t = &mut tables[i as usize];
-        if let Err(e) = result {
-            // Only reachable through a bug in row encoding; count rather than crash.
-            tracing::error!("QuestDB sink: could not encode a {} row: {e}", m.kind());
-            self.metrics.failed_rejected.increment(1);
+        if let Some((n, e)) = discarded {
+            self.discard_unencodable(m.kind(), n, &e);
         }
+        let t = &mut tables[i as usize];
         if t.oldest.is_none() && t.rows() > 0 {
             t.oldest = Some(Instant::now());
+        }
+    }
+
+    /// Count rows that could not be encoded; log the first and then at most every 30 s.
+    fn discard_unencodable(&mut self, kind: &str, n: u64, e: &questdb::Error) {
+        self.metrics.failed_encode.increment(n);
+        let why = format!("{n} {kind} row(s) could not be encoded and were discarded: {e}");
+        self.status.add_failed(n, why.clone());
+        self.encode_discards_unlogged += n;
+        if self
+            .last_encode_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+        {
+            tracing::warn!(
+                discarded = self.encode_discards_unlogged,
+                "QuestDB sink: {why}. The rest of the batch is kept; counted in \
+                 nmsd_sink_rows_failed_total{{reason=\"encode\"}}"
+            );
+            self.last_encode_log = Some(Instant::now());
+            self.encode_discards_unlogged = 0;
         }
     }
 
@@ -484,6 +513,8 @@ impl QuestDbSink {
                          nmsd_sink_rows_failed_total{{reason=\"rejected\"}}): {e}"
                     );
                     self.metrics.failed_rejected.increment(rows);
+                    self.status
+                        .add_failed(rows, format!("{rows} rows rejected by QuestDB: {e}"));
                     t.buf.clear();
                     t.oldest = None;
                     return true;
@@ -508,16 +539,43 @@ impl QuestDbSink {
 
     /// Wait before the next retry. Shutdown cuts the wait short, so an outage cannot hold the
     /// process longer than `shutdown_timeout`.
+    ///
+    /// While the server does not even accept connections, a TCP connect every
+    /// [`PROBE_EVERY`] cuts the wait short as soon as it does: the backoff grows to
+    /// `retry_max` (30 s) in a long outage, and writing used to resume up to that long after
+    /// QuestDB came back. A server that accepts connections but fails requests gets the plain
+    /// backoff, so a sick server is not hammered.
     fn pause(&mut self) {
         let until = Instant::now() + self.backoff.next_delay();
+        let addrs = self.server_addrs();
+        let probing = !addrs.is_empty() && !accepts_connections(&addrs);
+        let mut last_probe = Instant::now();
         while !self.shutdown.load(Ordering::Relaxed) {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
             std::thread::sleep(left.min(Duration::from_millis(100)));
+            if probing && last_probe.elapsed() >= PROBE_EVERY {
+                last_probe = Instant::now();
+                if accepts_connections(&addrs) {
+                    tracing::info!(url = %self.cfg.url, "QuestDB accepts connections again; retrying now");
+                    return;
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+
+    /// The server's addresses, resolved now (empty if the name does not resolve).
+    fn server_addrs(&self) -> Vec<std::net::SocketAddr> {
+        use std::net::ToSocketAddrs;
+        self.cfg
+            .host_port()
+            .ok()
+            .and_then(|hp| hp.to_socket_addrs().ok())
+            .map(|a| a.collect())
+            .unwrap_or_default()
     }
 
     /// Create the tables; retry until it works or shutdown gives up.
@@ -616,6 +674,45 @@ impl QuestDbSink {
     }
 }
 
+/// How often an unreachable server is probed during a backoff pause.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether a TCP connection to any of `addrs` opens within a short timeout.
+fn accepts_connections(addrs: &[std::net::SocketAddr]) -> bool {
+    addrs
+        .iter()
+        .any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_millis(250)).is_ok())
+}
+
+/// Append each row with a marker before it, so a row that fails half-way (a value the
+/// client refuses, such as a timestamp past 2262) is rewound and discarded alone. Without the
+/// rewind the buffer stayed inside the broken row and every later row failed with "Bad call to
+/// `table`" until restart. Returns how many rows were discarded and the first error.
+fn write_rows<T>(
+    buf: &mut Buffer,
+    rows: &[T],
+    mut write: impl FnMut(&mut Buffer, &T) -> questdb::Result<()>,
+) -> Option<(u64, questdb::Error)> {
+    let mut discarded: Option<(u64, questdb::Error)> = None;
+    for r in rows {
+        let result = buf.set_marker().and_then(|()| write(buf, r));
+        if let Err(e) = result {
+            if buf.rewind_to_marker().is_err() {
+                // No marker to go back to means set_marker itself failed: the buffer was not
+                // at a row boundary, which only a bug can cause. Start clean rather than
+                // poison every later row.
+                buf.clear();
+            }
+            match &mut discarded {
+                Some((n, _)) => *n += 1,
+                None => discarded = Some((1, e)),
+            }
+        }
+    }
+    buf.clear_marker();
+    discarded
+}
+
 fn classify(e: questdb::Error) -> FlushError {
     use questdb::ErrorCode;
     let msg = e.msg().to_string();
@@ -633,6 +730,38 @@ fn classify(e: questdb::Error) -> FlushError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The outside run's finding: one flow ending in the year 2500 made the client refuse its
+    /// timestamp half-way through the row, and every later row failed. Only that row goes.
+    #[test]
+    fn a_row_the_client_refuses_is_discarded_alone() {
+        use nmsd_pipeline::FlowRecord;
+        let mut writer = RowWriter::new(QuestDbConfig::default().table_names());
+        let mut buf = Buffer::new(ProtocolVersion::V1);
+        let ok = FlowRecord {
+            start_ms: 1_767_225_600_000,
+            end_ms: 1_767_225_601_000,
+            ..FlowRecord::EMPTY
+        };
+        let year_2500 = FlowRecord {
+            end_ms: 16_725_225_600_000,
+            ..ok
+        };
+        let max = FlowRecord {
+            start_ms: i64::MAX as u64,
+            end_ms: i64::MAX as u64,
+            ..ok
+        };
+        let rows = [ok, year_2500, ok, max, ok];
+        let discarded = write_rows(&mut buf, &rows, |b, f| writer.flow(b, f));
+        let (n, e) = discarded.expect("two rows refused");
+        assert_eq!(n, 2);
+        assert!(e.msg().contains("out of range"), "{e}");
+        assert_eq!(buf.row_count(), 3);
+        // The buffer is at a row boundary: the next row goes in.
+        assert!(write_rows(&mut buf, &[ok], |b, f| writer.flow(b, f)).is_none());
+        assert_eq!(buf.row_count(), 4);
+    }
 
     #[test]
     fn url_parsing() {

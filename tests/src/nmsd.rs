@@ -45,6 +45,8 @@ pub struct NmsdOptions {
     pub batch_interval: String,
     /// Extra lines for `[sinks.questdb]`.
     pub sink_extra: String,
+    /// The sink's `retry_initial` and `retry_max` (short by default, so tests recover fast).
+    pub retry: (String, String),
     /// Extra TOML appended verbatim.
     pub extra: String,
     /// Reuse a state dir (for restart tests).
@@ -59,6 +61,7 @@ impl Default for NmsdOptions {
             raw_flows: true,
             batch_interval: "200ms".into(),
             sink_extra: String::new(),
+            retry: ("100ms".into(), "1s".into()),
             extra: String::new(),
             state_dir: None,
         }
@@ -74,8 +77,13 @@ impl Nmsd {
         let sink = match &opts.questdb {
             Some(url) => format!(
                 "[sinks.questdb]\nurl = \"{url}\"\ntable_prefix = \"{}\"\nraw_flows = {}\n\
-                 batch_interval = \"{}\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n{}\n",
-                opts.table_prefix, opts.raw_flows, opts.batch_interval, opts.sink_extra
+                 batch_interval = \"{}\"\nretry_initial = \"{}\"\nretry_max = \"{}\"\n{}\n",
+                opts.table_prefix,
+                opts.raw_flows,
+                opts.batch_interval,
+                opts.retry.0,
+                opts.retry.1,
+                opts.sink_extra
             ),
             None => "[sinks.questdb]\nenabled = false\n".to_string(),
         };

@@ -116,6 +116,30 @@ impl QuestDb {
         })
     }
 
+    /// A server of the test's own that it can stop and start again on the same data and
+    /// port (outage tests). Started from the calling thread, which must outlive it.
+    pub fn owned(name: &str) -> OwnedQuestDb {
+        let dir = crate::scratch(name);
+        let port = crate::free_tcp_port();
+        let q = QuestDb {
+            http_port: port,
+            dir,
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(30)))
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        };
+        let mut o = OwnedQuestDb { q, child: None };
+        o.start();
+        o
+    }
+
+    /// Whether the server answers a query now.
+    pub fn answers(&self) -> bool {
+        self.try_query("select 1").is_ok()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
@@ -169,5 +193,45 @@ impl QuestDb {
             done.is_some(),
             "WAL apply for {table} did not catch up in {timeout:?}"
         );
+    }
+}
+
+/// A QuestDB the test starts and stops (see [`QuestDb::owned`]).
+pub struct OwnedQuestDb {
+    pub q: QuestDb,
+    child: Option<Child>,
+}
+
+impl OwnedQuestDb {
+    /// Start the server (again) and wait until it answers queries.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(start_process(&self.q.dir, self.q.http_port));
+        let up = crate::wait_for(Duration::from_secs(90), || self.q.answers().then_some(()));
+        assert!(
+            up.is_some(),
+            "QuestDB did not start within 90 s; see {}",
+            self.q.dir.join("questdb.log").display()
+        );
+    }
+
+    /// Start the server without waiting for it.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(start_process(&self.q.dir, self.q.http_port));
+    }
+
+    /// Kill the server (an outage: no clean shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnedQuestDb {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

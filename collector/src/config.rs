@@ -389,6 +389,14 @@ impl Config {
             q.validate()
                 .map_err(|m| ("sinks.questdb.url".to_string(), m))?;
         }
+        if self.sources.netflow.len() > 256 {
+            return Err((
+                "sources.netflow".into(),
+                "at most 256 netflow sources (one listener can take any number of exporters)"
+                    .into(),
+            ));
+        }
+        let mut names = Vec::new();
         let mut listens = Vec::new();
         for (i, s) in self.sources.netflow.iter().enumerate() {
             s.validate()
@@ -400,6 +408,17 @@ impl Config {
                 ));
             }
             listens.push(s.listen);
+            // Rows carry the source's name: two sources of one name could not be told apart.
+            if names.contains(&&s.name) {
+                return Err((
+                    format!("sources.netflow[{i}].name"),
+                    format!(
+                        "\"{}\" is the name of another netflow source; give each its own",
+                        s.name
+                    ),
+                ));
+            }
+            names.push(&s.name);
         }
         if let Some(s) = &self.sources.snmp {
             s.validate()?;

@@ -97,6 +97,7 @@ impl Topology {
                 .as_ref()
                 .map(|s| s.custom_schemas())
                 .unwrap_or_default();
+            qc.source_names = cfg.sources.netflow.iter().map(|s| s.name.clone()).collect();
             let mut sink = QuestDbSink::new(qc, rx, sink_shutdown.clone(), status.clone());
             if let Some(d) = &directory {
                 sink = sink.with_directory(d.reader());
@@ -111,11 +112,16 @@ impl Topology {
 
         // Sources: bind every socket before starting anything that could need undoing.
         let mut inputs: Vec<Vec<RingReceiver>> = (0..workers).map(|_| Vec::new()).collect();
+        // The flow source of each input, so records (and exporter state) say which listener
+        // they came in on.
+        let mut input_sources: Vec<Vec<u8>> = (0..workers).map(|_| Vec::new()).collect();
         let wakers: Vec<_> = (0..workers).map(|_| Waker::new()).collect();
         let mut receivers = Vec::new();
         let mut sources = Vec::new();
         let mut next_worker = 0usize;
-        for src in &cfg.sources.netflow {
+        for (source_index, src) in cfg.sources.netflow.iter().enumerate() {
+            let source_index = u8::try_from(source_index)
+                .context("more than 256 netflow sources (check-config refuses this)")?;
             let count = if src.sockets == 0 {
                 workers
             } else {
@@ -147,6 +153,7 @@ impl Topology {
                 let w = next_worker % workers;
                 let tx = tx.with_waker(wakers[w].clone());
                 inputs[w].push(rx);
+                input_sources[w].push(source_index);
                 next_worker += 1;
                 let stop = stop_receivers.clone();
                 let name = src.name.clone();
@@ -286,7 +293,7 @@ impl Topology {
             .collect();
         let mut worker_handles = Vec::new();
         let exporter_labels = Arc::new(nmsd_pipeline::worker::ExporterLabels::default());
-        for (id, inputs) in inputs.into_iter().enumerate() {
+        for (id, (inputs, input_sources)) in inputs.into_iter().zip(input_sources).enumerate() {
             if inputs.is_empty() {
                 continue;
             }
@@ -294,6 +301,7 @@ impl Topology {
             let setup = WorkerSetup {
                 id,
                 inputs,
+                input_sources,
                 waker: wakers[id].clone(),
                 limits: cfg.pipeline.decoder_limits(),
                 sampling_overrides: overrides.clone(),

@@ -240,6 +240,8 @@ pub struct FlowDecoder {
 struct DecoderContext {
     limits: DecoderLimits,
     overrides: Vec<(IpAddr, u32)>,
+    /// The source of the datagram being decoded.
+    source: u8,
     pending_bytes: usize,
     stats: DecoderStats,
     /// Reused while reading template records, so a refresh allocates nothing.
@@ -259,6 +261,7 @@ impl FlowDecoder {
             cx: DecoderContext {
                 limits,
                 overrides: Vec::new(),
+                source: 0,
                 pending_bytes: 0,
                 stats: DecoderStats::default(),
                 field_scratch: Vec::with_capacity(64),
@@ -301,6 +304,20 @@ impl FlowDecoder {
         now_ms: u64,
         out: &mut Vec<FlowRecord>,
     ) -> Result<usize, DecodeError> {
+        self.decode_from_source(0, exporter, datagram, now_ms, out)
+    }
+
+    /// [`FlowDecoder::decode`] for a datagram received by flow source `source` (its position
+    /// in the config); records and exporter state are kept apart per source.
+    pub fn decode_from_source(
+        &mut self,
+        source: u8,
+        exporter: IpAddr,
+        datagram: &[u8],
+        now_ms: u64,
+        out: &mut Vec<FlowRecord>,
+    ) -> Result<usize, DecodeError> {
+        self.cx.source = source;
         if !self.cx.limits.allowed_exporters.is_empty()
             && !self
                 .cx
@@ -394,6 +411,7 @@ impl FlowDecoder {
             exporter,
             domain: domain_id,
             version: FlowVersion::NetflowV5,
+            source: self.cx.source,
         };
         let dom = self.domain(key, now_ms);
         dom.sampling.default_interval = header_interval;
@@ -410,6 +428,7 @@ impl FlowDecoder {
             exporter,
             observation_domain: domain_id,
             version: FlowVersion::NetflowV5,
+            source: self.cx.source,
             ..FlowRecord::EMPTY
         };
         out.reserve(count as usize);
@@ -478,6 +497,7 @@ impl FlowDecoder {
             exporter,
             domain: domain_id,
             version,
+            source: cx.source,
         };
         let dom = cx.domain(domains, key, now_ms);
         let sampling_override = cx.override_for(exporter);
@@ -1053,6 +1073,7 @@ impl DecoderContext {
             exporter: key.exporter,
             observation_domain: key.domain,
             version: key.version,
+            source: key.source,
             ..FlowRecord::EMPTY
         };
         let n = decode_records(tmpl, body, &base, clock, sampling, sampling_override, out)?;
@@ -1150,6 +1171,7 @@ fn decode_records(
         rec.exporter = base.exporter;
         rec.observation_domain = base.observation_domain;
         rec.version = base.version;
+        rec.source = base.source;
         let interval = sampling_override.unwrap_or_else(|| sampling.interval_for(s.sampler_id));
         finish_record(&mut rec, &s, tmpl, clock, interval);
         out.push(rec);

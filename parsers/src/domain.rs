@@ -18,6 +18,9 @@ pub struct DomainKey {
     pub exporter: IpAddr,
     pub domain: u32,
     pub version: FlowVersion,
+    /// The flow source (listener) it arrived on: an exporter's templates on one listener are
+    /// not another exporter's on a second listener, even from the same host.
+    pub source: u8,
 }
 
 /// Most samplers a domain may announce; more are ignored.
@@ -382,6 +385,7 @@ mod tests {
             exporter: IpAddr::from(a),
             domain,
             version: FlowVersion::NetflowV9,
+            source: 0,
         }
     }
 

@@ -690,6 +690,7 @@ fn v5_records(
             tos: f.tos,
             direction: Direction::Unknown,
             version: FlowVersion::NetflowV5,
+            source: 0,
         });
     }
 }

@@ -8,6 +8,8 @@
 //! T <version> <exporter> <domain> <refreshed_ms> <template_id> <d|o<scope>> <id>:<len>[:<pen>],...
 //! S <version> <exporter> <domain> <default_interval> <system_init_ms|-> <sampler>:<interval>,...|-
 //! ```
+//! `<version>` is `5`, `9` or `10`, followed by `@<source>` for domains of a flow source other
+//! than the first (files written before sources were told apart have no suffix).
 //! This module only formats and parses; the caller reads and writes the file.
 
 use std::fmt::Write as _;
@@ -37,7 +39,10 @@ pub fn snapshot(decoder: &FlowDecoder) -> String {
     let mut domains: Vec<_> = decoder.domains().collect();
     domains.sort_by_key(|(k, _)| **k);
     for (key, dom) in domains {
-        let v = key.version.as_u8();
+        let v = match key.source {
+            0 => key.version.as_u8().to_string(),
+            src => format!("{}@{src}", key.version.as_u8()),
+        };
         let mut ids: Vec<_> = dom.templates.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -111,10 +116,18 @@ pub fn restore(decoder: &mut FlowDecoder, text: &str) -> RestoreSummary {
 }
 
 fn parse_key(parts: &[&str]) -> Result<DomainKey, String> {
-    let version = match parts.first().copied() {
-        Some("5") => FlowVersion::NetflowV5,
-        Some("9") => FlowVersion::NetflowV9,
-        Some("10") => FlowVersion::Ipfix,
+    let (version, source) = match parts.first().map(|v| v.split_once('@').unwrap_or((v, "0"))) {
+        Some((v, src)) => (
+            v,
+            src.parse::<u8>()
+                .map_err(|_| format!("bad source {src:?}"))?,
+        ),
+        None => return Err("missing version".into()),
+    };
+    let version = match version {
+        "5" => FlowVersion::NetflowV5,
+        "9" => FlowVersion::NetflowV9,
+        "10" => FlowVersion::Ipfix,
         other => return Err(format!("bad version {other:?}")),
     };
     let exporter: IpAddr = parts
@@ -131,6 +144,7 @@ fn parse_key(parts: &[&str]) -> Result<DomainKey, String> {
         exporter,
         domain,
         version,
+        source,
     })
 }
 

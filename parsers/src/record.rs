@@ -79,6 +79,9 @@ pub struct FlowRecord {
     pub tos: u8,
     pub direction: Direction,
     pub version: FlowVersion,
+    /// Which configured flow source (listener) received it, by position in the config: two
+    /// exporters on one host sending to different listeners stay apart (names are the sink's).
+    pub source: u8,
 }
 
 const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -108,6 +111,7 @@ impl FlowRecord {
         tos: 0,
         direction: Direction::Unknown,
         version: FlowVersion::NetflowV5,
+        source: 0,
     };
 
     /// DSCP code point (upper six bits of the ToS byte).

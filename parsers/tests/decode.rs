@@ -242,6 +242,7 @@ fn v5_hand_built_record() {
             tos: 0xB8,
             direction: Direction::Unknown,
             version: FlowVersion::NetflowV5,
+            source: 0,
         }
     );
 }

@@ -294,3 +294,63 @@ fn icmp_type_and_code_land_in_the_destination_port_whatever_the_exporter() {
         assert_eq!((r.src_port, r.dst_port), (0, 0x0800));
     }
 }
+
+#[test]
+fn two_listeners_keep_one_hosts_exporters_apart() {
+    // Two exporters on one host, each sending to its own listener, both with source id 0 and
+    // template 256, but different templates: neither may decode with the other's.
+    let v4 = encode::ipv4_template(256);
+    let mut other = encode::ipv4_template(256);
+    other.fields.reverse();
+    let records = encode::sample_records(3, false, T0);
+    let mut a = MessageBuilder::v9(3_600_000, EXPORT_SECS, 0, 0);
+    a.template(&v4).data(&v4, &records);
+    let mut b = MessageBuilder::v9(3_600_000, EXPORT_SECS, 0, 0);
+    b.template(&other).data(&other, &records);
+    let mut dec = FlowDecoder::default();
+    let mut out = Vec::new();
+    assert_eq!(
+        dec.decode_from_source(0, exporter(), &a.finish(), NOW_MS, &mut out),
+        Ok(3)
+    );
+    assert_eq!(
+        dec.decode_from_source(1, exporter(), &b.finish(), NOW_MS, &mut out),
+        Ok(3)
+    );
+    // Data alone, after both templates are known: each source uses its own.
+    let mut a_data = MessageBuilder::v9(3_600_100, EXPORT_SECS, 1, 0);
+    a_data.data(&v4, &records);
+    out.clear();
+    dec.decode_from_source(0, exporter(), &a_data.finish(), NOW_MS, &mut out)
+        .expect("decodes");
+    assert_eq!(out.len(), 3);
+    assert!(
+        out.iter()
+            .zip(&records)
+            .all(|(o, r)| o.bytes == r.bytes && o.source == 0)
+    );
+    let mut b_data = MessageBuilder::v9(3_600_100, EXPORT_SECS, 1, 0);
+    b_data.data(&other, &records);
+    out.clear();
+    dec.decode_from_source(1, exporter(), &b_data.finish(), NOW_MS, &mut out)
+        .expect("decodes");
+    assert!(
+        out.iter()
+            .zip(&records)
+            .all(|(o, r)| o.bytes == r.bytes && o.source == 1)
+    );
+    // The template cache keeps them apart across a restart, and reads files without sources.
+    let text = nmsd_parsers::persist::snapshot(&dec);
+    assert!(
+        text.lines().any(|l| l.starts_with("T 9@1 192.0.2.1 0 ")),
+        "{text}"
+    );
+    let mut restored = FlowDecoder::default();
+    let summary = nmsd_parsers::persist::restore(&mut restored, &text);
+    assert_eq!((summary.templates, summary.skipped), (2, 0));
+    out.clear();
+    restored
+        .decode_from_source(1, exporter(), &b_data.finish(), NOW_MS, &mut out)
+        .expect("decodes");
+    assert!(out.iter().zip(&records).all(|(o, r)| o.bytes == r.bytes));
+}

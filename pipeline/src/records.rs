@@ -99,6 +99,8 @@ pub struct RollupRow {
     /// Window start, Unix ms.
     pub window_start_ms: u64,
     pub exporter: IpAddr,
+    /// The flow source (listener) the flows came in on; see [`FlowRecord::source`].
+    pub source: u8,
     pub src_addr: IpAddr,
     pub dst_addr: IpAddr,
     pub protocol: u8,

@@ -28,6 +28,8 @@ pub struct SinkRoute {
 pub struct WorkerSetup {
     pub id: usize,
     pub inputs: Vec<RingReceiver>,
+    /// The flow source (position in the config) each input belongs to, in `inputs` order.
+    pub input_sources: Vec<u8>,
     /// The waker the inputs' senders were given (see [`Waker`]).
     pub waker: Arc<Waker>,
     pub limits: DecoderLimits,
@@ -209,6 +211,7 @@ impl ExporterLabels {
 pub struct ParseWorker {
     id: usize,
     inputs: Vec<RingReceiver>,
+    input_sources: Vec<u8>,
     waker: Arc<Waker>,
     decoder: FlowDecoder,
     processors: Vec<Box<dyn Processor>>,
@@ -249,6 +252,7 @@ impl ParseWorker {
         ParseWorker {
             id: setup.id,
             inputs: setup.inputs,
+            input_sources: setup.input_sources,
             waker: setup.waker,
             decoder,
             processors: setup.processors,
@@ -274,7 +278,8 @@ impl ParseWorker {
             let mut worked = false;
             for i in 0..self.inputs.len() {
                 if let Some(batch) = self.inputs[i].try_recv() {
-                    self.process_batch(&batch);
+                    let source = self.input_sources.get(i).copied().unwrap_or(0);
+                    self.process_batch(source, &batch);
                     self.inputs[i].recycle(batch);
                     worked = true;
                 }
@@ -322,14 +327,14 @@ impl ParseWorker {
         tracing::debug!(worker = self.id, "parse worker stopped");
     }
 
-    fn process_batch(&mut self, batch: &DatagramBatch) {
+    fn process_batch(&mut self, source: u8, batch: &DatagramBatch) {
         let now_ms = unix_ms();
         self.flows.clear();
         let mut malformed = 0u64;
         for (src, data) in batch.iter() {
             if self
                 .decoder
-                .decode(src, data, now_ms, &mut self.flows)
+                .decode_from_source(source, src, data, now_ms, &mut self.flows)
                 .is_err()
             {
                 malformed += 1;

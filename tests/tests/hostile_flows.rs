@@ -308,3 +308,68 @@ fn writing_resumes_within_seconds_of_questdb_coming_back() {
         nmsd.log()
     );
 }
+
+/// Item 11: the exporter identity was only the address, so two exporters on one host sending
+/// to different listeners were one exporter in `flows` and `flows_1m`. Rows now carry the
+/// source's name.
+#[test]
+fn two_listeners_keep_exporters_on_one_host_apart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let q = QuestDb::shared();
+    let prefix = "two_sources_";
+    let second = nmsd_acceptance::free_udp_port();
+    let nmsd = Nmsd::start(
+        "two-sources",
+        &NmsdOptions {
+            questdb: Some(q.url()),
+            table_prefix: prefix.into(),
+            extra: format!(
+                "[[sources.netflow]]\nname = \"edge-b\"\nlisten = \"127.0.0.1:{second}\"\n\
+                 sockets = 1\nreceive_buffer = \"8MiB\"\n"
+            ),
+            ..NmsdOptions::default()
+        },
+    );
+    let traffic = pcap(SEED, SESSIONS);
+    softflowd_export(&traffic.path, nmsd.flow_port, 9);
+    let first = nmsd.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &["version=\"v9\""],
+        1000.0,
+        Duration::from_secs(30),
+    );
+    softflowd_export(&traffic.path, second, 10);
+    let both = nmsd.wait_metric(
+        "nmsd_flow_records_decoded_total",
+        &[],
+        2.0 * first,
+        Duration::from_secs(30),
+    );
+    assert_eq!(both, 2.0 * first, "log:\n{}", nmsd.log());
+    let flows = format!("{prefix}flows");
+    let per_source = |table: &str, col: &str| {
+        wait_for(Duration::from_secs(60), || {
+            let rows = q.query(&format!(
+                "select source, exporter, {col} from {table} order by source"
+            ));
+            let got: Vec<(String, String, i64)> = rows
+                .iter()
+                .map(|r| {
+                    let s = |i: usize| r.get(i).and_then(|v| v.as_str()).unwrap_or("").to_string();
+                    (s(0), s(1), r.get(2).and_then(|v| v.as_i64()).unwrap_or(0))
+                })
+                .collect();
+            let want = vec![
+                ("edge-b".to_string(), "127.0.0.1".to_string(), first as i64),
+                ("netflow".to_string(), "127.0.0.1".to_string(), first as i64),
+            ];
+            (got == want).then_some(got)
+        })
+    };
+    assert!(
+        per_source(&flows, "count()").is_some(),
+        "flows per source; log:\n{}",
+        nmsd.log()
+    );
+    drop(nmsd);
+}

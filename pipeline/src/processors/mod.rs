@@ -132,6 +132,7 @@ mod tests {
         RollupRow {
             window_start_ms: 0,
             exporter: std::net::Ipv4Addr::LOCALHOST.into(),
+            source: 0,
             src_addr: std::net::Ipv4Addr::LOCALHOST.into(),
             dst_addr: std::net::Ipv4Addr::LOCALHOST.into(),
             protocol: 6,

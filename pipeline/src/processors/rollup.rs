@@ -58,18 +58,19 @@ impl BuildProcessor for RollupConfig {
     }
 }
 
-/// Exporters seen by one roll-up, numbered so that keys carry a 4-byte index instead of a
-/// 16-byte address. Records of a batch come from few exporters, so the last one is cached.
+/// Exporters (address and flow source) seen by one roll-up, numbered so that keys carry a
+/// 4-byte index instead of a 17-byte address. Records of a batch come from few exporters, so
+/// the last one is cached.
 #[derive(Default)]
 struct ExporterIds {
-    addrs: Vec<IpAddr>,
-    ids: SeededHashMap<IpAddr, u32>,
-    last: Option<(IpAddr, u32)>,
+    addrs: Vec<(IpAddr, u8)>,
+    ids: SeededHashMap<(IpAddr, u8), u32>,
+    last: Option<((IpAddr, u8), u32)>,
 }
 
 impl ExporterIds {
     #[inline]
-    fn id(&mut self, a: IpAddr) -> u32 {
+    fn id(&mut self, a: (IpAddr, u8)) -> u32 {
         if let Some((l, id)) = self.last
             && l == a
         {
@@ -84,11 +85,11 @@ impl ExporterIds {
         id
     }
 
-    fn addr(&self, id: u32) -> IpAddr {
+    fn addr(&self, id: u32) -> (IpAddr, u8) {
         self.addrs
             .get(id as usize)
             .copied()
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+            .unwrap_or((IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0))
     }
 }
 
@@ -120,9 +121,11 @@ impl KeyRest {
     }
 
     fn row(&self, ids: &ExporterIds, start_ms: u64, src: IpAddr, dst: IpAddr) -> RollupRow {
+        let (exporter, source) = ids.addr(self.exporter);
         RollupRow {
             window_start_ms: start_ms,
-            exporter: ids.addr(self.exporter),
+            exporter,
+            source,
             src_addr: src,
             dst_addr: dst,
             protocol: self.port_proto as u8,
@@ -368,7 +371,7 @@ impl Processor for Rollup {
                     slot
                 }
             };
-            let rest = KeyRest::new(f, self.exporters.id(f.exporter));
+            let rest = KeyRest::new(f, self.exporters.id((f.exporter, f.source)));
             let w = &mut self.windows[slot];
             match (f.src_addr, f.dst_addr) {
                 (IpAddr::V4(src), IpAddr::V4(dst)) => {
@@ -444,6 +447,22 @@ mod tests {
                 _ => vec![],
             })
             .collect()
+    }
+
+    #[test]
+    fn flows_of_two_sources_roll_up_apart() {
+        let mut r = Rollup::new(&RollupConfig::default());
+        let mut e = Emitter::default();
+        let second = FlowRecord {
+            source: 1,
+            ..flow(60_000, 80, 7)
+        };
+        let mut flows = vec![flow(60_000, 80, 100), second];
+        r.process(&mut flows, &mut e);
+        r.flush(&mut e);
+        let mut out: Vec<_> = rows(&mut e).iter().map(|r| (r.source, r.bytes)).collect();
+        out.sort_unstable();
+        assert_eq!(out, vec![(0, 100), (1, 7)]);
     }
 
     #[test]

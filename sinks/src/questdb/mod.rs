@@ -90,6 +90,9 @@ pub struct QuestDbConfig {
     /// User-defined SNMP tables (set by the collector from `[[sources.snmp.modules]]`).
     #[serde(skip)]
     pub custom_tables: Vec<nmsd_pipeline::snmp::CustomTableSchema>,
+    /// Flow source names by position (set by the collector): the `source` column.
+    #[serde(skip)]
+    pub source_names: Vec<String>,
 }
 
 /// Default `batch_bytes`. A buffer is checked after each message (up to 4,096 roll-up rows,
@@ -124,6 +127,7 @@ impl Default for QuestDbConfig {
             request_timeout: HumanDuration::from_secs(10),
             shutdown_timeout: HumanDuration::from_secs(10),
             custom_tables: Vec::new(),
+            source_names: Vec::new(),
         }
     }
 }
@@ -291,7 +295,7 @@ impl QuestDbSink {
         let names = cfg.table_names();
         QuestDbSink {
             backoff: Backoff::new(cfg.retry_initial.get(), cfg.retry_max.get()),
-            writer: RowWriter::new(names.clone()),
+            writer: RowWriter::new(names.clone()).with_source_names(cfg.source_names.clone()),
             metrics: SinkMetrics::new(&names),
             cfg,
             rx,

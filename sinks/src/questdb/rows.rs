@@ -22,6 +22,8 @@ pub struct RowWriter {
     /// Last exporter formatted: batches usually come from one exporter.
     exporter_cache: Option<(IpAddr, String)>,
     scratch: String,
+    /// Flow source names by position; empty writes no `source` column.
+    source_names: Vec<String>,
 }
 
 impl RowWriter {
@@ -31,7 +33,14 @@ impl RowWriter {
             names,
             exporter_cache: None,
             scratch: String::with_capacity(64),
+            source_names: Vec::new(),
         }
+    }
+
+    /// Write each flow's source name (by its position) to a `source` column.
+    pub fn with_source_names(mut self, names: Vec<String>) -> Self {
+        self.source_names = names;
+        self
     }
 
     fn exporter_str(cache: &mut Option<(IpAddr, String)>, a: IpAddr) -> &str {
@@ -48,6 +57,9 @@ impl RowWriter {
         buf.table(table)?
             .symbol(c("exporter"), exporter)?
             .symbol(c("version"), f.version.label())?;
+        if let Some(n) = self.source_names.get(f.source as usize) {
+            buf.symbol(c("source"), n)?;
+        }
         match f.direction {
             Direction::Ingress => buf.symbol(c("direction"), "ingress")?,
             Direction::Egress => buf.symbol(c("direction"), "egress")?,
@@ -86,6 +98,9 @@ impl RowWriter {
         let table = TableName::new_unchecked(&self.names.rollup);
         let exporter = Self::exporter_str(&mut self.exporter_cache, r.exporter);
         buf.table(table)?.symbol(c("exporter"), exporter)?;
+        if let Some(n) = self.source_names.get(r.source as usize) {
+            buf.symbol(c("source"), n)?;
+        }
         let in_if = dir.and_then(|d| d.get(r.exporter, r.in_if));
         let out_if = dir.and_then(|d| d.get(r.exporter, r.out_if));
         // Symbols come before the other columns in ILP.

@@ -43,7 +43,8 @@ pub fn ddl(
         format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              ts TIMESTAMP, start_ts TIMESTAMP, \
-             exporter SYMBOL CAPACITY 4096 CACHE, version SYMBOL CAPACITY 4 CACHE, \
+             exporter SYMBOL CAPACITY 4096 CACHE, source SYMBOL CAPACITY 256 CACHE, \
+             version SYMBOL CAPACITY 4 CACHE, \
              observation_domain LONG, \
              src_ipv4 IPV4, dst_ipv4 IPV4, next_hop_ipv4 IPV4, \
              src_ipv6 VARCHAR, dst_ipv6 VARCHAR, next_hop_ipv6 VARCHAR, \
@@ -58,7 +59,7 @@ pub fn ddl(
         format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              ts TIMESTAMP, exporter SYMBOL CAPACITY 4096 CACHE, \
-             src_ipv4 IPV4, dst_ipv4 IPV4, src_ipv6 VARCHAR, dst_ipv6 VARCHAR, \
+             source SYMBOL CAPACITY 256 CACHE, src_ipv4 IPV4, dst_ipv4 IPV4, src_ipv6 VARCHAR, dst_ipv6 VARCHAR, \
              protocol SHORT, dst_port INT, in_if LONG, out_if LONG, \
              bytes LONG, packets LONG, flows LONG, \
              in_if_name SYMBOL CAPACITY 262144 NOCACHE, out_if_name SYMBOL CAPACITY 262144 NOCACHE, \
@@ -67,6 +68,15 @@ pub fn ddl(
              ) TIMESTAMP(ts) PARTITION BY {} WAL",
             names.rollup,
             rollup_partition.sql()
+        ),
+        // The flow source's name, for tables created before it.
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS source SYMBOL CAPACITY 256 CACHE",
+            names.flows
+        ),
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS source SYMBOL CAPACITY 256 CACHE",
+            names.rollup
         ),
         // Interface names from SNMP (docs/snmp-design.md §10), for tables created before them.
         format!(

@@ -38,7 +38,7 @@ impl Nfcapd {
             .arg("-w")
             .arg(&dir)
             // One file for the whole test; a 4 MiB buffer (its default lost ~40 % of a
-            // softflowd burst here, see shared/PEERS.md).
+            // softflowd burst here, see docs/peers.md).
             .args(["-t", "3600", "-I", "nmsd-test", "-B", "4194304"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -73,7 +73,7 @@ impl Emitter {
 /// A stage run on every batch of decoded flows, in each parse worker.
 ///
 /// Each worker builds its own instance, so a processor needs no locks; it sees the flows of the
-/// exporters its worker owns (see DESIGN.md, exporter affinity).
+/// exporters its worker owns (see docs/design.md, exporter affinity).
 pub trait Processor: Send {
     /// The registry name, used in logs and metrics.
     fn name(&self) -> &'static str;

@@ -6,7 +6,7 @@
 //! for as long as it takes; meanwhile the sink stops taking from its queue, so the queue's full
 //! policy decides what happens upstream (drop and count, by default): the receive path never
 //! blocks on QuestDB.
-//! A durable disk spool will sit between the queue and this loop (see DESIGN.md).
+//! A durable disk spool will sit between the queue and this loop (see docs/design.md).
 
 mod rows;
 pub mod schema;

@@ -36,16 +36,42 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GeneralConfig {
-    /// Where template caches are kept. Relative paths are relative to the config file.
+    /// Where template caches are kept. Relative paths are relative to the config file. Empty
+    /// (not set) means [`default_state_dir`], resolved by [`Config::load`].
     pub state_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
     pub log_level: LogLevel,
 }
 
+/// The state directory when `state_dir` is not set: `$STATE_DIRECTORY` (set by systemd's
+/// `StateDirectory=`, the only writable place under the shipped unit's `ProtectSystem=strict`),
+/// else `/var/lib/nmsd` for root, else `$XDG_STATE_HOME/nmsd` (`~/.local/state/nmsd`), so the
+/// shipped config runs unchanged under the unit and from a checkout as any user.
+pub fn default_state_dir() -> PathBuf {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    // systemd passes one path per StateDirectory= entry, separated by ':'.
+    if let Some(dirs) = env("STATE_DIRECTORY")
+        && let Some(first) = std::env::split_paths(&dirs).next()
+    {
+        return first;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/nmsd");
+    }
+    if let Some(xdg) = env("XDG_STATE_HOME") {
+        return PathBuf::from(xdg).join("nmsd");
+    }
+    match env("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/nmsd"),
+        None => PathBuf::from("/var/lib/nmsd"),
+    }
+}
+
 impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
-            state_dir: PathBuf::from("/var/lib/nmsd"),
+            state_dir: PathBuf::new(),
             log_level: LogLevel::Info,
         }
     }
@@ -78,12 +104,25 @@ impl LogLevel {
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     pub listen: SocketAddr,
+    /// Open connections served at once. At the cap, the connection idle longest is closed
+    /// to make room; the effective cap is also kept below half the open-files limit, so the
+    /// control plane can never take the descriptors the data plane needs.
+    pub max_connections: usize,
+    /// A request's headers and body must arrive within this, from its first byte, and a
+    /// response must be taken by the client within this: a half-sent request cannot hold a
+    /// connection.
+    pub request_timeout: HumanDuration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: HumanDuration,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         ControlConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            max_connections: 512,
+            request_timeout: HumanDuration::from_secs(10),
+            idle_timeout: HumanDuration::from_secs(60),
         }
     }
 }
@@ -206,6 +245,134 @@ impl PipelineConfig {
     }
 }
 
+/// `Err((key, message))` unless `lo <= value <= hi`.
+pub(crate) fn check_range<T: PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) -> Result<(), (String, String)> {
+    if value < lo || value > hi {
+        return Err((
+            key.to_string(),
+            format!("must be between {lo} and {hi}{unit} (is {value}{unit})"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_range`] for durations, in milliseconds.
+fn check_duration(
+    key: &str,
+    value: HumanDuration,
+    lo: HumanDuration,
+    hi: HumanDuration,
+) -> Result<(), (String, String)> {
+    check_range(
+        key,
+        value.as_millis_u64(),
+        lo.as_millis_u64(),
+        hi.as_millis_u64(),
+        " ms",
+    )
+}
+
+impl ControlConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        check_range("max_connections", self.max_connections, 1, 65_536, "")?;
+        check_duration(
+            "request_timeout",
+            self.request_timeout,
+            HumanDuration::from_millis(100),
+            HumanDuration::from_secs(300),
+        )?;
+        check_duration(
+            "idle_timeout",
+            self.idle_timeout,
+            HumanDuration::from_millis(100),
+            HumanDuration::from_secs(3600),
+        )
+    }
+}
+
+impl PipelineConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        const DAY: HumanDuration = HumanDuration::from_secs(86_400);
+        check_range("workers", self.workers, 0, 1024, "")?;
+        check_duration(
+            "template_timeout",
+            self.template_timeout,
+            HumanDuration::from_secs(1),
+            HumanDuration::from_secs(30 * 86_400),
+        )?;
+        check_range("max_exporters", self.max_exporters, 1, 1 << 20, "")?;
+        check_range(
+            "max_templates_per_exporter",
+            self.max_templates_per_exporter,
+            1,
+            65_536,
+            "",
+        )?;
+        check_range(
+            "pending_sets_per_exporter",
+            self.pending_sets_per_exporter,
+            0,
+            65_536,
+            "",
+        )?;
+        check_duration(
+            "pending_timeout",
+            self.pending_timeout,
+            HumanDuration::from_millis(0),
+            DAY,
+        )?;
+        check_range("pending_bytes", self.pending_bytes.0, 0, 1 << 30, " bytes")?;
+        check_duration(
+            "template_save_interval",
+            self.template_save_interval,
+            HumanDuration::from_secs(1),
+            DAY,
+        )?;
+        check_range(
+            "max_domains_per_address",
+            self.max_domains_per_address,
+            1,
+            1 << 20,
+            "",
+        )?;
+        check_duration(
+            "idle_exporter_timeout",
+            self.idle_exporter_timeout,
+            HumanDuration::from_secs(1),
+            DAY,
+        )?;
+        check_duration(
+            "max_time_ahead",
+            self.max_time_ahead,
+            HumanDuration::from_secs(1),
+            HumanDuration::from_secs(366 * 86_400),
+        )?;
+        // Up to 100 years back: more would reach before the Unix epoch for no gain.
+        check_duration(
+            "max_time_behind",
+            self.max_time_behind,
+            HumanDuration::from_secs(60),
+            HumanDuration::from_secs(36_500 * 86_400),
+        )?;
+        for (i, o) in self.sampling_override.iter().enumerate() {
+            check_range(
+                &format!("sampling_override[{i}].interval"),
+                o.interval,
+                1,
+                1 << 24,
+                " (1 = unsampled)",
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// `[[pipeline.sampling_override]]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,6 +470,93 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// `N` of a key that is exactly `processors[N]` (an error inside the table with no deeper path).
+fn processor_index(key: &str) -> Option<usize> {
+    key.strip_prefix("processors[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Externally tagged twin of [`ProcessorConfig`]: serde reads it without buffering, so errors
+/// keep the key and span. One line per registered processor (a unit test checks them all).
+#[derive(Deserialize)]
+#[allow(dead_code)] // only its errors are used
+enum ProcessorProbe {
+    #[serde(rename = "rollup")]
+    Rollup(nmsd_pipeline::processors::rollup::RollupConfig),
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ProcessorProbeDoc {
+    probe: ProcessorProbe,
+}
+
+struct LocatedError {
+    line: usize,
+    column: Option<usize>,
+    /// Path within the processor table, e.g. `.window`.
+    key: String,
+    message: String,
+}
+
+/// Re-read the `index`-th `[[processors]]` table as `[probe.<type>]` in a copy of the file
+/// where every other line is blanked, so line numbers stay those of the real file.
+fn locate_processor_error(text: &str, index: usize) -> Option<LocatedError> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let kind = doc
+        .get("processors")?
+        .as_array()?
+        .get(index)?
+        .get("type")?
+        .as_str()?
+        .to_string();
+    // An unknown type is reported, with the registered names, by the first pass.
+    if !ProcessorConfig::NAMES.contains(&kind.as_str()) {
+        return None;
+    }
+    let mut shadow = String::with_capacity(text.len());
+    let mut seen = 0usize;
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            inside = false;
+            if t.trim_start_matches('[').trim_end_matches(']').trim() == "processors"
+                && t.starts_with("[[")
+            {
+                inside = seen == index;
+                seen += 1;
+                if inside {
+                    shadow.push_str(&format!("[probe.{kind}]\n"));
+                    continue;
+                }
+            }
+        }
+        let is_type = t.split_once('=').is_some_and(|(k, _)| k.trim() == "type");
+        if inside && !is_type {
+            shadow.push_str(line);
+        }
+        shadow.push('\n');
+    }
+    let de = toml::Deserializer::parse(&shadow).ok()?;
+    let e = serde_path_to_error::deserialize::<_, ProcessorProbeDoc>(de).err()?;
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let (line, column) = line_col(&shadow, inner.span()?.start);
+    let key = path
+        .strip_prefix(&format!("probe.{kind}"))
+        .unwrap_or("")
+        .to_string();
+    Some(LocatedError {
+        line,
+        column: Some(column),
+        key,
+        message: inner.message().to_string(),
+    })
+}
+
 impl Config {
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<Config, Box<ConfigError>> {
@@ -367,6 +621,16 @@ impl Config {
                 c = None;
             }
             let mut message = inner.message().to_string();
+            // A `[[processors]]` table is read through an internally tagged enum, which
+            // buffers it and loses the key and span of a bad value: read that table again
+            // through its variant's own type to point at the line.
+            let mut key = key;
+            if let Some(index) = key.as_deref().and_then(processor_index)
+                && let Some(found) = locate_processor_error(text, index)
+            {
+                (l, c, message) = (Some(found.line), found.column, found.message);
+                key = Some(format!("processors[{index}]{}", found.key));
+            }
             if message.contains("unknown variant")
                 && key.as_deref().is_some_and(|k| k.starts_with("processors"))
             {
@@ -382,12 +646,29 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks that span several keys or need more than a type.
+    /// Checks that span several keys or need more than a type. Every numeric key has a range:
+    /// a value `run` cannot use (a capacity it cannot allocate, a zero-length window) is refused
+    /// here, with its key, rather than panicking or aborting at start.
     fn validate(&self) -> Result<(), (String, String)> {
         let q = &self.sinks.questdb;
         if q.enabled {
             q.validate()
                 .map_err(|m| ("sinks.questdb.url".to_string(), m))?;
+            q.validate_ranges()
+                .map_err(|(k, m)| (format!("sinks.questdb.{k}"), m))?;
+        }
+        self.control
+            .validate()
+            .map_err(|(k, m)| (format!("control.{k}"), m))?;
+        self.pipeline
+            .validate()
+            .map_err(|(k, m)| (format!("pipeline.{k}"), m))?;
+        for (i, p) in self.processors.iter().enumerate() {
+            match p {
+                ProcessorConfig::Rollup(r) => r
+                    .validate()
+                    .map_err(|(k, m)| (format!("processors[{i}].{k}"), m))?,
+            }
         }
         if self.sources.netflow.len() > 256 {
             return Err((
@@ -423,32 +704,15 @@ impl Config {
         if let Some(s) = &self.sources.snmp {
             s.validate()?;
         }
-        if self.pipeline.max_exporters == 0 || self.pipeline.max_templates_per_exporter == 0 {
-            return Err((
-                "pipeline.max_exporters".into(),
-                "max_exporters and max_templates_per_exporter must be at least 1".into(),
-            ));
-        }
-        if self.pipeline.max_domains_per_address == 0 {
-            return Err((
-                "pipeline.max_domains_per_address".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        for o in &self.pipeline.sampling_override {
-            if o.interval == 0 {
-                return Err((
-                    "pipeline.sampling_override.interval".into(),
-                    "interval must be at least 1 (1 = unsampled)".into(),
-                ));
-            }
-        }
         Ok(())
     }
 
     /// Make relative paths relative to the config file's folder, not the working directory
     /// (which differs between a shell and systemd).
     fn resolve_paths(&mut self, config_path: &Path) {
+        if self.general.state_dir.as_os_str().is_empty() {
+            self.general.state_dir = default_state_dir();
+        }
         if self.general.state_dir.is_relative() {
             let base = config_path.parent().unwrap_or(Path::new("."));
             self.general.state_dir = base.join(&self.general.state_dir);
@@ -535,6 +799,168 @@ mod tests {
         assert!(e.to_string().contains("lowercase"), "{e}");
         let e = parse(&format!("{base}tags = {{ site = \"\" }}\n")).unwrap_err();
         assert!(e.to_string().contains("1 to 256"), "{e}");
+    }
+
+    #[test]
+    fn bad_processor_duration_points_at_its_line() {
+        let e = parse(
+            "[general]\nlog_level = \"info\"\n\n[[processors]]\ntype = \"rollup\"\n\
+             flush_delay = \"0s\"\nwindow = \"1x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert_eq!(e.key.as_deref(), Some("processors[0].window"), "{e}");
+        assert!(e.to_string().contains("window = \"1x\""), "{e}");
+        // The second table of two.
+        let e = parse(
+            "[[processors]]\ntype = \"rollup\"\n[[processors]]\ntype = \"rollup\"\n\
+             max_keys = \"many\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(5), "{e}");
+        assert_eq!(e.key.as_deref(), Some("processors[1].max_keys"), "{e}");
+    }
+
+    #[test]
+    fn every_registered_processor_has_a_probe() {
+        for name in ProcessorConfig::NAMES {
+            let text = format!("[probe.{name}]\n");
+            let r: Result<ProcessorProbeDoc, _> = toml::from_str(&text);
+            assert!(r.is_ok(), "add {name} to ProcessorProbe");
+        }
+    }
+
+    #[test]
+    fn numeric_keys_out_of_range_are_refused_with_their_key() {
+        for (text, key) in [
+            (
+                "[sinks.questdb]\nqueue_capacity = 9223372036854775807\n",
+                "sinks.questdb.queue_capacity",
+            ),
+            (
+                "[[sources.netflow]]\nlisten = \"127.0.0.1:2055\"\nring_capacity = 9223372036854775807\n",
+                "sources.netflow[0].ring_capacity",
+            ),
+            (
+                "[[processors]]\ntype = \"rollup\"\nwindow = \"0s\"\n",
+                "processors[0].window",
+            ),
+            (
+                "[sinks.questdb]\nrollup_table = \"flows\"\n",
+                "sinks.questdb.rollup_table",
+            ),
+            (
+                "[sinks.questdb]\ntable_prefix = \"x_\"\nflows_table = \"f\"\nrollup_table = \"F\"\n",
+                "sinks.questdb.rollup_table",
+            ),
+            (
+                "[sinks.questdb]\nretry_max = \"1ms\"\n",
+                "sinks.questdb.retry_max",
+            ),
+            ("[pipeline]\nworkers = 100000\n", "pipeline.workers"),
+            (
+                "[pipeline]\ntemplate_save_interval = \"0s\"\n",
+                "pipeline.template_save_interval",
+            ),
+            (
+                "[control]\nmax_connections = 0\n",
+                "control.max_connections",
+            ),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.line.is_some(), "{text}: {e}");
+        }
+    }
+
+    /// The keys serde allows in the table at `header` (from the unknown-field error, which lists
+    /// them), by inserting a probe key under that header.
+    fn allowed_keys(shipped: &str, header: &str) -> Vec<String> {
+        let probed = shipped.replacen(
+            &format!("{header}\n"),
+            &format!("{header}\nzz_probe = 0\n"),
+            1,
+        );
+        let e = parse(&probed).unwrap_err().to_string();
+        let list = e
+            .split_once("expected ")
+            .map(|(_, l)| l)
+            .unwrap_or_else(|| panic!("no key list for {header}: {e}"));
+        // "`a`, `b` or `c`": every other backtick-separated piece is a key.
+        list.lines()
+            .next()
+            .unwrap_or("")
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn shipped_config_shows_every_key_with_its_default() {
+        let shipped = include_str!("../../config.toml");
+        let cfg = parse(shipped).unwrap();
+        assert_eq!(cfg.general, GeneralConfig::default(), "[general]");
+        assert_eq!(cfg.control, ControlConfig::default(), "[control]");
+        assert_eq!(cfg.pipeline, PipelineConfig::default(), "[pipeline]");
+        assert_eq!(
+            cfg.sinks.questdb,
+            QuestDbConfig::default(),
+            "[sinks.questdb]"
+        );
+        let minimal = parse(
+            "[[sources.netflow]]\nlisten = \"0.0.0.0:2055\"\n[[processors]]\ntype = \"rollup\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.sources.netflow, minimal.sources.netflow,
+            "[[sources.netflow]]"
+        );
+        assert_eq!(cfg.processors, minimal.processors, "[[processors]]");
+
+        // Every key is written out, as a setting or (for keys whose default is unset or
+        // environment-dependent, and example tables) as a commented line.
+        for header in [
+            "[general]",
+            "[control]",
+            "[pipeline]",
+            "[[sources.netflow]]",
+            "[sinks.questdb]",
+        ] {
+            let keys = allowed_keys(shipped, header);
+            assert!(keys.len() > 1, "{header}: {keys:?}");
+            for k in keys {
+                let shown = shipped.lines().any(|l| {
+                    let l = l.trim_start_matches(['#', ' ']);
+                    l.split_once('=').is_some_and(|(name, _)| name.trim() == k)
+                        || l.starts_with(&format!("[[pipeline.{k}]]"))
+                });
+                assert!(shown, "{header} {k} is not in the shipped config.toml");
+            }
+        }
+    }
+
+    #[test]
+    fn state_dir_defaults_to_systemds_state_directory() {
+        // Only this test touches STATE_DIRECTORY in this process.
+        // SAFETY: no other thread of this test binary reads or writes this variable.
+        unsafe { std::env::set_var("STATE_DIRECTORY", "/var/lib/private/nmsd:/other") };
+        assert_eq!(default_state_dir(), PathBuf::from("/var/lib/private/nmsd"));
+        let dir = std::env::temp_dir().join(format!("nmsd-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "[general]\nlog_level = \"info\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.general.state_dir, PathBuf::from("/var/lib/private/nmsd"));
+        // Set explicitly, relative: next to the config file, whatever the environment.
+        std::fs::write(&path, "[general]\nstate_dir = \"st\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.general.state_dir, dir.join("st"));
+        // SAFETY: as above.
+        unsafe { std::env::remove_var("STATE_DIRECTORY") };
+        assert!(default_state_dir().is_absolute());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -32,13 +32,15 @@ enum Command {
     CheckConfig(PathBuf),
     Version,
     Help,
+    /// No command at all: a usage error (exit 2), not a request for help.
+    Missing,
 }
 
 fn parse_args() -> Result<Command, lexopt::Error> {
     use lexopt::prelude::*;
     let mut parser = lexopt::Parser::from_env();
     let sub = match parser.next()? {
-        None => return Ok(Command::Help),
+        None => return Ok(Command::Missing),
         Some(Value(v)) => v.string()?,
         Some(Long("help") | Short('h')) => return Ok(Command::Help),
         Some(Long("version") | Short('V')) => return Ok(Command::Version),
@@ -87,15 +89,25 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
+        Command::Missing => {
+            eprintln!("nmsd: no command given\n\n{USAGE}");
+            ExitCode::from(2)
+        }
         Command::Version => {
             println!("nmsd {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path) => match config::Config::load(&path) {
-            Ok(_) => {
-                println!("{}: ok", path.display());
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => match check_buildable(&cfg) {
+                Ok(()) => {
+                    println!("{}: ok", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("nmsd: {}: {e:#}", path.display());
+                    ExitCode::FAILURE
+                }
+            },
             Err(e) => {
                 eprintln!("nmsd: invalid config: {e}");
                 ExitCode::FAILURE
@@ -110,6 +122,40 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// What `check-config` adds to parsing: build every ring, queue and processor `run` would
+/// build (short of binding sockets and starting threads), so a config that passes cannot fail
+/// `run` on them, and check that the state directory can be written.
+fn check_buildable(cfg: &config::Config) -> anyhow::Result<()> {
+    let workers = cfg.pipeline.worker_count();
+    for src in &cfg.sources.netflow {
+        let sockets = if src.sockets == 0 {
+            workers
+        } else {
+            src.sockets
+        };
+        for _ in 0..sockets {
+            drop(nmsd_pipeline::ring::datagram_ring(
+                &src.name,
+                src.ring_capacity,
+                src.batch_datagrams,
+                src.ring_full_policy,
+            ));
+        }
+    }
+    let q = &cfg.sinks.questdb;
+    if q.enabled {
+        drop(nmsd_pipeline::queue::sink_queue(
+            "questdb",
+            q.queue_capacity,
+            q.queue_full_policy,
+        ));
+    }
+    for _ in 0..workers {
+        drop(cfg.processors.iter().map(|p| p.build()).collect::<Vec<_>>());
+    }
+    state::check_writable(&cfg.general.state_dir)
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {

@@ -2,6 +2,29 @@
 
 use std::path::{Path, PathBuf};
 
+/// Whether `run` will be able to create and write `state_dir`, without creating anything: the
+/// folder, or else its nearest existing ancestor, must be a writable directory.
+pub fn check_writable(state_dir: &Path) -> anyhow::Result<()> {
+    let existing = state_dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow::anyhow!("state_dir {} contains a NUL byte", state_dir.display()))?;
+    // SAFETY: access() reads a valid NUL-terminated path and has no other effect.
+    let writable =
+        existing.is_dir() && unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0;
+    if !writable {
+        anyhow::bail!(
+            "the state directory {} cannot be created or written ({} is not a writable \
+             folder); set [general] state_dir to a writable folder",
+            state_dir.display(),
+            existing.display()
+        );
+    }
+    Ok(())
+}
+
 /// Template caches live in `<state_dir>/templates/worker-<n>.txt`, one per parse worker.
 #[derive(Clone, Debug)]
 pub struct TemplateStore {

@@ -51,6 +51,14 @@ pub struct NmsdOptions {
     pub extra: String,
     /// Reuse a state dir (for restart tests).
     pub state_dir: Option<PathBuf>,
+    /// Extra lines for `[[sources.netflow]]`.
+    pub netflow_extra: String,
+    /// The flow port, or None for a free one.
+    pub flow_port: Option<u16>,
+    /// Open-files limit (`ulimit -n`) of the nmsd process, or None to inherit the test's.
+    pub nofile_limit: Option<u64>,
+    /// Extra environment variables of the nmsd process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for NmsdOptions {
@@ -64,6 +72,10 @@ impl Default for NmsdOptions {
             retry: ("100ms".into(), "1s".into()),
             extra: String::new(),
             state_dir: None,
+            netflow_extra: String::new(),
+            flow_port: None,
+            nofile_limit: None,
+            env: Vec::new(),
         }
     }
 }
@@ -72,7 +84,7 @@ impl Nmsd {
     pub fn start(name: &str, opts: &NmsdOptions) -> Nmsd {
         let dir = crate::scratch(name);
         let control_port = crate::free_tcp_port();
-        let flow_port = crate::free_udp_port();
+        let flow_port = opts.flow_port.unwrap_or_else(crate::free_udp_port);
         let state = opts.state_dir.clone().unwrap_or_else(|| dir.join("state"));
         let sink = match &opts.questdb {
             Some(url) => format!(
@@ -91,21 +103,50 @@ impl Nmsd {
             "[general]\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n\
              [control]\nlisten = \"127.0.0.1:{control_port}\"\n\n\
              [[sources.netflow]]\nlisten = \"127.0.0.1:{flow_port}\"\nsockets = 1\n\
-             receive_buffer = \"8MiB\"\nring_full_policy = \"block\"\n\n\
+             receive_buffer = \"8MiB\"\nring_full_policy = \"block\"\n{}\n\n\
              [[processors]]\ntype = \"rollup\"\nflush_delay = \"0s\"\n\n{sink}\n{}",
             state.display(),
+            opts.netflow_extra,
             opts.extra
         );
         let cfg_path = dir.join("config.toml");
         std::fs::write(&cfg_path, config).expect("write config");
+        Nmsd::launch(dir, &cfg_path, control_port, flow_port, opts)
+    }
+
+    /// `nmsd run -c cfg_path` with `opts`' environment and open-files limit, not yet started.
+    pub fn command(cfg_path: &std::path::Path, opts: &NmsdOptions) -> Command {
+        let mut cmd = match opts.nofile_limit {
+            Some(n) => {
+                let mut c = Command::new("/bin/sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        cmd.args(["run", "-c"]).arg(cfg_path).env("NO_COLOR", "1");
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run nmsd on a config file already written (its ports given) and wait until it is ready;
+    /// its output goes to `dir/nmsd.log`.
+    pub fn launch(
+        dir: PathBuf,
+        cfg_path: &std::path::Path,
+        control_port: u16,
+        flow_port: u16,
+        opts: &NmsdOptions,
+    ) -> Nmsd {
         let log = std::fs::File::create(dir.join("nmsd.log")).expect("nmsd log");
-        let child = Command::new(binary())
-            .args(["run", "-c"])
-            .arg(&cfg_path)
+        let child = Nmsd::command(cfg_path, opts)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log fd")))
             .stderr(Stdio::from(log))
-            .env("NO_COLOR", "1")
             .spawn()
             .expect("nmsd starts");
         let n = Nmsd {

@@ -378,3 +378,169 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
     q.wait_applied("outage_flows", Duration::from_secs(30));
     assert_eq!(q.scalar("select count() from outage_flows"), Some(n as i64));
 }
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let none = Command::new(binary()).output().expect("nmsd runs");
+    assert_eq!(none.status.code(), Some(2), "no command is a usage error");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("USAGE"));
+    let unknown = Command::new(binary())
+        .arg("frobnicate")
+        .output()
+        .expect("nmsd runs");
+    assert_eq!(unknown.status.code(), Some(2));
+    let help = Command::new(binary())
+        .arg("help")
+        .output()
+        .expect("nmsd runs");
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("USAGE"));
+}
+
+/// Configs the outside test run found passing `check-config` and then crashing `run` (a panic,
+/// an abort) or accepted as nonsense: both commands refuse each with exit 1, the key and line.
+#[test]
+fn configs_run_cannot_use_are_refused_by_check_config_and_run_alike() {
+    let dir = nmsd_acceptance::scratch("unusable-configs");
+    let netflow = |extra: &str| {
+        format!(
+            "[general]\nstate_dir = \"{}\"\n\n[[sources.netflow]]\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
+            dir.join("state").display(),
+            nmsd_acceptance::free_udp_port()
+        )
+    };
+    let cases = [
+        (
+            "queue-capacity",
+            format!(
+                "{}[sinks.questdb]\nqueue_capacity = 9223372036854775807\n",
+                netflow("")
+            ),
+            "sinks.questdb.queue_capacity",
+            8,
+        ),
+        (
+            "ring-capacity",
+            netflow("ring_capacity = 4611686018427387903"),
+            "sources.netflow[0].ring_capacity",
+            6,
+        ),
+        (
+            "zero-window",
+            format!(
+                "{}[[processors]]\ntype = \"rollup\"\nwindow = \"0s\"\n",
+                netflow("")
+            ),
+            "processors[0].window",
+            9,
+        ),
+        (
+            "same-table",
+            format!(
+                "{}[sinks.questdb]\nflows_table = \"flows\"\nrollup_table = \"flows\"\n",
+                netflow("")
+            ),
+            "sinks.questdb.rollup_table",
+            9,
+        ),
+    ];
+    for (name, text, key, line) in cases {
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, &text).expect("write config");
+        for args in [&["check-config"][..], &["run", "-c"][..]] {
+            let out = Command::new(binary())
+                .args(args)
+                .arg(&path)
+                .env("NO_COLOR", "1")
+                .output()
+                .expect("nmsd runs");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{name}, {args:?}: refused with exit 1, not a crash: {err}"
+            );
+            assert!(err.contains(key), "{name}, {args:?}: names {key}: {err}");
+            assert!(
+                err.contains(&format!("{name}.toml:{line}")),
+                "{name}, {args:?}: line {line}: {err}"
+            );
+        }
+    }
+}
+
+/// The shipped config.toml, as the shipped unit runs it: /etc/nmsd is read-only there
+/// (ProtectSystem=strict) and systemd passes the writable StateDirectory= in
+/// $STATE_DIRECTORY. Only the ports are changed, to free ones.
+#[test]
+fn the_shipped_config_keeps_its_state_in_systemds_state_directory() {
+    let dir = nmsd_acceptance::scratch("shipped-config");
+    let etc = dir.join("etc");
+    let var_lib = dir.join("var-lib-nmsd");
+    std::fs::create_dir_all(&etc).expect("etc");
+    std::fs::create_dir_all(&var_lib).expect("state directory");
+    let shipped = std::fs::read_to_string(nmsd_acceptance::workspace().join("config.toml"))
+        .expect("shipped config");
+    let control_port = nmsd_acceptance::free_tcp_port();
+    let flow_port = nmsd_acceptance::free_udp_port();
+    let config = shipped
+        .replace(
+            "listen = \"127.0.0.1:9464\"",
+            &format!("listen = \"127.0.0.1:{control_port}\""),
+        )
+        .replace(
+            "listen = \"0.0.0.0:2055\"",
+            &format!("listen = \"127.0.0.1:{flow_port}\""),
+        )
+        // Nothing listens there: no rows go to a QuestDB another test may run on 9000.
+        .replace(
+            "url = \"http://127.0.0.1:9000\"",
+            &format!(
+                "url = \"http://127.0.0.1:{}\"",
+                nmsd_acceptance::free_tcp_port()
+            ),
+        );
+    assert_ne!(config, shipped, "the ports were replaced");
+    let cfg_path = etc.join("config.toml");
+    std::fs::write(&cfg_path, config).expect("write config");
+    let opts = NmsdOptions {
+        env: vec![(
+            "STATE_DIRECTORY".into(),
+            var_lib.to_string_lossy().into_owned(),
+        )],
+        ..NmsdOptions::default()
+    };
+    let check = Command::new(binary())
+        .arg("check-config")
+        .arg(&cfg_path)
+        .env("STATE_DIRECTORY", &var_lib)
+        .output()
+        .expect("nmsd runs");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let mut nmsd = Nmsd::launch(dir.clone(), &cfg_path, control_port, flow_port, &opts);
+    let (datagrams, _) = valid_datagrams(3);
+    send(flow_port, &datagrams);
+    nmsd.wait_metric(
+        "nmsd_flow_datagrams_received_total",
+        &[],
+        datagrams.len() as f64,
+        Duration::from_secs(10),
+    );
+    assert!(nmsd.stop().success(), "{}", nmsd.log());
+    let saved = std::fs::read_dir(var_lib.join("templates"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        saved > 0,
+        "template caches in $STATE_DIRECTORY: {}",
+        nmsd.log()
+    );
+    assert!(
+        !etc.join("state").exists(),
+        "nothing is written next to the config file"
+    );
+}

@@ -88,8 +88,13 @@ impl NetflowSourceConfig {
         if !(512..=65535).contains(&self.max_datagram_size.0) {
             return e("max_datagram_size", "must be between 512 and 65535 bytes");
         }
-        if self.ring_capacity == 0 {
-            return e("ring_capacity", "must be at least 1");
+        // rtrb allocates the whole ring at start: an absurd capacity aborts the process.
+        if !(1..=65_536).contains(&self.ring_capacity) {
+            return e("ring_capacity", "must be between 1 and 65536");
+        }
+        // setsockopt takes an int; the kernel's floor is ~2 KiB.
+        if !(4096..=(i32::MAX as u64)).contains(&self.receive_buffer.0) {
+            return e("receive_buffer", "must be between 4KiB and 2GiB");
         }
         if self.sockets > 256 {
             return e("sockets", "must be at most 256");

@@ -52,6 +52,24 @@ impl Default for RollupConfig {
     }
 }
 
+impl RollupConfig {
+    /// Ranges `build` relies on; `Err((key, message))`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        const DAY_MS: u64 = 86_400_000;
+        let window = self.window.as_millis_u64();
+        if !(1000..=DAY_MS).contains(&window) {
+            return Err(("window", "must be between 1s and 1d".into()));
+        }
+        if self.flush_delay.as_millis_u64() > DAY_MS {
+            return Err(("flush_delay", "must be at most 1d".into()));
+        }
+        if !(1..=100_000_000).contains(&self.max_keys) {
+            return Err(("max_keys", "must be between 1 and 100000000".into()));
+        }
+        Ok(())
+    }
+}
+
 impl BuildProcessor for RollupConfig {
     fn build(&self) -> Box<dyn Processor> {
         Box::new(Rollup::new(self))

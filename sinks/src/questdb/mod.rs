@@ -168,6 +168,76 @@ impl QuestDbConfig {
         })
     }
 
+    /// Ranges of the numeric keys and distinct table names; `Err((key, message))`.
+    pub fn validate_ranges(&self) -> Result<(), (&'static str, String)> {
+        const HOUR_MS: u64 = 3_600_000;
+        let ms = |d: HumanDuration| d.as_millis_u64();
+        let checks: [(&'static str, bool, &str); 8] = [
+            (
+                "batch_rows",
+                (1..=1_000_000).contains(&self.batch_rows),
+                "between 1 and 1000000",
+            ),
+            ("batch_bytes", self.batch_bytes.0 <= 1 << 30, "at most 1GiB"),
+            (
+                "batch_interval",
+                (1..=HOUR_MS).contains(&ms(self.batch_interval)),
+                "between 1ms and 1h",
+            ),
+            // crossbeam allocates the whole queue at start: a huge capacity panics.
+            (
+                "queue_capacity",
+                (1..=1_000_000).contains(&self.queue_capacity),
+                "between 1 and 1000000",
+            ),
+            (
+                "retry_initial",
+                (1..=HOUR_MS).contains(&ms(self.retry_initial)),
+                "between 1ms and 1h",
+            ),
+            (
+                "retry_max",
+                (ms(self.retry_initial)..=HOUR_MS).contains(&ms(self.retry_max)),
+                "between retry_initial and 1h",
+            ),
+            (
+                "request_timeout",
+                (100..=HOUR_MS).contains(&ms(self.request_timeout)),
+                "between 100ms and 1h",
+            ),
+            (
+                "shutdown_timeout",
+                ms(self.shutdown_timeout) <= HOUR_MS,
+                "at most 1h",
+            ),
+        ];
+        for (key, ok, range) in checks {
+            if !ok {
+                return Err((key, format!("must be {range}")));
+            }
+        }
+        let names = self.table_names();
+        let all = names.all();
+        for (i, a) in all.iter().enumerate() {
+            if all[..i].iter().any(|b| b.eq_ignore_ascii_case(a)) {
+                let key = match i {
+                    1 => "rollup_table",
+                    2 => "snmp_interface_table",
+                    3 => "snmp_device_table",
+                    4 => "snmp_trap_table",
+                    _ => "topology_link_table",
+                };
+                return Err((
+                    key,
+                    format!(
+                        "table \"{a}\" is already used by another kind of row; every table name must differ"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Everything that can be checked without a server.
     pub fn validate(&self) -> Result<(), String> {
         self.host_port()?;

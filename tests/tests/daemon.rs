@@ -544,3 +544,77 @@ fn the_shipped_config_keeps_its_state_in_systemds_state_directory() {
         "nothing is written next to the config file"
     );
 }
+
+/// A UDP socket bound to 127.0.0.1:`port` with SO_REUSEPORT, as a second collector would hold it.
+fn foreign_reuseport_socket() -> UdpSocket {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor created and owned here; the sockaddr is a
+    // fully initialised sockaddr_in of the size passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0, "socket");
+        let one: libc::c_int = 1;
+        let r = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "SO_REUSEPORT");
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        sa.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let r = libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(r, 0, "bind");
+        UdpSocket::from_raw_fd(fd)
+    }
+}
+
+/// Outside test run, item 7: with a foreign SO_REUSEPORT socket on the flow port, nmsd started
+/// and the kernel sent part of the exporters' datagrams to that socket. nmsd must refuse to
+/// start instead, and say why.
+#[test]
+fn refuses_to_share_the_flow_port_with_a_foreign_socket() {
+    let foreign = foreign_reuseport_socket();
+    let port = foreign.local_addr().expect("bound").port();
+    let dir = nmsd_acceptance::scratch("foreign-socket");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[general]\nstate_dir = \"{}\"\n\n[control]\nlisten = \"127.0.0.1:{}\"\n\n\
+             [[sources.netflow]]\nlisten = \"127.0.0.1:{port}\"\nsockets = 2\n\n\
+             [sinks.questdb]\nenabled = false\n",
+            dir.join("state").display(),
+            nmsd_acceptance::free_tcp_port()
+        ),
+    )
+    .expect("write config");
+    let mut child = Nmsd::command(&cfg, &NmsdOptions::default())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nmsd starts");
+    let exited =
+        nmsd_acceptance::wait_for(Duration::from_secs(15), || child.try_wait().ok().flatten());
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nmsd started on a port a foreign socket holds");
+    }
+    let out = child.wait_with_output().expect("nmsd output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a refusal exits non-zero: {err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("nmsd did not create"),
+        "says which port and why: {err}"
+    );
+    // Held until nmsd has given up.
+    drop(foreign);
+}

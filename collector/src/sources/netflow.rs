@@ -117,8 +117,55 @@ pub struct BoundSocket {
     pub receive_buffer: usize,
 }
 
-/// Bind `count` SO_REUSEPORT sockets to the source's address.
+/// Fail if any socket already holds the source's address and port.
+///
+/// Our sockets share the port through SO_REUSEPORT, so binding them succeeds just as well when
+/// a foreign socket with SO_REUSEPORT is already there, and the kernel then hashes part of the
+/// exporters to it: their datagrams silently go elsewhere. A probe socket bound WITHOUT
+/// SO_REUSEPORT (or SO_REUSEADDR) fails with EADDRINUSE if any socket holds a conflicting
+/// address, whatever options that one was bound with; it is closed before ours are bound.
+///
+/// Accepted race: a socket bound between the probe's close and our first bind, or one that joins
+/// our group later, is not seen. The kernel only lets sockets of the same effective user join a
+/// reuseport group, so under the shipped unit (DynamicUser=) only a process running as nmsd's
+/// own user could do either.
+fn refuse_foreign_socket(cfg: &NetflowSourceConfig) -> io::Result<()> {
+    if cfg.listen.port() == 0 {
+        // An ephemeral port (tests): every bind gets a fresh port nobody holds.
+        return Ok(());
+    }
+    let probe = Socket::new(
+        Domain::for_address(cfg.listen),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    if cfg.listen.is_ipv6() {
+        // Conflict with IPv4 holders too, as our dual-stack sockets would.
+        probe.set_only_v6(false)?;
+    }
+    match probe.bind(&cfg.listen.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "UDP {} is already held by a socket nmsd did not create (another collector, \
+                 or a second nmsd): sharing the port would send part of the exporters' \
+                 datagrams to it; stop it or change listen (see `ss -ulpn 'sport = :{}'`)",
+                cfg.listen,
+                cfg.listen.port()
+            ),
+        )),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot bind {}: {e}", cfg.listen),
+        )),
+    }
+}
+
+/// Bind `count` SO_REUSEPORT sockets to the source's address, refusing a port another socket
+/// already holds.
 pub fn bind_sockets(cfg: &NetflowSourceConfig, count: usize) -> io::Result<Vec<BoundSocket>> {
+    refuse_foreign_socket(cfg)?;
     let mut out = Vec::with_capacity(count);
     for index in 0..count {
         let sock = Socket::new(
@@ -431,6 +478,43 @@ fn sockaddr_ip(s: &libc::sockaddr_storage) -> IpAddr {
 mod tests {
     use super::*;
     use nmsd_pipeline::ring::datagram_ring;
+
+    /// A socket bound with SO_REUSEPORT, as a foreign collector would.
+    fn reuseport_socket(addr: SocketAddr) -> Socket {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, None).unwrap();
+        s.set_reuse_port(true).unwrap();
+        s.bind(&addr.into()).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_port_held_by_a_foreign_reuseport_socket_is_refused() {
+        let foreign = reuseport_socket("127.0.0.1:0".parse().unwrap());
+        let addr = foreign.local_addr().unwrap().as_socket().unwrap();
+        let cfg = NetflowSourceConfig {
+            name: "t".into(),
+            listen: addr,
+            sockets: 2,
+            receive_buffer: ByteSize(1 << 20),
+            batch_datagrams: 8,
+            max_datagram_size: ByteSize(2048),
+            ring_capacity: 4,
+            ring_full_policy: FullPolicy::Block,
+            receive_coalesce: HumanDuration::from_millis(1),
+        };
+        let e = bind_sockets(&cfg, 2).err().expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains("nmsd did not create"), "{e}");
+        // A wildcard listener conflicts with a foreign socket on one address of the port.
+        let wildcard = NetflowSourceConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port()),
+            ..cfg.clone()
+        };
+        assert!(bind_sockets(&wildcard, 1).is_err());
+        drop(foreign);
+        // Free again: our own sockets share it.
+        assert_eq!(bind_sockets(&cfg, 2).unwrap().len(), 2);
+    }
 
     #[test]
     fn receives_bursts_with_source_addresses() {

@@ -142,6 +142,17 @@ impl Topology {
                     wanted
                 );
             }
+            // The kernel's drop counts are read from clones of the sockets by a thread of
+            // their own: a receive thread blocked on a full ring reads nothing.
+            let watched = bound
+                .iter()
+                .map(|b| Ok((b.index, b.socket.try_clone()?)))
+                .collect::<std::io::Result<Vec<_>>>()
+                .context("cloning the flow sockets for the drop monitor")?;
+            let (name, stop) = (src.name.clone(), stop_receivers.clone());
+            receivers.push(spawn(format!("nmsd-drops-{}", src.name), move || {
+                netflow::run_drop_monitor(&name, watched, stop)
+            })?);
             for b in bound {
                 let ring_name = format!("{}-{}", src.name, b.index);
                 let (tx, rx) = datagram_ring(

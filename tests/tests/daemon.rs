@@ -618,3 +618,78 @@ fn refuses_to_share_the_flow_port_with_a_foreign_socket() {
     // Held until nmsd has given up.
     drop(foreign);
 }
+
+/// The kernel's drop count of the UDP socket(s) on `port` (last column of /proc/net/udp{,6}).
+fn kernel_udp_drops(port: u16) -> u64 {
+    let mut drops = 0;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|h| u16::from_str_radix(h, 16).ok());
+            if local_port == Some(port) {
+                drops += f.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    drops
+}
+
+/// Outside test run, item 13: the pipeline stalled (here: QuestDB down, the sink queue full
+/// under `block`, so workers, rings and the receive thread block in turn) and the kernel
+/// dropped datagrams on the full socket buffer, but the drop metric stayed 0: it was only
+/// read from ancillary data of successful receives. It must count them while stalled.
+#[test]
+fn kernel_drops_are_counted_while_the_pipeline_is_stalled() {
+    let mut nmsd = Nmsd::start(
+        "stalled-drops",
+        &NmsdOptions {
+            questdb: Some(format!(
+                "http://127.0.0.1:{}",
+                nmsd_acceptance::free_tcp_port()
+            )),
+            sink_extra: "queue_capacity = 1\nqueue_full_policy = \"block\"\n\
+                         shutdown_timeout = \"1s\"\n"
+                .into(),
+            receive_buffer: "64KiB".into(),
+            netflow_extra: "ring_capacity = 1\nbatch_datagrams = 1\n".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    let (datagrams, _) = valid_datagrams(10);
+    let v5 = datagrams[2].clone();
+    let s = UdpSocket::bind("127.0.0.1:0").expect("client socket");
+    let sent = 3000;
+    for _ in 0..sent {
+        s.send_to(&v5, ("127.0.0.1", nmsd.flow_port)).expect("send");
+    }
+    let dropped = nmsd_acceptance::wait_for(Duration::from_secs(5), || {
+        let d = kernel_udp_drops(nmsd.flow_port);
+        (d > 0).then_some(d)
+    })
+    .expect("the kernel drops behind the stalled pipeline");
+    let received = nmsd.metric("nmsd_flow_datagrams_received_total", &[]);
+    assert!(
+        received < f64::from(sent) / 2.0,
+        "the pipeline is stalled ({received} of {sent} read)"
+    );
+    let counted = nmsd.wait_metric(
+        "nmsd_flow_socket_kernel_drops_total",
+        &[],
+        dropped as f64,
+        Duration::from_secs(5),
+    );
+    assert!(
+        counted >= dropped as f64,
+        "kernel dropped {dropped}, metric says {counted}"
+    );
+    assert_eq!(
+        nmsd.metric("nmsd_flow_datagrams_received_total", &[]),
+        received,
+        "still stalled while the drops were counted"
+    );
+    nmsd.stop();
+}

@@ -4,7 +4,9 @@
 //! address and port) to one socket, and each socket feeds one parse worker, which therefore owns
 //! that exporter's templates without locks. A receive thread per socket reads bursts with
 //! `recvmmsg` straight into a recycled [`DatagramBatch`] and pushes it onto its ring. The
-//! kernel's own drop count for the socket comes back on every read through SO_RXQ_OVFL.
+//! kernel's own drop count of each socket is read every second by a separate thread
+//! ([`run_drop_monitor`]), so drops are counted while a receive thread is blocked on a full
+//! ring, when they happen most.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -181,7 +183,6 @@ pub fn bind_sockets(cfg: &NetflowSourceConfig, count: usize) -> io::Result<Vec<B
         set_receive_buffer(&sock, cfg.receive_buffer.0 as usize);
         // A short timeout lets the receive thread notice shutdown without a wake-up datagram.
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
-        enable_drop_counter(&sock);
         sock.bind(&cfg.listen.into()).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -220,17 +221,69 @@ fn set_receive_buffer(sock: &Socket, bytes: usize) {
     }
 }
 
-fn enable_drop_counter(sock: &Socket) {
-    let one: libc::c_int = 1;
-    // SAFETY: as above. Failure only loses the kernel drop metric.
-    unsafe {
-        libc::setsockopt(
+/// SO_MEMINFO (asm-generic value, as on x86_64 and aarch64; the libc crate does not export it
+/// for every target).
+const SO_MEMINFO: libc::c_int = 55;
+
+/// How many datagrams the kernel has dropped on this socket since it was created (sk_drops: a
+/// full receive buffer, mostly), or None if the kernel does not say.
+pub fn socket_drops(sock: &UdpSocket) -> Option<u32> {
+    // SK_MEMINFO_VARS is 9 today; room for more, the kernel copies at most what it has.
+    let mut info = [0u32; 16];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large.
+    let r = unsafe {
+        libc::getsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        );
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let at = libc::SK_MEMINFO_DROPS as usize;
+    (r == 0 && len as usize >= (at + 1) * size_of::<u32>()).then(|| info[at])
+}
+
+/// How often [`run_drop_monitor`] reads the kernel's drop counts.
+pub const DROP_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Count the kernel's drops on a source's sockets (clones of the receive threads' sockets) in
+/// `nmsd_flow_socket_kernel_drops_total`, every [`DROP_POLL_INTERVAL`] until `stop`, and once
+/// more then. Reading the count from the socket, rather than from SO_RXQ_OVFL ancillary data
+/// on each receive, keeps counting while a receive thread reads nothing: blocked on a full
+/// ring (`ring_full_policy = "block"`) behind a stalled pipeline, exactly when the kernel drops.
+pub fn run_drop_monitor(source: &str, sockets: Vec<(usize, UdpSocket)>, stop: Arc<AtomicBool>) {
+    let mut watched: Vec<(UdpSocket, metrics::Counter, u32)> = sockets
+        .into_iter()
+        .map(|(index, sock)| {
+            let labels = [
+                ("source", source.to_string()),
+                ("socket", index.to_string()),
+            ];
+            let counter = metrics::counter!("nmsd_flow_socket_kernel_drops_total", &labels);
+            (sock, counter, 0)
+        })
+        .collect();
+    let step = Duration::from_millis(100);
+    let mut since_read = DROP_POLL_INTERVAL;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if since_read >= DROP_POLL_INTERVAL || stopping {
+            since_read = Duration::ZERO;
+            for (sock, counter, last) in &mut watched {
+                if let Some(now) = socket_drops(sock) {
+                    // sk_drops is a 32-bit counter: count the difference, across a wrap too.
+                    counter.increment(u64::from(now.wrapping_sub(*last)));
+                    *last = now;
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(step);
+        since_read += step;
     }
 }
 
@@ -238,13 +291,9 @@ fn enable_drop_counter(sock: &Socket) {
 struct SocketMetrics {
     datagrams: metrics::Counter,
     bytes: metrics::Counter,
-    kernel_drops: metrics::Counter,
     oversize: metrics::Counter,
     receive_errors: metrics::Counter,
 }
-
-/// Control-message space per datagram: one cmsghdr plus a u32, 8-byte aligned, with headroom.
-const CMSG_SPACE: usize = 64;
 
 /// Datagrams read per `recvmmsg` call.
 const RECV_SLOTS: usize = 64;
@@ -289,7 +338,6 @@ pub fn run_receiver(
     let m = SocketMetrics {
         datagrams: metrics::counter!("nmsd_flow_datagrams_received_total", &labels),
         bytes: metrics::counter!("nmsd_flow_bytes_received_total", &labels),
-        kernel_drops: metrics::counter!("nmsd_flow_socket_kernel_drops_total", &labels),
         oversize: metrics::counter!("nmsd_flow_datagrams_oversize_total", &labels),
         receive_errors: metrics::counter!("nmsd_flow_receive_errors_total", &labels),
     };
@@ -306,8 +354,6 @@ pub fn run_receiver(
     let mut addrs: Vec<libc::sockaddr_storage> = vec![unsafe { zeroed() }; n];
     let mut iovs: Vec<libc::iovec> = vec![unsafe { zeroed() }; n];
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; n];
-    // u64 elements give cmsghdr the alignment it needs.
-    let mut ctrl: Vec<[u64; CMSG_SPACE / 8]> = vec![[0; CMSG_SPACE / 8]; n];
     let base = slots.as_mut_ptr();
     for (i, iov) in iovs.iter_mut().enumerate() {
         *iov = libc::iovec {
@@ -341,12 +387,12 @@ pub fn run_receiver(
             h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_iov = &mut iovs[i];
             h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
-            h.msg_hdr.msg_controllen = CMSG_SPACE as _;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
             h.msg_hdr.msg_flags = 0;
         }
         // SAFETY: hdrs holds `want` initialised headers whose pointers (names, iovecs into
-        // `slots`, control buffers) stay valid and unaliased for the call's duration.
+        // `slots`) stay valid and unaliased for the call's duration.
         let r = unsafe {
             libc::recvmmsg(
                 fd,
@@ -422,9 +468,6 @@ pub fn run_receiver(
         if oversize > 0 {
             m.oversize.increment(oversize);
         }
-        if let Some(drops) = kernel_drops(&hdrs[got - 1].msg_hdr) {
-            m.kernel_drops.absolute(drops as u64);
-        }
         m.datagrams.increment(got as u64);
         m.bytes.increment(bytes as u64);
         // Hand the batch over when it is full or when the worker is idle (empty ring: latency
@@ -438,22 +481,6 @@ pub fn run_receiver(
     if !batch.is_empty() {
         ring.send(batch, &stop);
     }
-}
-
-/// The SO_RXQ_OVFL count in a received message's control data, if present.
-fn kernel_drops(h: &libc::msghdr) -> Option<u32> {
-    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by
-    // msg_controllen; the payload is read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
-                return Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
-    }
-    None
 }
 
 /// Source address of a datagram; IPv4-mapped IPv6 (from a dual-stack socket) becomes IPv4 so an
@@ -514,6 +541,27 @@ mod tests {
         drop(foreign);
         // Free again: our own sockets share it.
         assert_eq!(bind_sockets(&cfg, 2).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn kernel_drops_are_read_from_the_socket_without_receiving() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let s2 = Socket::from(sock.try_clone().unwrap());
+        s2.set_recv_buffer_size(4096).unwrap();
+        assert_eq!(socket_drops(&sock), Some(0));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            client
+                .send_to(&[0; 512], sock.local_addr().unwrap())
+                .unwrap();
+        }
+        // Nothing was read; the kernel kept a few datagrams and dropped the rest.
+        let drops = socket_drops(&sock).unwrap();
+        assert!((100..200).contains(&drops), "{drops}");
+        // The monitor counts them once, however often it reads.
+        let stop = Arc::new(AtomicBool::new(true));
+        run_drop_monitor("t", vec![(0, sock.try_clone().unwrap())], stop.clone());
+        run_drop_monitor("t", vec![(0, sock.try_clone().unwrap())], stop);
     }
 
     #[test]

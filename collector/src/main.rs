@@ -183,6 +183,10 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             status: topology.status.clone(),
         };
         let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = control::GuardedListener::new(
+            listener,
+            control::ConnectionLimits::from_config(&cfg.control),
+        );
         let server = tokio::spawn(async move {
             let app = control::router(state);
             let r = axum::serve(listener, app)

@@ -51,6 +51,8 @@ pub struct NmsdOptions {
     pub extra: String,
     /// Reuse a state dir (for restart tests).
     pub state_dir: Option<PathBuf>,
+    /// Extra lines for `[control]`.
+    pub control_extra: String,
     /// `receive_buffer` of the flow socket.
     pub receive_buffer: String,
     /// Extra lines for `[[sources.netflow]]`.
@@ -74,6 +76,7 @@ impl Default for NmsdOptions {
             retry: ("100ms".into(), "1s".into()),
             extra: String::new(),
             state_dir: None,
+            control_extra: String::new(),
             receive_buffer: "8MiB".into(),
             netflow_extra: String::new(),
             flow_port: None,
@@ -104,11 +107,12 @@ impl Nmsd {
         };
         let config = format!(
             "[general]\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n\
-             [control]\nlisten = \"127.0.0.1:{control_port}\"\n\n\
+             [control]\nlisten = \"127.0.0.1:{control_port}\"\n{}\n\
              [[sources.netflow]]\nlisten = \"127.0.0.1:{flow_port}\"\nsockets = 1\n\
              receive_buffer = \"{}\"\nring_full_policy = \"block\"\n{}\n\n\
              [[processors]]\ntype = \"rollup\"\nflush_delay = \"0s\"\n\n{sink}\n{}",
             state.display(),
+            opts.control_extra,
             opts.receive_buffer,
             opts.netflow_extra,
             opts.extra

@@ -693,3 +693,120 @@ fn kernel_drops_are_counted_while_the_pipeline_is_stalled() {
     );
     nmsd.stop();
 }
+
+/// GET /healthz on a fresh connection: (the response, how long it took), or None if it did not
+/// answer within `limit`.
+fn healthz_within(port: u16, limit: Duration) -> Option<(String, Duration)> {
+    use std::io::{Read, Write};
+    let started = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), limit).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: nmsd\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).ok()?;
+    let took = started.elapsed();
+    (took <= limit && !response.is_empty()).then_some((response, took))
+}
+
+/// Whether nmsd closed `s` (end of stream or reset) within `limit`.
+fn closed_within(s: &mut std::net::TcpStream, limit: Duration) -> bool {
+    use std::io::Read;
+    let _ = s.set_read_timeout(Some(limit));
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) => {
+                return !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+            }
+        }
+    }
+}
+
+/// Outside test run, item 17: 1,100 idle connections against an open-files limit of 1,024 made
+/// /healthz time out for 30 s. Here: a limit of 256 and 300 idle connections; /healthz on a new
+/// connection still answers within a second.
+#[test]
+fn idle_connections_beyond_the_fd_limit_do_not_lock_out_healthz() {
+    let nmsd = Nmsd::start(
+        "control-flood",
+        &NmsdOptions {
+            nofile_limit: Some(256),
+            ..NmsdOptions::default()
+        },
+    );
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", nmsd.control_port)).expect("connect"))
+        .collect();
+    // Let nmsd accept what it can.
+    std::thread::sleep(Duration::from_millis(500));
+    let answered = healthz_within(nmsd.control_port, Duration::from_secs(1));
+    let (response, took) = answered.unwrap_or_else(|| {
+        panic!(
+            "/healthz did not answer within 1 s behind 300 idle connections; log:\n{}",
+            nmsd.log()
+        )
+    });
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok\n"), "{response}");
+    eprintln!("/healthz answered in {took:?}");
+    assert!(
+        nmsd.metric(
+            "nmsd_control_connections_closed_total",
+            &["reason=\"evicted\""]
+        ) > 0.0,
+        "evictions are counted"
+    );
+    drop(idle);
+}
+
+/// Half-sent and idle connections are closed after [control] request_timeout / idle_timeout.
+#[test]
+fn half_sent_and_idle_control_connections_are_closed() {
+    use std::io::Write;
+    let nmsd = Nmsd::start(
+        "control-timeouts",
+        &NmsdOptions {
+            control_extra: "request_timeout = \"500ms\"\nidle_timeout = \"1s\"\n".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    let connect =
+        || std::net::TcpStream::connect(("127.0.0.1", nmsd.control_port)).expect("connect");
+    // Nothing sent at all.
+    let mut silent = connect();
+    // Headers begun, never finished, trickled to look alive.
+    let mut half = connect();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: n")
+        .expect("send");
+    // A complete keep-alive request, then nothing.
+    let mut kept = connect();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: nmsd\r\n\r\n")
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = half.write_all(b"m");
+    assert!(closed_within(&mut silent, Duration::from_secs(3)), "silent");
+    assert!(
+        closed_within(&mut half, Duration::from_secs(3)),
+        "half-sent"
+    );
+    assert!(closed_within(&mut kept, Duration::from_secs(4)), "idle");
+    assert!(
+        nmsd.metric(
+            "nmsd_control_connections_closed_total",
+            &["reason=\"request_timeout\""]
+        ) >= 2.0
+    );
+    assert!(
+        nmsd.metric(
+            "nmsd_control_connections_closed_total",
+            &["reason=\"idle_timeout\""]
+        ) >= 1.0
+    );
+    assert!(healthz_within(nmsd.control_port, Duration::from_secs(1)).is_some());
+}

@@ -452,12 +452,23 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
         .collect();
     let (last, table) = segments.split_last()?;
     let header = table.join(".");
+    // `sources.netflow[1].x`: the second `[[sources.netflow]]` table, not the first.
+    let wanted = key
+        .rsplit_once('.')
+        .and_then(|(t, _)| t.strip_suffix(']'))
+        .and_then(|t| t.rsplit_once('['))
+        .and_then(|(_, n)| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut seen = 0usize;
     let mut in_table = header.is_empty();
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.starts_with('[') {
             let name = t.trim_matches(|c| c == '[' || c == ']').trim();
-            in_table = name == header;
+            in_table = name == header && (!t.starts_with("[[") || seen == wanted);
+            if name == header && t.starts_with("[[") {
+                seen += 1;
+            }
             continue;
         }
         if in_table
@@ -819,6 +830,17 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, Some(5), "{e}");
         assert_eq!(e.key.as_deref(), Some("processors[1].max_keys"), "{e}");
+    }
+
+    #[test]
+    fn a_range_error_in_the_second_of_two_tables_points_at_that_table() {
+        let e = parse(
+            "[[sources.netflow]]\nlisten = \"127.0.0.1:2055\"\nring_capacity = 8\n\
+             [[sources.netflow]]\nlisten = \"127.0.0.1:4739\"\nring_capacity = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sources.netflow[1].ring_capacity"));
+        assert_eq!(e.line, Some(6), "{e}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ USAGE:
     nmsd version                print the version
     nmsd help                   print this help
 
+Exit status: 0 success, 1 invalid config or failure to start, 2 usage error.
 Every config key is documented in the shipped config.toml.";
 
 const DEFAULT_CONFIG: &str = "/etc/nmsd/config.toml";

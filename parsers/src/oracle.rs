@@ -64,7 +64,9 @@
 //! (or only an end) gets it for both; one with neither gets the export time.
 //!
 //! For ICMP and ICMPv6 (protocol 1, 58), `dst_port` is `type << 8 | code`, from
-//! `icmpTypeCode*` or else from separate `icmpType*` / `icmpCode*` elements. VLAN is the low
+//! `icmpTypeCode*` or else from separate `icmpType*` / `icmpCode*` elements, or else the source
+//! port when the destination port is 0 (fprobe's v5); the source port is then 0. Byte and
+//! packet counts above 2^50 are clamped to it. VLAN is the low
 //! 12 bits. `flowDirection` 0 / 1 is ingress / egress, anything else unknown.
 //!
 //! Data sets that arrive before their template are buffered by the oracle (without limit) and
@@ -168,6 +170,18 @@ impl Oracle {
     ///
     /// Records of data sets buffered earlier whose template this datagram brings are included.
     pub fn decode(
+        &mut self,
+        exporter: IpAddr,
+        datagram: &[u8],
+    ) -> Result<Vec<FlowRecord>, OracleError> {
+        let mut out = self.decode_as_parsed(exporter, datagram)?;
+        for r in &mut out {
+            nmsd_normalization(r);
+        }
+        Ok(out)
+    }
+
+    fn decode_as_parsed(
         &mut self,
         exporter: IpAddr,
         datagram: &[u8],
@@ -477,6 +491,20 @@ impl Oracle {
             header: header.to_vec(),
             body: info.raw_data.clone(),
         });
+    }
+}
+
+/// What nmsd does to every record whatever the wire format said (see the module doc):
+/// byte and packet counts clamped to [`crate::MAX_FLOW_COUNTER`]; ICMP type and code in the
+/// destination port, source port 0, whichever port the exporter used.
+fn nmsd_normalization(r: &mut FlowRecord) {
+    r.bytes = r.bytes.min(crate::MAX_FLOW_COUNTER);
+    r.packets = r.packets.min(crate::MAX_FLOW_COUNTER);
+    if r.protocol == 1 || r.protocol == 58 {
+        if r.dst_port == 0 {
+            r.dst_port = r.src_port;
+        }
+        r.src_port = 0;
     }
 }
 

@@ -626,7 +626,13 @@ fn snmp_seeds() -> Vec<(String, Vec<u8>)> {
     let hc = oid("1.3.6.1.2.1.31.1.1.1.6.2");
     let mut seeds = Vec::new();
     let mut w = BackWriter::default();
-    encode_community_message(&mut w, Version::V2c, b"public", &PduHeader::new(PduKind::Get, 7), &[(up.as_ref(), Value::Null)]);
+    encode_community_message(
+        &mut w,
+        Version::V2c,
+        b"public",
+        &PduHeader::new(PduKind::Get, 7),
+        &[(up.as_ref(), Value::Null)],
+    );
     seeds.push(("v2c-get".to_string(), w.as_bytes().to_vec()));
     let obj = oid("1.3.6.1.4.1.8072.3.2.10");
     let values = [
@@ -641,15 +647,42 @@ fn snmp_seeds() -> Vec<(String, Vec<u8>)> {
         (name.as_ref(), Value::NoSuchInstance),
         (name.as_ref(), Value::EndOfMibView),
     ];
-    encode_community_message(&mut w, Version::V2c, b"public", &PduHeader::new(PduKind::Response, 8), &values);
+    encode_community_message(
+        &mut w,
+        Version::V2c,
+        b"public",
+        &PduHeader::new(PduKind::Response, 8),
+        &values,
+    );
     seeds.push(("v2c-response-all-types".to_string(), w.as_bytes().to_vec()));
     let mut w = BackWriter::default();
     encode_discovery(&mut w, 1, 2);
     seeds.push(("v3-discovery".to_string(), w.as_bytes().to_vec()));
     let keys = [
-        ("v3-sha-aes", LocalKeys::from_localized(AuthProtocol::Sha1, &[1; 20], Some((PrivProtocol::Aes128, &[2; 16])))),
-        ("v3-sha256-aes256", LocalKeys::from_localized(AuthProtocol::Sha256, &[3; 32], Some((PrivProtocol::Aes256, &[4; 32])))),
-        ("v3-md5-des", LocalKeys::from_localized(AuthProtocol::Md5, &[5; 16], Some((PrivProtocol::Des, &[6; 16])))),
+        (
+            "v3-sha-aes",
+            LocalKeys::from_localized(
+                AuthProtocol::Sha1,
+                &[1; 20],
+                Some((PrivProtocol::Aes128, &[2; 16])),
+            ),
+        ),
+        (
+            "v3-sha256-aes256",
+            LocalKeys::from_localized(
+                AuthProtocol::Sha256,
+                &[3; 32],
+                Some((PrivProtocol::Aes256, &[4; 32])),
+            ),
+        ),
+        (
+            "v3-md5-des",
+            LocalKeys::from_localized(
+                AuthProtocol::Md5,
+                &[5; 16],
+                Some((PrivProtocol::Des, &[6; 16])),
+            ),
+        ),
     ];
     for (label, k) in &keys {
         let p = V3Params {
@@ -664,8 +697,16 @@ fn snmp_seeds() -> Vec<(String, Vec<u8>)> {
         };
         let mut w = BackWriter::default();
         let mut scratch = Vec::new();
-        encode_v3(&mut w, &mut scratch, &p, Some(k), 42, &PduHeader::new(PduKind::Response, 9), &values)
-            .expect("seed encodes");
+        encode_v3(
+            &mut w,
+            &mut scratch,
+            &p,
+            Some(k),
+            42,
+            &PduHeader::new(PduKind::Response, 9),
+            &values,
+        )
+        .expect("seed encodes");
         seeds.push((label.to_string(), w.as_bytes().to_vec()));
     }
     seeds

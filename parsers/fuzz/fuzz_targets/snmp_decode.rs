@@ -13,9 +13,21 @@ fn keys() -> &'static [LocalKeys; 3] {
     static K: OnceLock<[LocalKeys; 3]> = OnceLock::new();
     K.get_or_init(|| {
         [
-            LocalKeys::from_localized(AuthProtocol::Sha1, &[1; 20], Some((PrivProtocol::Aes128, &[2; 16]))),
-            LocalKeys::from_localized(AuthProtocol::Sha256, &[3; 32], Some((PrivProtocol::Aes256, &[4; 32]))),
-            LocalKeys::from_localized(AuthProtocol::Md5, &[5; 16], Some((PrivProtocol::Des, &[6; 16]))),
+            LocalKeys::from_localized(
+                AuthProtocol::Sha1,
+                &[1; 20],
+                Some((PrivProtocol::Aes128, &[2; 16])),
+            ),
+            LocalKeys::from_localized(
+                AuthProtocol::Sha256,
+                &[3; 32],
+                Some((PrivProtocol::Aes256, &[4; 32])),
+            ),
+            LocalKeys::from_localized(
+                AuthProtocol::Md5,
+                &[5; 16],
+                Some((PrivProtocol::Des, &[6; 16])),
+            ),
         ]
     })
 }
@@ -49,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
                 }
                 ScopedData::Encrypted(ct) => {
                     let mut buf = ct.to_vec();
-                    if k.decrypt(&mut buf, m.engine_boots, m.engine_time, m.priv_params).is_ok()
+                    if k.decrypt(&mut buf, m.engine_boots, m.engine_time, m.priv_params)
+                        .is_ok()
                         && let Ok(s) = v3::decode_decrypted(&buf)
                     {
                         walk(&s.pdu);

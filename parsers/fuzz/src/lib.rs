@@ -18,7 +18,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use nmsd_parsers::{DecoderLimits, FlowDecoder, FlowRecord, FlowVersion, persist};
+use nmsd_parsers::{
+    DecoderLimits, FlowDecoder, FlowRecord, FlowVersion, MAX_FLOW_COUNTER, TimeBounds, TimePolicy,
+    persist,
+};
 
 /// Where the decode targets' clock starts: 2026-01-01T00:00:00Z.
 pub const T0_MS: u64 = 1_767_225_600_000;
@@ -86,6 +89,16 @@ pub fn small_limits() -> DecoderLimits {
         pending_sets_per_domain: 4,
         pending_bytes_total: 2048,
         pending_timeout_ms: 5_000,
+        max_domains_per_exporter: 3,
+        idle_domain_timeout_ms: 60_000,
+        allowed_exporters: Vec::new(),
+        // Clamp, so that the records still reach check_record; the bounds are tight enough
+        // for fuzzed times to cross them.
+        time_bounds: Some(TimeBounds {
+            max_future_ms: 3_600_000,
+            max_past_ms: 86_400_000,
+            policy: TimePolicy::Clamp,
+        }),
     }
 }
 
@@ -98,6 +111,10 @@ pub fn unbounded_limits() -> DecoderLimits {
         pending_sets_per_domain: usize::MAX,
         pending_bytes_total: usize::MAX / 2,
         pending_timeout_ms: u64::MAX,
+        max_domains_per_exporter: usize::MAX,
+        idle_domain_timeout_ms: u64::MAX,
+        allowed_exporters: Vec::new(),
+        time_bounds: None,
     }
 }
 
@@ -139,6 +156,13 @@ pub fn run_decode_target(data: &[u8], version: u16) {
         }
         for r in &out {
             check_record(r, f.exporter, expected_version);
+            if let Some(b) = limits.time_bounds {
+                let range = now.saturating_sub(b.max_past_ms)..=now.saturating_add(b.max_future_ms);
+                assert!(
+                    range.contains(&r.start_ms) && range.contains(&r.end_ms),
+                    "time outside the bounds after clamping: {r:?}"
+                );
+            }
         }
         total += out.len() as u64;
         assert!(decoder.domain_count() <= limits.max_domains);
@@ -163,6 +187,10 @@ pub fn run_decode_target(data: &[u8], version: u16) {
 /// What holds for every record, whatever the input.
 pub fn check_record(r: &FlowRecord, exporter: IpAddr, version: FlowVersion) {
     assert!(r.sampling_interval >= 1, "sampling_interval 0: {r:?}");
+    assert!(
+        r.bytes <= MAX_FLOW_COUNTER && r.packets <= MAX_FLOW_COUNTER,
+        "counter over the cap: {r:?}"
+    );
     assert_eq!(r.exporter, exporter, "record of another exporter: {r:?}");
     assert_eq!(r.version, version, "record of another version: {r:?}");
 }

@@ -280,6 +280,13 @@ impl Oracle {
                 "dropped template {id} without saying so"
             )));
         }
+        if ipfix_withdraws_all(datagram) {
+            return Err(OracleError(
+                "withdraws all templates of a kind (RFC 7011 §8.1), which netflow_parser does \
+                 not model"
+                    .into(),
+            ));
+        }
         if let Some(id) = v9_template_with_empty_field(&packet) {
             return Err(OracleError(format!(
                 "v9 template {id} has a zero-length field: netflow_parser may read no records \
@@ -652,6 +659,50 @@ fn v9_template_with_empty_field(packet: &NetflowPacket) -> Option<u16> {
             .map(|t| t.template_id),
         _ => None,
     })
+}
+
+/// Whether an IPFIX message holds an "all templates" withdrawal: a template record whose id is
+/// its set's id (2 or 3) and whose field count is 0. nmsd forgets every template of that kind;
+/// netflow_parser keeps them (differential fuzz finding, 2026-12-07), so the oracle has no
+/// opinion on the message or on what its domain sends after it.
+fn ipfix_withdraws_all(d: &[u8]) -> bool {
+    let u16_at = |at: usize| d.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let end = match (d.get(..2), u16_at(2)) {
+        (Some([0, 10]), Some(len)) => usize::from(len).min(d.len()),
+        _ => return false,
+    };
+    let mut set = 16;
+    while set + 4 <= end {
+        let (Some(set_id), Some(set_len)) = (u16_at(set), u16_at(set + 2)) else {
+            return false;
+        };
+        let set_end = set + usize::from(set_len);
+        if set_len < 4 || set_end > end {
+            return false;
+        }
+        if set_id == 2 || set_id == 3 {
+            let mut rec = set + 4;
+            while rec + 4 <= set_end {
+                let (Some(id), Some(count)) = (u16_at(rec), u16_at(rec + 2)) else {
+                    break;
+                };
+                if count == 0 {
+                    if id == set_id {
+                        return true;
+                    }
+                    rec += 4;
+                    continue;
+                }
+                rec += if set_id == 3 { 6 } else { 4 };
+                for _ in 0..count {
+                    let Some(raw) = u16_at(rec) else { break };
+                    rec += if raw & 0x8000 != 0 { 8 } else { 4 };
+                }
+            }
+        }
+        set = set_end;
+    }
+    false
 }
 
 /// A one-set message: the buffered set behind its original header.

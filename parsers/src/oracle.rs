@@ -1235,9 +1235,11 @@ pub fn compare_record(nmsd: &FlowRecord, oracle: &FlowRecord) -> Result<(), Mism
     check("start_ms", n.start_ms, o.start_ms)?;
     check("end_ms", n.end_ms, o.end_ms)?;
     if o.sampling_interval == SAMPLING_UNKNOWN {
+        // Scaled here, so capped here too (see `nmsd_normalization`).
         let scale = u64::from(n.sampling_interval.max(1));
-        check("bytes", n.bytes, o.bytes.saturating_mul(scale))?;
-        check("packets", n.packets, o.packets.saturating_mul(scale))?;
+        let scaled = |v: u64| v.saturating_mul(scale).min(crate::MAX_FLOW_COUNTER);
+        check("bytes", n.bytes, scaled(o.bytes))?;
+        check("packets", n.packets, scaled(o.packets))?;
     } else {
         check(
             "sampling_interval",

@@ -13,6 +13,8 @@ pub mod queue;
 pub mod records;
 pub mod ring;
 pub mod snmp;
+#[cfg(test)]
+pub(crate) mod test_metrics;
 pub mod units;
 pub mod worker;
 

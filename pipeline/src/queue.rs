@@ -1,6 +1,8 @@
 //! Bounded queues from parse workers to sinks.
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use metrics::{Counter, Gauge};
 
 use crate::records::SinkMessage;
@@ -16,22 +18,58 @@ pub struct SinkQueue {
     occupancy: Gauge,
 }
 
+/// Sink end of a queue. Taking a message updates the occupancy gauge as well: set only by
+/// senders, it kept the last sender's value once the sink had drained the queue and traffic
+/// stopped.
+pub struct SinkQueueReceiver {
+    rx: Receiver<SinkMessage>,
+    occupancy: Gauge,
+}
+
 /// Make a queue of `capacity` messages for the sink `name`.
 pub fn sink_queue(
     name: &'static str,
     capacity: usize,
     policy: FullPolicy,
-) -> (SinkQueue, Receiver<SinkMessage>) {
+) -> (SinkQueue, SinkQueueReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     metrics::gauge!("nmsd_sink_queue_capacity_messages", "sink" => name).set(capacity as f64);
+    let occupancy = metrics::gauge!("nmsd_sink_queue_occupancy_messages", "sink" => name);
     let q = SinkQueue {
         name,
         tx,
         policy,
         dropped_rows: metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => name),
-        occupancy: metrics::gauge!("nmsd_sink_queue_occupancy_messages", "sink" => name),
+        occupancy: occupancy.clone(),
     };
-    (q, rx)
+    (q, SinkQueueReceiver { rx, occupancy })
+}
+
+impl SinkQueueReceiver {
+    fn taken<T>(&self, r: T) -> T {
+        self.occupancy.set(self.rx.len() as f64);
+        r
+    }
+
+    /// Next message, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<SinkMessage, RecvTimeoutError> {
+        self.taken(self.rx.recv_timeout(timeout))
+    }
+
+    /// Next message if one is waiting.
+    pub fn try_recv(&self) -> Result<SinkMessage, TryRecvError> {
+        self.taken(self.rx.try_recv())
+    }
+
+    /// Every message until all senders are gone.
+    pub fn iter(&self) -> impl Iterator<Item = SinkMessage> + '_ {
+        std::iter::from_fn(|| self.taken(self.rx.recv().ok()))
+    }
+
+    /// Every message waiting now.
+    pub fn try_iter(&self) -> impl Iterator<Item = SinkMessage> + '_ {
+        std::iter::from_fn(|| self.taken(self.rx.try_recv().ok()))
+    }
 }
 
 impl SinkQueue {
@@ -67,5 +105,26 @@ impl SinkQueue {
         }
         self.occupancy.set(self.tx.len() as f64);
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occupancy_gauge_follows_the_sink_draining_the_queue() {
+        let rec = crate::test_metrics::recorder();
+        let (q, rx) = crate::test_metrics::within(&rec, || sink_queue("test", 8, FullPolicy::Drop));
+        let occupancy = || {
+            crate::test_metrics::value(&rec, "nmsd_sink_queue_occupancy_messages{sink=\"test\"}")
+        };
+        for _ in 0..3 {
+            assert!(q.send(SinkMessage::Flows(Vec::new())));
+        }
+        assert_eq!(occupancy(), Some(3.0));
+        // The sink takes everything; no sender runs again (traffic stopped).
+        assert_eq!(rx.try_iter().count(), 3);
+        assert_eq!(occupancy(), Some(0.0), "not the last sender's 3");
     }
 }

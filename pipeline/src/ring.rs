@@ -91,6 +91,10 @@ pub struct RingReceiver {
     name: Arc<str>,
     forward: rtrb::Consumer<Box<DatagramBatch>>,
     returned: rtrb::Producer<Box<DatagramBatch>>,
+    /// The same series as the sender's: the sender sets it after a push (so a stuck worker's
+    /// backlog shows), the worker after every poll (so a drained ring reads 0 once traffic
+    /// stops; set by the sender alone it kept its last, non-zero value).
+    occupancy: Gauge,
 }
 
 /// Make a ring named `name` holding up to `capacity` batches of up to `batch_capacity`
@@ -123,6 +127,7 @@ pub fn datagram_ring(
         name: Arc::from(name),
         forward: fc,
         returned: rp,
+        occupancy: sender.occupancy.clone(),
     };
     (sender, receiver)
 }
@@ -211,7 +216,10 @@ impl RingReceiver {
     /// Next batch, if any.
     #[inline]
     pub fn try_recv(&mut self) -> Option<Box<DatagramBatch>> {
-        self.forward.pop().ok()
+        let batch = self.forward.pop().ok();
+        // One relaxed store: per batch when busy, per poll (a few per tick) when idle.
+        self.occupancy.set(self.forward.slots() as f64);
+        batch
     }
 
     /// Return a processed batch to its receive thread for reuse.
@@ -240,6 +248,28 @@ impl RingReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn occupancy_gauge_reads_zero_once_the_worker_drained_the_ring() {
+        let rec = crate::test_metrics::recorder();
+        let (mut tx, mut rx) =
+            crate::test_metrics::within(&rec, || datagram_ring("idle", 4, 4, FullPolicy::Drop));
+        let occupancy =
+            || crate::test_metrics::value(&rec, "nmsd_ring_occupancy_batches{ring=\"idle\"}");
+        let stop = AtomicBool::new(false);
+        let src = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            let mut b = tx.take_batch();
+            b.push(src, b"x");
+            tx.send(b, &stop);
+        }
+        assert_eq!(occupancy(), Some(3.0));
+        // The worker drains the ring; the receive thread has nothing more to send.
+        while let Some(b) = rx.try_recv() {
+            rx.recycle(b);
+        }
+        assert_eq!(occupancy(), Some(0.0), "not the sender's last 3");
+    }
 
     #[test]
     fn drop_policy_counts_and_keeps_buffers_bounded() {

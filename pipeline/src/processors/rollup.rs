@@ -301,7 +301,11 @@ pub struct Rollup {
     next_emit_ms: u64,
     forced_flushes: metrics::Counter,
     saturated: metrics::Counter,
+    /// Shared by every worker's roll-up: each adds the change in its own count, so the gauge is
+    /// the process total (setting it would leave whichever worker wrote last).
     keys_gauge: metrics::Gauge,
+    /// This roll-up's share of `keys_gauge`.
+    reported_keys: usize,
 }
 
 impl Rollup {
@@ -323,11 +327,25 @@ impl Rollup {
                 metrics::counter!("nmsd_rollup_sums_saturated_total")
             },
             keys_gauge: metrics::gauge!("nmsd_rollup_open_keys"),
+            reported_keys: 0,
         }
     }
 
     fn keys(&self) -> usize {
         self.windows.iter().map(WindowKeys::len).sum()
+    }
+
+    /// Move this roll-up's share of the process-wide gauge to its current key count.
+    fn report_keys(&mut self) {
+        let keys = self.keys();
+        if keys >= self.reported_keys {
+            self.keys_gauge
+                .increment((keys - self.reported_keys) as f64);
+        } else {
+            self.keys_gauge
+                .decrement((self.reported_keys - keys) as f64);
+        }
+        self.reported_keys = keys;
     }
 
     /// The position of window `index` in `windows`, opening it if needed.
@@ -418,7 +436,7 @@ impl Processor for Rollup {
             self.forced_flushes.increment(1);
             self.emit_where(out, |_| true);
         }
-        self.keys_gauge.set(self.keys() as f64);
+        self.report_keys();
     }
 
     fn tick(&mut self, now_ms: u64, out: &mut Emitter) {
@@ -432,12 +450,12 @@ impl Processor for Rollup {
                 self.emit_where(out, is_due);
             }
         }
-        self.keys_gauge.set(self.keys() as f64);
+        self.report_keys();
     }
 
     fn flush(&mut self, out: &mut Emitter) {
         self.emit_where(out, |_| true);
-        self.keys_gauge.set(0.0);
+        self.report_keys();
     }
 }
 
@@ -500,6 +518,30 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].bytes, u64::MAX);
         assert_eq!(out[0].flows, 3);
+    }
+
+    #[test]
+    fn open_keys_gauge_is_the_total_over_workers() {
+        let rec = crate::test_metrics::recorder();
+        let (mut a, mut b) = crate::test_metrics::within(&rec, || {
+            (
+                Rollup::new(&RollupConfig::default()),
+                Rollup::new(&RollupConfig::default()),
+            )
+        });
+        let open = || crate::test_metrics::value(&rec, "nmsd_rollup_open_keys");
+        let mut e = Emitter::default();
+        a.process(&mut vec![flow(60_000, 80, 1), flow(60_000, 443, 1)], &mut e);
+        b.process(&mut vec![flow(60_000, 53, 1)], &mut e);
+        // One worker's tick must not overwrite the other's share.
+        a.tick(61_000, &mut e);
+        assert_eq!(open(), Some(3.0));
+        b.tick(61_000, &mut e);
+        assert_eq!(open(), Some(3.0));
+        a.tick(150_000, &mut e);
+        assert_eq!(open(), Some(1.0), "a emitted its window");
+        b.flush(&mut e);
+        assert_eq!(open(), Some(0.0));
     }
 
     #[test]

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::RecvTimeoutError;
 use metrics::{Counter, Histogram};
 use nmsd_pipeline::SinkMessage;
+use nmsd_pipeline::queue::SinkQueueReceiver;
 use nmsd_pipeline::ring::FullPolicy;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use questdb::ingress::{Buffer, ProtocolVersion, Sender};
@@ -325,7 +326,7 @@ impl TableBuffer {
 /// The running sink. Build it with [`QuestDbSink::new`] and run it on its own thread.
 pub struct QuestDbSink {
     cfg: QuestDbConfig,
-    rx: Receiver<SinkMessage>,
+    rx: SinkQueueReceiver,
     shutdown: Arc<AtomicBool>,
     status: Arc<SinkStatus>,
     writer: RowWriter,
@@ -358,7 +359,7 @@ impl QuestDbSink {
     /// queue and gives up on an unreachable server after `shutdown_timeout`.
     pub fn new(
         cfg: QuestDbConfig,
-        rx: Receiver<SinkMessage>,
+        rx: SinkQueueReceiver,
         shutdown: Arc<AtomicBool>,
         status: Arc<SinkStatus>,
     ) -> Self {

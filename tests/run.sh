@@ -24,7 +24,11 @@ cargo build --locked -p nmsd
 # Scratch dirs (QuestDB data, daemon state and logs) of earlier runs; they add up to gigabytes.
 rm -rf target/acceptance
 # Acceptance tests start real peers; one test binary at a time keeps 2-core machines honest.
-cargo test --workspace --locked -- --test-threads=2
+# The promtool tests run in their own step below.
+cargo test --workspace --locked -- --test-threads=2 --skip promtool_accepts_metrics
+
+step "promtool check metrics on a scrape with NetFlow, SNMP polling (snmpd) and traps configured"
+cargo test --locked -p nmsd-acceptance --test metrics_lint -- --test-threads=1
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     step "fuzzing each decoder for ${FUZZ_SECONDS}s"

@@ -45,7 +45,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!(
         "nmsd_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
-        "rustc" => option_env!("NMSD_RUSTC_VERSION").unwrap_or("unknown"),
+        // Set by build.rs from the compiler Cargo used.
+        "rustc" => env!("NMSD_RUSTC_VERSION"),
     )
     .set(1.0);
     Ok(handle)
@@ -241,5 +242,20 @@ fn describe() {
     c!(
         "nmsd_snmp_device_errors_total",
         "Failed device polls by error kind."
+    );
+    // The trap receiver's counters (nmsd_snmp::traps) are described here with the rest:
+    // `promtool check metrics` refuses a family without HELP.
+    c!(
+        "nmsd_snmp_traps_received_total",
+        "Traps and informs accepted, by SNMP version."
+    );
+    c!(
+        "nmsd_snmp_traps_dropped_total",
+        "Traps and informs dropped, by reason (decode, community, unknown_user, authentication, \
+         decryption, not_in_time_window, unknown_engine_id, not_a_notification)."
+    );
+    c!(
+        "nmsd_snmp_informs_answered_total",
+        "Informs acknowledged with a Response PDU."
     );
 }

@@ -258,8 +258,9 @@ impl QuestDbConfig {
 
 /// Metric handles.
 struct SinkMetrics {
-    /// Rows written, per table in `TableNames::all` order.
-    written: Vec<Counter>,
+    /// Per table in `TableNames::all` order: its label and, for the flow tables, its
+    /// `nmsd_sink_rows_written_total` (see [`TableBuffer::written`]).
+    written: Vec<(String, Option<Counter>)>,
     failed_rejected: Counter,
     failed_encode: Counter,
     failed_shutdown: Counter,
@@ -277,7 +278,12 @@ impl SinkMetrics {
                 .iter()
                 .map(|t| t.to_string())
                 .chain(std::iter::once("snmp_custom".to_string()))
-                .map(|t| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t))
+                .enumerate()
+                .map(|(i, t)| {
+                    let flows = i == Table::Flows as usize || i == Table::Rollups as usize;
+                    let c = flows.then(|| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t.clone()));
+                    (t, c)
+                })
                 .collect(),
             failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "rejected"),
             failed_encode: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "encode"),
@@ -307,7 +313,10 @@ enum Table {
 struct TableBuffer {
     buf: Buffer,
     oldest: Option<Instant>,
-    written: Counter,
+    /// `nmsd_sink_rows_written_total` of this table. Flow tables have it from the start; SNMP
+    /// tables from their first row, so /metrics lists no SNMP series when SNMP is not set up.
+    written: Option<Counter>,
+    table: String,
     /// One table per buffer makes every flush one transaction; the shared buffer of the
     /// user-defined tables cannot be.
     transactional: bool,
@@ -320,6 +329,15 @@ impl TableBuffer {
 
     fn bytes(&self) -> usize {
         self.buf.len()
+    }
+
+    fn count_written(&mut self, rows: u64) {
+        let table = &self.table;
+        self.written
+            .get_or_insert_with(|| {
+                metrics::counter!("nmsd_sink_rows_written_total", "sink" => "questdb", "table" => table.clone())
+            })
+            .increment(rows);
     }
 }
 
@@ -430,10 +448,11 @@ impl QuestDbSink {
             .written
             .iter()
             .enumerate()
-            .map(|(i, c)| TableBuffer {
+            .map(|(i, (table, c))| TableBuffer {
                 buf: sender.new_buffer(),
                 oldest: None,
                 written: c.clone(),
+                table: table.clone(),
                 transactional: i != Table::Custom as usize,
             })
             .collect();
@@ -576,7 +595,7 @@ impl QuestDbSink {
                 Ok(()) => {
                     t.buf.clear();
                     t.oldest = None;
-                    t.written.increment(rows);
+                    t.count_written(rows);
                     self.status.add_rows(rows);
                     self.mark_up();
                     return true;

@@ -106,7 +106,8 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
             "connected": q.connected(),
             "rows_written": q.rows_written(),
             "last_error": q.last_error(),
-            "rows_failed": q.rows_failed(),
+            "rows_rejected": q.rows_rejected(),
+            "rows_lost": q.rows_lost(),
             "last_discard": q.last_discard(),
         })
     });

@@ -215,12 +215,13 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         wait_for_stop_signal().await?;
         lifecycle::notify("STOPPING=1");
         tracing::info!("stopping: no new datagrams are read; draining and flushing");
-        tokio::task::spawn_blocking(move || topology.shutdown())
+        let report = tokio::task::spawn_blocking(move || topology.shutdown())
             .await
             .context("shutdown task")?;
         let _ = stop_http.send(());
         let _ = server.await;
-        Ok(())
+        // Rows lost at shutdown make the exit code non-zero.
+        report.into_result()
     })
 }
 

@@ -12,10 +12,11 @@ use anyhow::Context;
 use nmsd_pipeline::queue::sink_queue;
 use nmsd_pipeline::ring::{RingReceiver, Waker, datagram_ring};
 use nmsd_pipeline::worker::{ParseWorker, SinkRoute, WorkerSetup};
-use nmsd_sinks::SinkStatus;
 use nmsd_sinks::questdb::QuestDbSink;
+use nmsd_sinks::{ShutdownSignal, SinkStatus};
 
 use crate::config::Config;
+use crate::lifecycle::{ShutdownReport, SinkLedger, join_until};
 use crate::sources::netflow;
 use crate::state::TemplateStore;
 
@@ -52,7 +53,10 @@ pub struct Topology {
         tokio::sync::mpsc::Sender<nmsd_snmp::engine::Command>,
         JoinHandle<()>,
     )>,
-    sink_shutdown: Arc<AtomicBool>,
+    sink_shutdown: Arc<ShutdownSignal>,
+    /// How long stopping may take, from the sinks' `shutdown_timeout`.
+    shutdown_timeout: std::time::Duration,
+    ledgers: Vec<SinkLedger>,
     receivers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     sinks: Vec<JoinHandle<()>>,
@@ -70,7 +74,7 @@ impl Topology {
     pub fn start(cfg: &Config) -> anyhow::Result<Topology> {
         let workers = cfg.pipeline.worker_count();
         let stop_receivers = Arc::new(AtomicBool::new(false));
-        let sink_shutdown = Arc::new(AtomicBool::new(false));
+        let sink_shutdown = Arc::new(ShutdownSignal::default());
 
         let store = TemplateStore::new(&cfg.general.state_dir);
         store.prepare()?;
@@ -86,6 +90,7 @@ impl Topology {
         let mut routes = Vec::new();
         let mut sinks = Vec::new();
         let mut questdb = None;
+        let mut ledgers = Vec::new();
         let q = &cfg.sinks.questdb;
         if q.enabled {
             let (queue, rx) = sink_queue("questdb", q.queue_capacity, q.queue_full_policy);
@@ -98,6 +103,11 @@ impl Topology {
                 .map(|s| s.custom_schemas())
                 .unwrap_or_default();
             qc.source_names = cfg.sources.netflow.iter().map(|s| s.name.clone()).collect();
+            ledgers.push(SinkLedger {
+                name: "questdb",
+                accepted_rows: rx.accepted_rows(),
+                status: status.clone(),
+            });
             let mut sink = QuestDbSink::new(qc, rx, sink_shutdown.clone(), status.clone());
             if let Some(d) = &directory {
                 sink = sink.with_directory(d.reader());
@@ -341,6 +351,8 @@ impl Topology {
             stop_receivers,
             snmp,
             sink_shutdown,
+            shutdown_timeout: q.shutdown_timeout.get(),
+            ledgers,
             receivers,
             workers: worker_handles,
             sinks,
@@ -361,32 +373,41 @@ impl Topology {
         })
     }
 
-    /// Stop receiving, drain, flush, save. Blocks until every thread has finished.
-    pub fn shutdown(self) {
+    /// Stop receiving, drain, flush, save, all within the sinks' `shutdown_timeout`: threads
+    /// still running at the deadline are left behind (the process exits), and what they held
+    /// is reported as lost.
+    pub fn shutdown(self) -> ShutdownReport {
         self.status.ready.store(false, Ordering::Relaxed);
         let started = Instant::now();
         self.stop_receivers.store(true, Ordering::Relaxed);
-        // From here the sinks' shutdown_timeout runs: an unreachable server cannot hold the
-        // process forever.
-        self.sink_shutdown.store(true, Ordering::Relaxed);
+        // One deadline for every stage, fixed now: an unreachable server cannot hold the
+        // process longer.
+        let deadline = self.sink_shutdown.begin(self.shutdown_timeout);
+        let mut stuck = Vec::new();
         for h in self.receivers {
-            let _ = h.join();
+            join_until(h, deadline, &mut stuck);
         }
         // The SNMP engine holds a sink queue sender: stop it before the sinks are drained.
         if let Some((tx, handle)) = self.snmp {
-            let _ = tx.blocking_send(nmsd_snmp::engine::Command::Stop);
-            let _ = handle.join();
+            let _ = tx.try_send(nmsd_snmp::engine::Command::Stop);
+            join_until(handle, deadline, &mut stuck);
         }
         tracing::info!("receiving stopped; draining rings and flushing processors");
         for h in self.workers {
-            let _ = h.join();
+            join_until(h, deadline, &mut stuck);
         }
+        // A sink that gave up at the deadline still counts what it held: a moment for that.
+        let sinks_deadline = deadline + crate::lifecycle::SINK_ACCOUNTING_GRACE;
+        let mut sinks_stuck = Vec::new();
         for h in self.sinks {
-            let _ = h.join();
+            join_until(h, sinks_deadline, &mut sinks_stuck);
         }
-        tracing::info!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "shutdown complete"
+        let report = ShutdownReport::new(
+            &self.ledgers,
+            [stuck, sinks_stuck].concat(),
+            started.elapsed(),
         );
+        report.log();
+        report
     }
 }

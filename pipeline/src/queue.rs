@@ -1,5 +1,7 @@
 //! Bounded queues from parse workers to sinks.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
@@ -16,6 +18,7 @@ pub struct SinkQueue {
     policy: FullPolicy,
     dropped_rows: Counter,
     occupancy: Gauge,
+    accepted_rows: Arc<AtomicU64>,
 }
 
 /// Sink end of a queue. Taking a message updates the occupancy gauge as well: set only by
@@ -24,6 +27,7 @@ pub struct SinkQueue {
 pub struct SinkQueueReceiver {
     rx: Receiver<SinkMessage>,
     occupancy: Gauge,
+    accepted_rows: Arc<AtomicU64>,
 }
 
 /// Make a queue of `capacity` messages for the sink `name`.
@@ -41,11 +45,26 @@ pub fn sink_queue(
         policy,
         dropped_rows: metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => name),
         occupancy: occupancy.clone(),
+        accepted_rows: Arc::default(),
     };
-    (q, SinkQueueReceiver { rx, occupancy })
+    let accepted_rows = q.accepted_rows.clone();
+    (
+        q,
+        SinkQueueReceiver {
+            rx,
+            occupancy,
+            accepted_rows,
+        },
+    )
 }
 
 impl SinkQueueReceiver {
+    /// Rows ever queued (not dropped) by any sender. At shutdown, what the sink neither wrote
+    /// nor counted as failed is what an abandoned sink still held.
+    pub fn accepted_rows(&self) -> Arc<AtomicU64> {
+        self.accepted_rows.clone()
+    }
+
     fn taken<T>(&self, r: T) -> T {
         self.occupancy.set(self.rx.len() as f64);
         r
@@ -82,9 +101,7 @@ impl SinkQueue {
     pub fn try_send(&self, msg: SinkMessage) -> bool {
         let rows = msg.rows() as u64;
         let ok = self.tx.try_send(msg).is_ok();
-        if !ok {
-            self.dropped_rows.increment(rows);
-        }
+        self.count(ok, rows);
         self.occupancy.set(self.tx.len() as f64);
         ok
     }
@@ -100,11 +117,17 @@ impl SinkQueue {
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
             },
         };
-        if !ok {
-            self.dropped_rows.increment(rows);
-        }
+        self.count(ok, rows);
         self.occupancy.set(self.tx.len() as f64);
         ok
+    }
+
+    fn count(&self, queued: bool, rows: u64) {
+        if queued {
+            self.accepted_rows.fetch_add(rows, Ordering::Relaxed);
+        } else {
+            self.dropped_rows.increment(rows);
+        }
     }
 }
 

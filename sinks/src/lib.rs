@@ -4,6 +4,8 @@
 
 pub mod backoff;
 pub mod questdb;
+pub mod shutdown;
 pub mod status;
 
+pub use shutdown::ShutdownSignal;
 pub use status::SinkStatus;

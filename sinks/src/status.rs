@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct SinkStatus {
     connected: AtomicBool,
     rows_written: AtomicU64,
-    rows_failed: AtomicU64,
+    /// Rows the server refused (or that could not be encoded).
+    rows_rejected: AtomicU64,
+    /// Rows given up on at shutdown.
+    rows_lost: AtomicU64,
     last_error: Mutex<Option<String>>,
     /// The last row or batch the sink had to discard, and why: a sink can be connected and
     /// still be losing rows, and status must say so.
@@ -27,16 +30,12 @@ impl SinkStatus {
         }
     }
 
-    /// Rows discarded (not encodable, or rejected by the server), with the reason.
-    pub fn add_failed(&self, n: u64, why: String) {
-        self.rows_failed.fetch_add(n, Ordering::Relaxed);
+    /// Why the sink last discarded rows (not encodable, or rejected by the server); the rows
+    /// themselves are counted with [`SinkStatus::add_rejected`].
+    pub fn set_discard(&self, why: String) {
         if let Ok(mut g) = self.last_discard.lock() {
             *g = Some(why);
         }
-    }
-
-    pub fn rows_failed(&self) -> u64 {
-        self.rows_failed.load(Ordering::Relaxed)
     }
 
     pub fn last_discard(&self) -> Option<String> {
@@ -45,6 +44,22 @@ impl SinkStatus {
 
     pub fn add_rows(&self, n: u64) {
         self.rows_written.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_rejected(&self, n: u64) {
+        self.rows_rejected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_lost(&self, n: u64) {
+        self.rows_lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn rows_rejected(&self) -> u64 {
+        self.rows_rejected.load(Ordering::Relaxed)
+    }
+
+    pub fn rows_lost(&self) -> u64 {
+        self.rows_lost.load(Ordering::Relaxed)
     }
 
     pub fn connected(&self) -> bool {

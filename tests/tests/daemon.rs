@@ -352,9 +352,14 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
     );
     // Still collecting and serving metrics.
     assert!(nmsd.alive());
+    // It stops even with QuestDB down; the rows it could not write are lost, which the log
+    // and the exit status say.
+    let status = nmsd.stop();
+    let log = nmsd.log();
+    assert!(!status.success(), "rows were lost at shutdown: {status}");
     assert!(
-        nmsd.stop().success(),
-        "exits cleanly even with QuestDB down"
+        log.contains("were not written and are lost"),
+        "the log names the lost rows:\n{log}"
     );
 
     // With QuestDB up the same setup writes.

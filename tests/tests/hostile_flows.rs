@@ -101,7 +101,7 @@ fn a_timestamp_the_sink_cannot_store_costs_one_row_not_the_sink() {
     let (_, status) = nmsd.get("/api/v1/status").expect("status");
     let v: serde_json::Value = serde_json::from_str(&status).expect("json");
     let sink = &v["sinks"]["questdb"];
-    assert_eq!(sink["rows_failed"], 2, "{status}");
+    assert_eq!(sink["rows_rejected"], 2, "{status}");
     assert!(
         sink["last_discard"]
             .as_str()

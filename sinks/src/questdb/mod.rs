@@ -12,7 +12,6 @@ mod rows;
 pub mod schema;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
@@ -25,6 +24,7 @@ use questdb::ingress::{Buffer, ProtocolVersion, Sender};
 use serde::Deserialize;
 
 use crate::backoff::Backoff;
+use crate::shutdown::ShutdownSignal;
 use crate::status::SinkStatus;
 pub use rows::RowWriter;
 pub use schema::TableNames;
@@ -345,13 +345,11 @@ impl TableBuffer {
 pub struct QuestDbSink {
     cfg: QuestDbConfig,
     rx: SinkQueueReceiver,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Arc<ShutdownSignal>,
     status: Arc<SinkStatus>,
     writer: RowWriter,
     metrics: SinkMetrics,
     backoff: Backoff,
-    /// When shutdown was first noticed, for the shutdown timeout.
-    shutdown_seen: Option<Instant>,
     /// Last time an outage was logged, to log it plainly but not on every retry.
     last_outage_log: Option<Instant>,
     /// Last time unencodable rows were logged, and how many were discarded since.
@@ -373,12 +371,12 @@ enum FlushError {
 }
 
 impl QuestDbSink {
-    /// `shutdown` is set by the collector when it starts stopping; the sink then drains its
-    /// queue and gives up on an unreachable server after `shutdown_timeout`.
+    /// `shutdown` is begun by the collector when it starts stopping; the sink then drains its
+    /// queue and gives up on an unreachable server at its deadline.
     pub fn new(
         cfg: QuestDbConfig,
         rx: SinkQueueReceiver,
-        shutdown: Arc<AtomicBool>,
+        shutdown: Arc<ShutdownSignal>,
         status: Arc<SinkStatus>,
     ) -> Self {
         let names = cfg.table_names();
@@ -390,7 +388,6 @@ impl QuestDbSink {
             rx,
             shutdown,
             status,
-            shutdown_seen: None,
             last_outage_log: None,
             last_encode_log: None,
             encode_discards_unlogged: 0,
@@ -433,7 +430,7 @@ impl QuestDbSink {
                 self.status.set_error(e);
                 // Keep draining so workers never block on a dead sink.
                 for m in self.rx.iter() {
-                    self.metrics.failed_rejected.increment(m.rows() as u64);
+                    self.rejected(m.rows() as u64);
                 }
                 return;
             }
@@ -460,6 +457,7 @@ impl QuestDbSink {
             self.append(m, &mut tables);
         }
         let interval = self.cfg.batch_interval.get();
+        let mut gave_up = false;
         loop {
             let wait = tables
                 .iter()
@@ -478,10 +476,17 @@ impl QuestDbSink {
                     || t.oldest.is_some_and(|o| o.elapsed() >= interval)
                     || (closed && t.rows() > 0);
                 if due && !self.flush(&mut sender, t) {
-                    // Gave up during shutdown: nothing more can be written.
-                    self.drain_after_failure();
-                    return;
+                    // Gave up during shutdown: nothing more can be written, in this table or
+                    // the others.
+                    gave_up = true;
+                    break;
                 }
+            }
+            if gave_up {
+                let pending: u64 = tables.iter().map(|t| t.rows() as u64).sum();
+                self.lost(pending);
+                self.drain_after_failure();
+                return;
             }
             if closed {
                 break;
@@ -564,8 +569,10 @@ impl QuestDbSink {
     /// Count rows that could not be encoded; log the first and then at most every 30 s.
     fn discard_unencodable(&mut self, kind: &str, n: u64, e: &questdb::Error) {
         self.metrics.failed_encode.increment(n);
+        // Counted as refused rows in the ledger, so shutdown does not report them as lost.
+        self.status.add_rejected(n);
         let why = format!("{n} {kind} row(s) could not be encoded and were discarded: {e}");
-        self.status.add_failed(n, why.clone());
+        self.status.set_discard(why.clone());
         self.encode_discards_unlogged += n;
         if self
             .last_encode_log
@@ -606,9 +613,9 @@ impl QuestDbSink {
                         "QuestDB rejected a batch; dropping it (counted in \
                          nmsd_sink_rows_failed_total{{reason=\"rejected\"}}): {e}"
                     );
-                    self.metrics.failed_rejected.increment(rows);
+                    self.rejected(rows);
                     self.status
-                        .add_failed(rows, format!("{rows} rows rejected by QuestDB: {e}"));
+                        .set_discard(format!("{rows} rows rejected by QuestDB: {e}"));
                     t.buf.clear();
                     t.oldest = None;
                     return true;
@@ -620,8 +627,9 @@ impl QuestDbSink {
                             rows,
                             "QuestDB still unreachable at shutdown; {rows} rows not written"
                         );
-                        self.metrics.failed_shutdown.increment(rows);
+                        self.lost(rows);
                         t.buf.clear();
+                        t.oldest = None;
                         return false;
                     }
                     self.metrics.retries.increment(1);
@@ -644,7 +652,7 @@ impl QuestDbSink {
         let addrs = self.server_addrs();
         let probing = !addrs.is_empty() && !accepts_connections(&addrs);
         let mut last_probe = Instant::now();
-        while !self.shutdown.load(Ordering::Relaxed) {
+        while !self.shutdown.requested() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
@@ -658,7 +666,9 @@ impl QuestDbSink {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(250));
+        // Stopping: retry every 250 ms, never past the deadline.
+        let left = self.shutdown.remaining().unwrap_or_default();
+        std::thread::sleep(left.min(Duration::from_millis(250)));
     }
 
     /// The server's addresses, resolved now (empty if the name does not resolve).
@@ -709,7 +719,7 @@ impl QuestDbSink {
     /// During shutdown, with the server still down: true once every worker has finished and
     /// queued nothing, so there is no reason to wait out the shutdown timeout.
     fn nothing_left_to_write(&mut self) -> bool {
-        if !self.shutdown.load(Ordering::Relaxed) {
+        if !self.shutdown.requested() {
             return false;
         }
         loop {
@@ -750,20 +760,39 @@ impl QuestDbSink {
         }
     }
 
+    /// True once the shutdown deadline (set by the collector, `shutdown_timeout` after it
+    /// began stopping) has passed.
     fn gave_up(&mut self) -> bool {
-        if !self.shutdown.load(Ordering::Relaxed) {
-            return false;
-        }
-        let seen = *self.shutdown_seen.get_or_insert_with(Instant::now);
-        seen.elapsed() >= self.cfg.shutdown_timeout.get()
+        self.shutdown.expired()
+    }
+
+    /// Rows the server refused, or that could not be encoded.
+    fn rejected(&self, rows: u64) {
+        self.metrics.failed_rejected.increment(rows);
+        self.status.add_rejected(rows);
+    }
+
+    /// Rows given up on at shutdown.
+    fn lost(&self, rows: u64) {
+        self.metrics.failed_shutdown.increment(rows);
+        self.status.add_lost(rows);
     }
 
     fn drain_after_failure(&mut self) {
+        let mut rows = 0u64;
         for m in std::mem::take(&mut self.stash)
             .into_iter()
             .chain(self.rx.iter())
         {
-            self.metrics.failed_shutdown.increment(m.rows() as u64);
+            rows += m.rows() as u64;
+        }
+        self.lost(rows);
+        if rows > 0 {
+            tracing::error!(
+                rows,
+                "QuestDB sink stopped without writing {rows} queued rows (counted in \
+                 nmsd_sink_rows_failed_total{{reason=\"shutdown\"}})"
+            );
         }
     }
 }

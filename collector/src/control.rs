@@ -41,8 +41,15 @@ pub fn router(state: ControlState) -> Router {
 }
 
 async fn readyz(State(s): State<ControlState>) -> Response {
-    if s.status.ready.load(Ordering::Relaxed) {
+    if s.status.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
+    } else if !s.status.liveness.healthy() {
+        let stalled = s.status.liveness.stalled().join(", ");
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: pipeline threads stalled: {stalled}\n"),
+        )
+            .into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }
@@ -114,7 +121,12 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": st.started.elapsed().as_secs(),
-        "ready": st.ready.load(Ordering::Relaxed),
+        "ready": st.is_ready(),
+        "pipeline": {
+            "threads": st.liveness.threads(),
+            "stalled": st.liveness.stalled(),
+            "watchdog_fed": st.liveness.healthy(),
+        },
         "workers": st.workers,
         "sources": st.sources,
         "sinks": { "questdb": questdb },

@@ -18,6 +18,9 @@ pub fn notify(state: &str) {
     let Ok(sock) = UnixDatagram::unbound() else {
         return;
     };
+    // Called on the control-plane runtime: a receiver that does not read (its queue holds
+    // net.unix.max_dgram_qlen datagrams) must not block it.
+    let _ = sock.set_nonblocking(true);
     let path = path.to_string_lossy().into_owned();
     let result = if let Some(abstract_name) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
@@ -28,6 +31,19 @@ pub fn notify(state: &str) {
     };
     if let Err(e) = result {
         tracing::debug!("sd_notify {state}: {e}");
+    }
+}
+
+/// Feed the systemd watchdog every `every` while the pipeline makes progress. A stuck receive
+/// thread, parse worker or sink stops the feeding (the control-plane runtime answering proves
+/// nothing about the data path), and systemd restarts nmsd after `WatchdogSec`.
+pub async fn feed_watchdog(every: Duration, liveness: Arc<nmsd_pipeline::heartbeat::Liveness>) {
+    let mut t = tokio::time::interval(every);
+    loop {
+        t.tick().await;
+        if liveness.healthy() {
+            notify("WATCHDOG=1");
+        }
     }
 }
 

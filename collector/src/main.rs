@@ -201,13 +201,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         });
         tokio::spawn(telemetry::upkeep(prometheus));
         if let Some(every) = lifecycle::watchdog_interval() {
-            tokio::spawn(async move {
-                let mut t = tokio::time::interval(every);
-                loop {
-                    t.tick().await;
-                    lifecycle::notify("WATCHDOG=1");
-                }
-            });
+            let liveness = topology.status.liveness.clone();
+            tokio::spawn(lifecycle::feed_watchdog(every, liveness));
         }
         tracing::info!(control = %cfg.control.listen, "ready: /healthz /readyz /metrics /api/v1/status");
         lifecycle::notify("READY=1");

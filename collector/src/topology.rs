@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::Context;
+use nmsd_pipeline::heartbeat::{Heartbeat, Liveness};
 use nmsd_pipeline::queue::sink_queue;
 use nmsd_pipeline::ring::{RingReceiver, Waker, datagram_ring};
 use nmsd_pipeline::worker::{ParseWorker, SinkRoute, WorkerSetup};
@@ -34,6 +35,16 @@ pub struct RuntimeStatus {
     /// Cap on per-interface series on /metrics.
     pub snmp_max_series: usize,
     pub ready: AtomicBool,
+    /// Progress of every receive thread, parse worker and sink: readiness and the systemd
+    /// watchdog follow it.
+    pub liveness: Arc<Liveness>,
+}
+
+impl RuntimeStatus {
+    /// Started, not stopping, and no pipeline thread stuck.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.liveness.healthy()
+    }
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,6 +87,7 @@ impl Topology {
         let stop_receivers = Arc::new(AtomicBool::new(false));
         let sink_shutdown = Arc::new(ShutdownSignal::default());
 
+        let liveness = Liveness::new();
         let store = TemplateStore::new(&cfg.general.state_dir);
         store.prepare()?;
         let restore = store.load_all();
@@ -108,7 +120,8 @@ impl Topology {
                 accepted_rows: rx.accepted_rows(),
                 status: status.clone(),
             });
-            let mut sink = QuestDbSink::new(qc, rx, sink_shutdown.clone(), status.clone());
+            let mut sink = QuestDbSink::new(qc, rx, sink_shutdown.clone(), status.clone())
+                .with_heartbeat(liveness.heartbeat("nmsd-sink-questdb"));
             if let Some(d) = &directory {
                 sink = sink.with_directory(d.reader());
             }
@@ -125,7 +138,14 @@ impl Topology {
         // The flow source of each input, so records (and exporter state) say which listener
         // they came in on.
         let mut input_sources: Vec<Vec<u8>> = (0..workers).map(|_| Vec::new()).collect();
-        let wakers: Vec<_> = (0..workers).map(|_| Waker::new()).collect();
+        // Registered with `liveness` only for workers that get inputs (the others never run).
+        let worker_hearts: Vec<_> = (0..workers)
+            .map(|id| Heartbeat::new(format!("nmsd-parse-{id}")))
+            .collect();
+        let wakers: Vec<_> = worker_hearts
+            .iter()
+            .map(|h| Waker::with_heartbeat(h.clone()))
+            .collect();
         let mut receivers = Vec::new();
         let mut sources = Vec::new();
         let mut next_worker = 0usize;
@@ -172,7 +192,9 @@ impl Topology {
                     src.ring_full_policy,
                 );
                 let w = next_worker % workers;
-                let tx = tx.with_waker(wakers[w].clone());
+                let tx = tx
+                    .with_waker(wakers[w].clone())
+                    .with_heartbeat(liveness.heartbeat(format!("nmsd-rx-{ring_name}")));
                 inputs[w].push(rx);
                 input_sources[w].push(source_index);
                 next_worker += 1;
@@ -333,11 +355,15 @@ impl Topology {
                 snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
                 exporter_labels: exporter_labels.clone(),
             };
+            liveness.register(worker_hearts[id].clone());
             let worker = ParseWorker::new(setup);
             worker_handles.push(spawn(format!("nmsd-parse-{id}"), move || worker.run())?);
         }
         // Workers hold the only queue senders now: when they finish, sinks see the end.
         drop(routes);
+        liveness
+            .spawn_sampler()
+            .context("cannot start thread nmsd-liveness")?;
 
         let processors: Vec<_> = cfg.processors.iter().map(|p| p.name()).collect();
         tracing::info!(
@@ -369,6 +395,7 @@ impl Topology {
                     .as_ref()
                     .map_or(0, |s| s.prometheus_max_series),
                 ready: AtomicBool::new(true),
+                liveness,
             }),
         })
     }

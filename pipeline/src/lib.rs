@@ -7,6 +7,7 @@
 //! Prometheus counter. Nothing here knows about config files, sockets or HTTP.
 
 pub mod enrich;
+pub mod heartbeat;
 pub mod processors;
 pub mod published;
 pub mod queue;

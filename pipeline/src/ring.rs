@@ -15,6 +15,7 @@ use std::time::Duration;
 use metrics::{Counter, Gauge};
 use serde::{Deserialize, Serialize};
 
+use crate::heartbeat::Heartbeat;
 use crate::records::DatagramBatch;
 
 /// What a producer does when its queue is full.
@@ -38,11 +39,29 @@ pub enum FullPolicy {
 pub struct Waker {
     thread: OnceLock<Thread>,
     parked: AtomicBool,
+    /// The worker's liveness: it beats each loop and is idle while parked.
+    heartbeat: Option<Arc<Heartbeat>>,
 }
 
 impl Waker {
     pub fn new() -> Arc<Waker> {
         Arc::new(Waker::default())
+    }
+
+    /// A waker whose worker reports its progress to `heartbeat`.
+    pub fn with_heartbeat(heartbeat: Arc<Heartbeat>) -> Arc<Waker> {
+        Arc::new(Waker {
+            heartbeat: Some(heartbeat),
+            ..Waker::default()
+        })
+    }
+
+    /// Called by the worker each time round its loop: it is making progress.
+    #[inline]
+    pub fn beat(&self) {
+        if let Some(h) = &self.heartbeat {
+            h.beat();
+        }
     }
 
     /// Called by the receive thread after a push.
@@ -60,6 +79,9 @@ impl Waker {
     /// something to do once the parked flag is visible.
     pub fn park(&self, timeout: Duration, has_work: impl Fn() -> bool) {
         let _ = self.thread.set(std::thread::current());
+        if let Some(h) = &self.heartbeat {
+            h.idle();
+        }
         self.parked.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if !has_work() {
@@ -84,6 +106,9 @@ pub struct RingSender {
     dropped: Counter,
     occupancy: Gauge,
     waker: Option<Arc<Waker>>,
+    /// The receive thread's liveness: idle (reading its socket) except while handing a batch
+    /// over, so only a thread blocked on a full ring for long counts as stuck.
+    heartbeat: Option<Arc<Heartbeat>>,
 }
 
 /// Worker end of a datagram ring.
@@ -122,6 +147,7 @@ pub fn datagram_ring(
         dropped: metrics::counter!("nmsd_ring_dropped_datagrams_total", &labels),
         occupancy: metrics::gauge!("nmsd_ring_occupancy_batches", &labels),
         waker: None,
+        heartbeat: None,
     };
     let receiver = RingReceiver {
         name: Arc::from(name),
@@ -148,6 +174,13 @@ impl RingSender {
         self
     }
 
+    /// Report the receive thread's liveness to `heartbeat` (see [`RingSender::send`]).
+    pub fn with_heartbeat(mut self, heartbeat: Arc<Heartbeat>) -> Self {
+        heartbeat.idle();
+        self.heartbeat = Some(heartbeat);
+        self
+    }
+
     /// An empty batch to receive into: recycled if possible, new while under the pool bound.
     pub fn take_batch(&mut self) -> Box<DatagramBatch> {
         while let Ok(b) = self.returned.pop() {
@@ -169,6 +202,17 @@ impl RingSender {
     /// Hand a filled batch to the worker. With `Drop` a full ring drops the batch's datagrams
     /// (counted) and keeps the buffer; with `Block` it waits until there is room or `stop` is set.
     pub fn send(&mut self, batch: Box<DatagramBatch>, stop: &AtomicBool) {
+        if let Some(h) = &self.heartbeat {
+            h.beat();
+        }
+        self.push(batch, stop);
+        // Back to reading the socket: waiting for input.
+        if let Some(h) = &self.heartbeat {
+            h.idle();
+        }
+    }
+
+    fn push(&mut self, batch: Box<DatagramBatch>, stop: &AtomicBool) {
         let mut batch = batch;
         loop {
             match self.forward.push(batch) {
@@ -269,6 +313,40 @@ mod tests {
             rx.recycle(b);
         }
         assert_eq!(occupancy(), Some(0.0), "not the sender's last 3");
+    }
+
+    #[test]
+    fn a_receive_thread_blocked_on_a_full_ring_stops_beating_and_an_idle_one_does_not() {
+        let liveness = crate::heartbeat::Liveness::new();
+        let hb = liveness.heartbeat("rx");
+        let (tx, _rx) = datagram_ring("full", 1, 4, FullPolicy::Block);
+        let mut tx = tx.with_heartbeat(hb);
+        let t0 = std::time::Instant::now();
+        let later = t0 + crate::heartbeat::STALL_AFTER + Duration::from_secs(1);
+        // No traffic: idle, alive however long.
+        assert!(liveness.sample(later).is_empty());
+        let stop = Arc::new(AtomicBool::new(false));
+        let src = "192.0.2.1".parse().unwrap();
+        let mut b = tx.take_batch();
+        b.push(src, b"x");
+        tx.send(b, &stop);
+        // The worker takes nothing: the next send blocks.
+        let stop2 = stop.clone();
+        let blocked = std::thread::spawn(move || {
+            let mut b = tx.take_batch();
+            b.push(src, b"y");
+            tx.send(b, &stop2);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let now = std::time::Instant::now();
+        liveness.sample(now);
+        assert_eq!(
+            liveness.sample(now + crate::heartbeat::STALL_AFTER),
+            ["rx"],
+            "blocked in send"
+        );
+        stop.store(true, Ordering::Relaxed);
+        blocked.join().unwrap();
     }
 
     #[test]

@@ -275,6 +275,8 @@ impl ParseWorker {
         let mut last_expire = Instant::now();
         let mut last_snapshot = Instant::now();
         loop {
+            // Liveness (crate::heartbeat): progress each round; parking marks the worker idle.
+            self.waker.beat();
             let mut worked = false;
             for i in 0..self.inputs.len() {
                 if let Some(batch) = self.inputs[i].try_recv() {

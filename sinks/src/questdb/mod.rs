@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 use metrics::{Counter, Histogram};
 use nmsd_pipeline::SinkMessage;
+use nmsd_pipeline::heartbeat::Heartbeat;
 use nmsd_pipeline::queue::SinkQueueReceiver;
 use nmsd_pipeline::ring::FullPolicy;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
@@ -360,6 +361,9 @@ pub struct QuestDbSink {
     /// Interface names from SNMP polling, for roll-up rows.
     directory:
         Option<nmsd_pipeline::published::PublishedReader<nmsd_pipeline::enrich::IfDirectory>>,
+    /// Liveness: beats between requests and while backing off, idle while waiting for rows;
+    /// a request that hangs stops the beats.
+    heartbeat: Arc<Heartbeat>,
 }
 
 /// How a flush attempt ended.
@@ -393,6 +397,7 @@ impl QuestDbSink {
             encode_discards_unlogged: 0,
             stash: Vec::new(),
             directory: None,
+            heartbeat: Heartbeat::new("nmsd-sink-questdb"),
         }
     }
 
@@ -402,6 +407,12 @@ impl QuestDbSink {
         reader: nmsd_pipeline::published::PublishedReader<nmsd_pipeline::enrich::IfDirectory>,
     ) -> Self {
         self.directory = Some(reader);
+        self
+    }
+
+    /// Report liveness to `heartbeat` (see [`nmsd_pipeline::heartbeat`]).
+    pub fn with_heartbeat(mut self, heartbeat: Arc<Heartbeat>) -> Self {
+        self.heartbeat = heartbeat;
         self
     }
 
@@ -429,6 +440,7 @@ impl QuestDbSink {
                 tracing::error!("QuestDB sink disabled: {e}");
                 self.status.set_error(e);
                 // Keep draining so workers never block on a dead sink.
+                self.heartbeat.idle();
                 for m in self.rx.iter() {
                     self.rejected(m.rows() as u64);
                 }
@@ -465,7 +477,9 @@ impl QuestDbSink {
                 .map(|o| interval.saturating_sub(o.elapsed()))
                 .min()
                 .unwrap_or(interval);
+            self.heartbeat.idle();
             let msg = self.rx.recv_timeout(wait);
+            self.heartbeat.beat();
             let closed = matches!(msg, Err(RecvTimeoutError::Disconnected));
             if let Ok(m) = msg {
                 self.append(m, &mut tables);
@@ -595,6 +609,7 @@ impl QuestDbSink {
             let rows = t.rows() as u64;
             let started = Instant::now();
             let result = sender.flush_and_keep_with_flags(&t.buf, t.transactional);
+            self.heartbeat.beat();
             self.metrics
                 .flush_seconds
                 .record(started.elapsed().as_secs_f64());
@@ -658,6 +673,8 @@ impl QuestDbSink {
                 return;
             }
             std::thread::sleep(left.min(Duration::from_millis(100)));
+            // Waiting to retry is progress, not a hang.
+            self.heartbeat.beat();
             if probing && last_probe.elapsed() >= PROBE_EVERY {
                 last_probe = Instant::now();
                 if accepts_connections(&addrs) {
@@ -698,6 +715,7 @@ impl QuestDbSink {
             ));
         }
         loop {
+            self.heartbeat.beat();
             match ddl.iter().try_for_each(|sql| client.exec(sql).map(|_| ())) {
                 Ok(()) => {
                     tracing::info!(url = %self.cfg.url, "QuestDB sink connected; tables ready");

@@ -405,6 +405,8 @@ impl Topology {
     /// is reported as lost.
     pub fn shutdown(self) -> ShutdownReport {
         self.status.ready.store(false, Ordering::Relaxed);
+        // Finished threads stop beating; that is no stall.
+        self.status.liveness.stop();
         let started = Instant::now();
         self.stop_receivers.store(true, Ordering::Relaxed);
         // One deadline for every stage, fixed now: an unreachable server cannot hold the

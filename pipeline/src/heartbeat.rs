@@ -77,6 +77,8 @@ pub struct Liveness {
     /// Names of threads stuck at the last sample.
     stalled: Mutex<Vec<String>>,
     healthy: AtomicBool,
+    /// Set when the pipeline stops: threads that finished stop beating, which is no stall.
+    stopping: AtomicBool,
 }
 
 impl Liveness {
@@ -144,6 +146,11 @@ impl Liveness {
         self.stalled.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The pipeline is stopping: sampling ends, the last verdict stands.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
     /// Threads watched.
     pub fn threads(&self) -> usize {
         self.hearts.lock().map(|h| h.len()).unwrap_or(0)
@@ -158,6 +165,9 @@ impl Liveness {
             .spawn(move || {
                 let mut was: Vec<String> = Vec::new();
                 while let Some(l) = weak.upgrade() {
+                    if l.stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let stuck = l.sample(Instant::now());
                     drop(l);
                     if stuck != was {

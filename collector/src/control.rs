@@ -125,7 +125,7 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
         "pipeline": {
             "threads": st.liveness.threads(),
             "stalled": st.liveness.stalled(),
-            "watchdog_fed": st.liveness.healthy(),
+            "healthy": st.liveness.healthy(),
         },
         "workers": st.workers,
         "sources": st.sources,

@@ -107,7 +107,7 @@ fn a_stuck_sink_and_worker_make_nmsd_not_ready_and_starve_the_watchdog() {
             .iter()
             .filter_map(|n| n.as_str().map(str::to_string))
             .collect();
-        (names.len() == 2 && v["pipeline"]["watchdog_fed"] == false && v["ready"] == false)
+        (names.len() == 2 && v["pipeline"]["healthy"] == false && v["ready"] == false)
             .then_some(names)
     })
     .unwrap_or_else(|| {

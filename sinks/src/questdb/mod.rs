@@ -87,7 +87,8 @@ pub struct QuestDbConfig {
     pub retry_max: HumanDuration,
     /// Per-request timeout (added to the size-based allowance).
     pub request_timeout: HumanDuration,
-    /// On shutdown, how long to keep trying to flush before giving up (and counting the loss).
+    /// How long stopping may take, from the moment it begins (the collector holds every stage
+    /// to it); rows still unwritten then are counted as lost.
     pub shutdown_timeout: HumanDuration,
     /// User-defined SNMP tables (set by the collector from `[[sources.snmp.modules]]`).
     #[serde(skip)]
@@ -603,7 +604,7 @@ impl QuestDbSink {
     }
 
     /// Flush one table buffer, retrying transient failures. Returns false if it gave up
-    /// (only during shutdown, after `shutdown_timeout`).
+    /// (only during shutdown, at its deadline).
     fn flush(&mut self, sender: &mut Sender, t: &mut TableBuffer) -> bool {
         loop {
             let rows = t.rows() as u64;
@@ -655,7 +656,7 @@ impl QuestDbSink {
     }
 
     /// Wait before the next retry. Shutdown cuts the wait short, so an outage cannot hold the
-    /// process longer than `shutdown_timeout`.
+    /// process past the shutdown deadline.
     ///
     /// While the server does not even accept connections, a TCP connect every
     /// [`PROBE_EVERY`] cuts the wait short as soon as it does: the backoff grows to

@@ -310,20 +310,23 @@ impl Topology {
                     .map(|t| t.listen.clone())
                     .unwrap_or_default()
                 {
-                    let sock = std::net::UdpSocket::bind(addr).with_context(|| {
+                    let rcvbuf = sc.traps.as_ref().map_or(0, |t| t.receive_buffer_bytes());
+                    let sock = nmsd_snmp::traps::TrapSocket::bind(addr, rcvbuf).with_context(|| {
                         format!("cannot listen for traps on {addr}; ports below 1024 need root or CAP_NET_BIND_SERVICE")
                     })?;
+                    let receive_buffer = sock.receive_buffer();
                     let receiver = nmsd_snmp::traps::TrapReceiver::new(tc.clone());
                     let stop = stop_receivers.clone();
                     let queue = routes.first().map(|r| r.queue.clone());
                     receivers.push(spawn(format!("nmsd-traps-{}", addr.port()), move || {
-                        nmsd_snmp::traps::run(sock, receiver, stop, |row| {
-                            if let Some(q) = &queue {
-                                q.try_send(nmsd_pipeline::SinkMessage::SnmpTraps(vec![row]));
-                            }
+                        // Batches, under the queue's full policy; refusals are counted there.
+                        nmsd_snmp::traps::run(sock, receiver, stop, Default::default(), |rows| {
+                            queue
+                                .as_ref()
+                                .is_none_or(|q| q.send(nmsd_pipeline::SinkMessage::SnmpTraps(rows)))
                         })
                     })?);
-                    tracing::info!(%addr, "receiving SNMP traps and informs");
+                    tracing::info!(%addr, receive_buffer, "receiving SNMP traps and informs");
                 }
             }
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nmsd_parsers::snmp::usm::{AuthProtocol, PrivProtocol, UserKeys};
-use nmsd_pipeline::units::HumanDuration;
+use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use nmsd_snmp::engine::plan::{Credentials, DeviceSpec, Modules, Plan};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -107,6 +107,22 @@ pub struct TrapsConfig {
     pub users: Vec<String>,
     /// nmsd's engine ID for v3 INFORM, hex; generated and kept in the state directory if unset.
     pub engine_id: Option<String>,
+    /// SO_RCVBUF per listen address: what a burst can queue while the receiver catches up.
+    /// Above `net.core.rmem_max` it needs root or CAP_NET_ADMIN (SO_RCVBUFFORCE).
+    #[serde(default = "default_trap_receive_buffer")]
+    pub receive_buffer: ByteSize,
+}
+
+/// The kernel doubles the request and counts ~830 bytes per small trap: ~40,000 traps.
+fn default_trap_receive_buffer() -> ByteSize {
+    ByteSize(16 << 20)
+}
+
+impl TrapsConfig {
+    /// The receive buffer to ask for, in bytes.
+    pub fn receive_buffer_bytes(&self) -> usize {
+        usize::try_from(self.receive_buffer.0).unwrap_or(usize::MAX)
+    }
 }
 
 fn default_trap_listen() -> Vec<SocketAddr> {
@@ -401,6 +417,12 @@ impl SnmpSourceConfig {
                         );
                     }
                 }
+            }
+            if !(64 << 10..=1 << 30).contains(&t.receive_buffer.0) {
+                return e(
+                    "sources.snmp.traps.receive_buffer".into(),
+                    "must be between 64KiB and 1GiB".into(),
+                );
             }
             if let Some(id) = &t.engine_id
                 && (id.len() < 10

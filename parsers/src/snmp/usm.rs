@@ -264,6 +264,19 @@ impl UserKeys {
         })
     }
 
+    pub fn privacy(&self) -> Option<PrivProtocol> {
+        self.privacy.as_ref().map(|(p, _)| *p)
+    }
+
+    /// The security level these keys serve: authPriv with a privacy key, else authNoPriv.
+    pub fn security_level(&self) -> super::v3::SecurityLevel {
+        if self.privacy.is_some() {
+            super::v3::SecurityLevel::AuthPriv
+        } else {
+            super::v3::SecurityLevel::AuthNoPriv
+        }
+    }
+
     /// Keys for one authoritative engine.
     pub fn localize(&self, engine_id: &[u8]) -> LocalKeys {
         LocalKeys {

@@ -18,6 +18,36 @@ pub const USM: i64 = 3;
 /// msgMaxSize we announce (as net-snmp does).
 pub const MAX_SIZE: i64 = 65507;
 
+/// RFC 3411 securityLevel, ordered: a message meets a requirement when its level is at least
+/// the required one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecurityLevel {
+    NoAuthNoPriv,
+    AuthNoPriv,
+    AuthPriv,
+}
+
+impl SecurityLevel {
+    /// The level of `flags` (msgFlags); privacy without authentication is refused by the
+    /// decoder, so it never reaches here as a level.
+    pub const fn from_flags(flags: u8) -> Self {
+        match (flags & FLAG_AUTH != 0, flags & FLAG_PRIV != 0) {
+            (true, true) => SecurityLevel::AuthPriv,
+            (true, false) => SecurityLevel::AuthNoPriv,
+            _ => SecurityLevel::NoAuthNoPriv,
+        }
+    }
+
+    /// As configured and as net-snmp spells it (`-l`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            SecurityLevel::NoAuthNoPriv => "noAuthNoPriv",
+            SecurityLevel::AuthNoPriv => "authNoPriv",
+            SecurityLevel::AuthPriv => "authPriv",
+        }
+    }
+}
+
 /// The message data: a plain ScopedPDU (its SEQUENCE content) or the encrypted one.
 #[derive(Clone, Copy, Debug)]
 pub enum ScopedData<'a> {
@@ -112,6 +142,14 @@ impl<'a> V3Message<'a> {
 
     pub fn is_authenticated(&self) -> bool {
         self.flags & FLAG_AUTH != 0
+    }
+
+    pub fn is_reportable(&self) -> bool {
+        self.flags & FLAG_REPORTABLE != 0
+    }
+
+    pub const fn security_level(&self) -> SecurityLevel {
+        SecurityLevel::from_flags(self.flags)
     }
 }
 
@@ -436,5 +474,21 @@ mod tests {
         for cut in 0..b.len() {
             assert!(V3Message::decode(&b[..cut]).is_err());
         }
+    }
+
+    #[test]
+    fn security_levels_are_ordered_by_flags() {
+        use SecurityLevel::*;
+        assert_eq!(SecurityLevel::from_flags(FLAG_REPORTABLE), NoAuthNoPriv);
+        assert_eq!(SecurityLevel::from_flags(FLAG_AUTH), AuthNoPriv);
+        assert_eq!(SecurityLevel::from_flags(FLAG_AUTH | FLAG_PRIV), AuthPriv);
+        assert!(NoAuthNoPriv < AuthNoPriv && AuthNoPriv < AuthPriv);
+        let user = crate::snmp::usm::UserKeys::new(
+            crate::snmp::usm::AuthProtocol::Sha1,
+            b"authpassword",
+            Some((crate::snmp::usm::PrivProtocol::Aes128, &b"privpassword"[..])),
+        )
+        .unwrap();
+        assert_eq!(user.security_level(), AuthPriv);
     }
 }

@@ -65,8 +65,10 @@ pub enum RateNote {
     CounterReset,
     /// A Counter32 octet counter may have wrapped more than once in the interval.
     C32Ambiguous,
-    /// The rate exceeds 1.5 × the interface speed.
-    Implausible,
+    /// The bit rate exceeds 1.5 × the declared speed. The rate is *kept* (loopback, tunnels,
+    /// bridges and veth declare nominal speeds their traffic routinely exceeds); only the
+    /// utilization, a percentage of a speed that is not real, is left out.
+    ExceedsSpeed,
 }
 
 impl RateNote {
@@ -80,7 +82,7 @@ impl RateNote {
             RateNote::WidthChanged => "width_changed",
             RateNote::CounterReset => "counter_reset",
             RateNote::C32Ambiguous => "c32_ambiguous",
-            RateNote::Implausible => "implausible",
+            RateNote::ExceedsSpeed => "exceeds_speed",
         }
     }
 }
@@ -111,7 +113,7 @@ pub struct IfRates {
     /// Percent of the speed.
     pub in_util: Option<f64>,
     pub out_util: Option<f64>,
-    /// The first reason a rate was left out, if any.
+    /// The first reason a rate was left out, or (ExceedsSpeed) flagged, if any.
     pub note: Option<RateNote>,
     /// Rates dropped in this row (one per counter).
     pub dropped: u32,
@@ -130,8 +132,8 @@ pub struct DeviceRates {
     ifs: FxHashMap<u32, IfBaseline>,
 }
 
-/// Octet counters: more than this fraction of the speed is implausible.
-const IMPLAUSIBLE_FACTOR: f64 = 1.5;
+/// Octet counters: more than this fraction of the speed means the speed is nominal.
+const EXCEEDS_SPEED_FACTOR: f64 = 1.5;
 
 impl DeviceRates {
     pub fn new() -> Self {
@@ -196,8 +198,16 @@ impl DeviceRates {
         let dt = (s.uptime_ticks - prev.uptime_ticks) as f64 / 100.0;
         out.interval_s = Some(dt);
         for i in 0..COUNTERS {
-            let (Some(now), Some(then)) = (s.counters[i], prev.counters[i]) else {
-                continue;
+            let (now, then) = match (s.counters[i], prev.counters[i]) {
+                (Some(now), Some(then)) => (now, then),
+                (Some(_), None) => {
+                    // A counter the previous poll did not have (a Counter32-only device's
+                    // first poll walks no 32-bit counters): its first sample.
+                    out.note.get_or_insert(RateNote::First);
+                    out.dropped += 1;
+                    continue;
+                }
+                _ => continue,
             };
             let octets = i == Counter::InOctets as usize || i == Counter::OutOctets as usize;
             let delta = match (now, then) {
@@ -230,22 +240,18 @@ impl DeviceRates {
                     continue;
                 }
             };
-            let rate = delta as f64 / dt;
-            if octets
-                && let Some(speed) = s.speed_bps.filter(|&b| b > 0)
-                && rate * 8.0 > IMPLAUSIBLE_FACTOR * speed as f64
-            {
-                out.note.get_or_insert(RateNote::Implausible);
-                out.dropped += 1;
-                continue;
-            }
-            out.per_second[i] = Some(rate);
+            out.per_second[i] = Some(delta as f64 / dt);
         }
         out.in_bps = out.per_second[Counter::InOctets as usize].map(|r| r * 8.0);
         out.out_bps = out.per_second[Counter::OutOctets as usize].map(|r| r * 8.0);
         if let Some(speed) = s.speed_bps.filter(|&b| b > 0) {
-            out.in_util = out.in_bps.map(|b| 100.0 * b / speed as f64);
-            out.out_util = out.out_bps.map(|b| 100.0 * b / speed as f64);
+            let speed = speed as f64;
+            let real = |bps: f64| bps <= EXCEEDS_SPEED_FACTOR * speed;
+            if out.in_bps.is_some_and(|b| !real(b)) || out.out_bps.is_some_and(|b| !real(b)) {
+                out.note.get_or_insert(RateNote::ExceedsSpeed);
+            }
+            out.in_util = out.in_bps.filter(|&b| real(b)).map(|b| 100.0 * b / speed);
+            out.out_util = out.out_bps.filter(|&b| real(b)).map(|b| 100.0 * b / speed);
         }
         out
     }
@@ -382,12 +388,18 @@ mod tests {
     }
 
     #[test]
-    fn implausible_and_unknown_speed() {
+    fn over_the_declared_speed_keeps_the_rate_and_flags_it() {
         let mut d = DeviceRates::new();
         poll(&mut d, 1000, None, &sample(1000, Raw::C64(0)));
-        // 10 Gb/s on a 1 Gb/s port.
+        // 10 Gb/s on a port declaring 1 Gb/s (lo, tunnels, bridges, veth do that).
         let r = poll(&mut d, 2000, None, &sample(2000, Raw::C64(12_500_000_000)));
-        assert_eq!(r.note, Some(RateNote::Implausible));
+        assert_eq!(r.note, Some(RateNote::ExceedsSpeed));
+        assert_eq!(r.in_bps, Some(10_000_000_000.0), "the rate is kept");
+        assert_eq!(
+            r.in_util, None,
+            "1000 % of a nominal speed is not a utilization"
+        );
+        assert_eq!(r.dropped, 0, "nothing dropped");
         let mut d = DeviceRates::new();
         let mut s = sample(1000, Raw::C64(0));
         s.speed_bps = None;
@@ -396,6 +408,25 @@ mod tests {
         s.speed_bps = None;
         let r = poll(&mut d, 2000, None, &s);
         assert_eq!((r.in_bps, r.in_util), (Some(1000.0), None));
+    }
+
+    #[test]
+    fn counters_that_appear_later_are_a_first_sample_with_a_note() {
+        // A Counter32-only device: the first poll has no octet counters (it looked for HC
+        // ones), the second has ifTable's, the third rates them.
+        let mut d = DeviceRates::new();
+        let mut s = sample(1000, Raw::C32(0));
+        s.counters[Counter::InOctets as usize] = None;
+        poll(&mut d, 1000, None, &s);
+        let r = poll(&mut d, 2000, None, &sample(2000, Raw::C32(1000)));
+        assert_eq!((r.in_bps, r.note), (None, Some(RateNote::First)));
+        assert_eq!(
+            r.per_second[Counter::InErrors as usize],
+            Some(1.0),
+            "others rate"
+        );
+        let r = poll(&mut d, 3000, None, &sample(3000, Raw::C32(2250)));
+        assert_eq!((r.in_bps, r.note), (Some(1000.0), None));
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub struct Node {
 pub struct Endpoint {
     pub device: String,
     pub port: String,
+    /// The port's ifIndex on a polled device (from its interfaces poll, else the local
+    /// ifIndex its own neighbour table gave); null for external nodes.
+    pub if_index: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -390,6 +393,9 @@ impl Topology {
             nodes.insert(d.clone(), known_node(d));
         }
         let mut links: BTreeMap<(Endpoint, Endpoint), Link> = BTreeMap::new();
+        // (device, port as named in the graph) → ifIndex from that device's own neighbour
+        // tables, for devices polled without the interfaces module.
+        let mut local_index: HashMap<(String, String), u32> = HashMap::new();
         for (dev, t) in &self.devices {
             // The remote port of the first protocol (LLDP before CDP) seen on a local port
             // towards a remote node names that end of the cable for every protocol.
@@ -427,13 +433,19 @@ impl Topology {
                     .entry((local.clone(), rdev.clone()))
                     .or_insert(rport)
                     .clone();
+                if let Some(i) = n.local_if_index {
+                    local_index.entry((dev.clone(), local.clone())).or_insert(i);
+                }
+                // Links are keyed by device and port; ifIndexes are filled in once merged.
                 let x = Endpoint {
                     device: dev.clone(),
                     port: local,
+                    if_index: None,
                 };
                 let y = Endpoint {
                     device: rdev,
                     port: rport,
+                    if_index: None,
                 };
                 let key = if x <= y { (x, y) } else { (y, x) };
                 let l = links.entry(key.clone()).or_insert_with(|| Link {
@@ -450,8 +462,36 @@ impl Topology {
                 l.last_seen_ms = l.last_seen_ms.max(a.last_seen_ms);
             }
         }
+        // Per polled device: lowercase ifName and ifDescr → ifIndex.
+        let indexes: HashMap<&str, HashMap<String, u32>> = self
+            .known
+            .iter()
+            .map(|(d, k)| {
+                let mut m = HashMap::new();
+                for (i, p) in &k.interfaces {
+                    for alias in [&p.descr, &p.name] {
+                        if !alias.is_empty() {
+                            m.insert(alias.to_ascii_lowercase(), *i);
+                        }
+                    }
+                }
+                (d.as_str(), m)
+            })
+            .collect();
+        let if_index = |e: &Endpoint| {
+            indexes
+                .get(e.device.as_str())
+                .and_then(|m| m.get(&e.port.to_ascii_lowercase()).copied())
+                .or_else(|| {
+                    local_index
+                        .get(&(e.device.clone(), e.port.clone()))
+                        .copied()
+                })
+        };
         let mut links: Vec<Link> = links.into_values().collect();
         for l in &mut links {
+            l.a.if_index = if_index(&l.a);
+            l.b.if_index = if_index(&l.b);
             let set: BTreeSet<&'static str> = l.protocols.iter().copied().collect();
             // "lldp" before "cdp".
             l.protocols = ["lldp", "cdp"]
@@ -729,14 +769,23 @@ mod tests {
             (l12.a.port.as_str(), l12.b.port.as_str()),
             ("Gi0/1", "Gi0/1")
         );
+        // Both ends carry their ifIndex (issue 11 item 10: it was null on every link).
+        assert_eq!((l12.a.if_index, l12.b.if_index), (Some(1), Some(1)));
         let l13 = link("r1", "r3");
         assert_eq!(l13.protocols, ["lldp", "cdp"]);
+        assert_eq!((l13.a.if_index, l13.b.if_index), (Some(2), Some(1)));
         assert_eq!(
             (l13.a.port.as_str(), l13.b.port.as_str()),
             ("Gi0/2", "eth0")
         );
         let phone = link("r1", "SEP001122334455");
         assert_eq!(phone.protocols, ["cdp"]);
+        let (r1_end, phone_end) = if phone.a.device == "r1" {
+            (&phone.a, &phone.b)
+        } else {
+            (&phone.b, &phone.a)
+        };
+        assert_eq!((r1_end.if_index, phone_end.if_index), (Some(3), None));
         let ext = s
             .nodes
             .iter()

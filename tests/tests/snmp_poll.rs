@@ -198,6 +198,26 @@ profile = "bad-priv"
     for g in GOOD {
         assert_eq!(device(&all, g)["consecutive_failures"], 0, "{g}: {all}");
     }
+    // Issue 11 item 10: the journal says so, once per change rather than once per poll (the
+    // device has failed at least three polls by now: failing, then down).
+    let log = nmsd.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("SNMP device") && l.contains("wrong-auth"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("failing") && l.contains("wrong authentication password")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("down")), "{lines:?}");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SNMP device answering") && l.contains("live-v2c")),
+        "first answers are logged"
+    );
     assert_eq!(
         device(&all, "live-v2c")["tags"],
         serde_json::json!({"site": "lab1", "role": "core"}),

@@ -157,6 +157,9 @@ fn lldp_and_cdp_ring_topology() {
         for end in ["a", "b"] {
             let p = l[end]["port"].as_str().unwrap_or_default();
             assert!(p == if_name(1) || p == if_name(2), "{l}");
+            // Issue 11 item 10: the ifIndex of each end (it was null on every link).
+            let want = if p == if_name(1) { 1 } else { 2 };
+            assert_eq!(l[end]["if_index"].as_u64(), Some(want), "{l}");
         }
     }
     let (_, body) = nmsd.get("/api/v1/devices").expect("devices");

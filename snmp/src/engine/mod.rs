@@ -179,6 +179,9 @@ struct Poll {
     rtt_n: u32,
     error: Option<(&'static str, String)>,
     generation: u64,
+    /// The device did not answer its last poll: send one request, without retries, until
+    /// something answers (then the poll goes on as usual).
+    probe: bool,
     lldp: LldpBuild,
     /// CISCO-CDP-MIB cdpCacheTable rows.
     cdp: cdp::CdpCache,
@@ -186,6 +189,18 @@ struct Poll {
     custom_scalars: BTreeMap<u16, Vec<Option<CustomCell>>>,
     /// User-defined table rows by (module, table), then row index.
     custom_rows: BTreeMap<(u16, u16), CustomTableRows>,
+}
+
+impl Poll {
+    /// Anything in this poll was answered.
+    fn answered(&self) -> bool {
+        self.rtt_n > 0 || self.jobs.iter().any(|j| j.state == JobState::Done)
+    }
+
+    /// Still probing: nothing answered yet in a poll of a device that did not answer.
+    fn probing(&self) -> bool {
+        self.probe && !self.answered()
+    }
 }
 
 /// Rows of one user-defined table: row index → cells in column order.
@@ -290,6 +305,8 @@ struct Device {
     custom_last: FxHashMap<CustomKey, (u64, u32)>,
     /// Queued for a global in-flight slot.
     waiting: bool,
+    /// Its last poll got no answer at all: the next one starts with a single probe.
+    unreachable: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -454,6 +471,7 @@ impl Engine {
                 if_info: BTreeMap::new(),
                 custom_last: FxHashMap::default(),
                 waiting: false,
+                unreachable: false,
             })
             .collect();
         if let Ok(mut b) = board.lock() {
@@ -661,6 +679,7 @@ impl Engine {
             rtt_n: 0,
             error: None,
             generation: dev.poll_generation,
+            probe: dev.unreachable,
             lldp: LldpBuild::default(),
             cdp: cdp::CdpCache::default(),
             custom_scalars: BTreeMap::new(),
@@ -695,6 +714,10 @@ impl Engine {
             let Some(job) = next else {
                 break;
             };
+            // Probing a device that did not answer: one request until it does.
+            if poll.probing() && poll.in_flight > 0 {
+                break;
+            }
             if poll.in_flight >= self.devices[d].spec.max_in_flight.max(1) {
                 break;
             }
@@ -859,7 +882,11 @@ impl Engine {
         let d = o.device;
         self.metrics.timeouts.increment(1);
         self.devices[d].status.timeouts += 1;
-        let retries = self.devices[d].spec.retries;
+        let retries = match self.devices[d].poll.as_ref() {
+            // A probe is one request: the device already failed a whole poll.
+            Some(p) if p.probing() => 0,
+            _ => self.devices[d].spec.retries,
+        };
         if let Some(p) = self.devices[d].poll.as_mut() {
             p.timeouts += 1;
         }
@@ -942,7 +969,9 @@ impl Engine {
             }
             p.in_flight = p.in_flight.saturating_sub(1);
             p.error.get_or_insert((kind, message));
-            // A failed discovery or credential problem fails everything still pending.
+            // A failed discovery or credential problem fails everything still pending; so does
+            // a timeout before anything in this poll was answered (the device is not
+            // answering: each pending job would only wait out its own retries).
             let fatal = matches!(
                 kind,
                 "discovery_timeout"
@@ -950,7 +979,7 @@ impl Engine {
                     | "unknown_user"
                     | "unsupported_sec_level"
                     | "decryption_error"
-            );
+            ) || (kind == "timeout" && !p.answered());
             if fatal {
                 for j in &mut p.jobs {
                     if j.state == JobState::Pending {
@@ -1589,7 +1618,13 @@ impl Engine {
             }
         }
         let ok = poll.error.is_none();
+        dev.unreachable = !ok
+            && !poll.answered()
+            && poll.error.as_ref().is_some_and(|(k, _)| {
+                matches!(*k, "timeout" | "discovery_timeout" | "poll_timeout")
+            });
         let st = &mut dev.status;
+        log_transition(&dev.spec.name, st, poll.error.as_ref());
         if ok {
             st.state = "up";
             st.last_success_ms = Some(now_ms);
@@ -1768,6 +1803,37 @@ fn build_custom_rows(
 
 /// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's
 /// 32-bit ones (NUcast standing in for multicast, broadcast unknown).
+/// Tell the journal when a device changes state (before `st` is updated with this poll): its
+/// first answer, its first failure and the reason, the reason changing, going down (the
+/// third failure in a row) and coming back. One line per change, never one per poll, so a
+/// dead device or a wrong password is visible without flooding the log.
+fn log_transition(device: &str, st: &DeviceStatus, error: Option<&(&'static str, String)>) {
+    let was = st.state;
+    let failures = st.consecutive_failures;
+    match error {
+        None if was == "new" => tracing::info!(device, "SNMP device answering"),
+        None if failures > 0 => tracing::info!(
+            device,
+            failed_polls = failures,
+            "SNMP device answering again"
+        ),
+        None => {}
+        Some((kind, message)) => {
+            let same_kind = st.last_error.as_ref().is_some_and(|e| e.kind == *kind);
+            if failures == 0 || !same_kind {
+                tracing::warn!(device, kind, "SNMP device failing: {message}");
+            } else if failures + 1 == 3 {
+                tracing::warn!(
+                    device,
+                    kind,
+                    "SNMP device down (3 failed polls in a row; a device that does not answer \
+                     is probed with one request per interval): {message}"
+                );
+            }
+        }
+    }
+}
+
 fn if_sample(r: &IfRowBuild, device_uptime: Option<u32>) -> IfSample {
     let mut c = [None; rates::COUNTERS];
     if r.has_hc() {
@@ -1809,5 +1875,96 @@ async fn readable(sock: Option<&UdpSocket>) -> std::io::Result<()> {
     match sock {
         Some(s) => s.readable().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::Modules;
+
+    /// Issue 11 item 10: a device that does not answer cost every job's full retries each
+    /// interval (9 requests here) and overran its interval. Now the first failed poll stops at
+    /// the jobs already out, and later polls are one probe without retries.
+    #[test]
+    fn a_dead_device_is_probed_once_per_interval() {
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        dead.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let plan = Plan {
+            devices: vec![DeviceSpec {
+                name: Arc::from("dead"),
+                addr: dead.local_addr().unwrap(),
+                credentials: Credentials::V2c {
+                    community: Arc::new(zeroize::Zeroizing::new(b"public".to_vec())),
+                },
+                interval: Duration::from_millis(700),
+                timeout: Duration::from_millis(100),
+                retries: 2,
+                max_repetitions: 25,
+                max_in_flight: 2,
+                modules: Modules::default(),
+                flow_exporters: Vec::new(),
+                prometheus: false,
+                custom: Vec::new(),
+                tags: Default::default(),
+            }],
+            max_in_flight: 64,
+            custom: Vec::new(),
+        };
+        let board: StatusBoard = Default::default();
+        let shared = EngineShared {
+            board: board.clone(),
+            ..Default::default()
+        };
+        let (polls_tx, polls_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(1);
+        let engine_thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let out = Box::new(move |o: PollOutput| {
+                    let _ = polls_tx.send(o.device.up);
+                });
+                let engine = Engine::new(
+                    plan,
+                    "127.0.0.1:0".parse().unwrap(),
+                    "[::1]:0".parse().unwrap(),
+                    out,
+                    shared,
+                )
+                .await
+                .unwrap();
+                engine.run(stop_rx).await;
+            });
+        });
+        // Requests the dead device received per finished poll.
+        let mut per_poll = Vec::new();
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        while per_poll.len() < 4 {
+            if dead.recv_from(&mut buf).is_ok() {
+                got += 1;
+            }
+            if let Ok(up) = polls_rx.try_recv() {
+                assert!(!up);
+                per_poll.push(got);
+                got = 0;
+            }
+        }
+        let _ = stop_tx.blocking_send(Command::Stop);
+        engine_thread.join().unwrap();
+        // Poll 1: the two jobs in flight (system, ifTable) with their retries, nothing more.
+        assert_eq!(per_poll[0], 2 * 3, "{per_poll:?}");
+        assert_eq!(
+            &per_poll[1..],
+            [1, 1, 1],
+            "one probe per interval: {per_poll:?}"
+        );
+        let st = board.lock().unwrap()[0].clone();
+        assert_eq!(st.polls_overrun, 0);
+        assert_eq!(st.state, "down");
     }
 }

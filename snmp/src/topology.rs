@@ -41,6 +41,10 @@ pub struct LldpView {
     pub sys_name: Option<String>,
     /// Neighbours by local port name.
     pub neighbours: BTreeMap<String, Neighbour>,
+    /// lldpLocPortTable: each local port's lldpLocPortId → the port's name as in
+    /// `neighbours`. What the device advertises is its PortId, which need not be an interface
+    /// name (Junos sends a locally assigned number): neighbours' views map back through it.
+    pub ports: BTreeMap<String, String>,
 }
 
 /// One remote system seen on a local port (LLDP or CDP).
@@ -83,6 +87,8 @@ struct DeviceTopo {
     chassis_id: Option<String>,
     /// lldpLocSysName.
     lldp_sys_name: Option<String>,
+    /// lldpLocPortId → local port name (see [`LldpView::ports`]).
+    lldp_ports: BTreeMap<String, String>,
     /// By (protocol, local port).
     adjacencies: BTreeMap<(Protocol, String), Adjacency>,
 }
@@ -246,6 +252,7 @@ impl Topology {
         let entry = self.devices.entry(device.to_string()).or_default();
         entry.chassis_id = view.chassis_id;
         entry.lldp_sys_name = view.sys_name;
+        entry.lldp_ports = view.ports;
         self.observe_protocol(device, Protocol::Lldp, view.neighbours, now_ms)
     }
 
@@ -424,10 +431,28 @@ impl Topology {
                     }
                 }
                 let local = canon(dev, port);
-                let rport = if remote.is_some() {
-                    canon(&rdev, &n.port_id)
-                } else {
-                    n.port_id.clone()
+                let rport = match remote {
+                    Some(r) => {
+                        // The remote port as that device names it: its ifName or ifDescr, else
+                        // through its own LLDP port table (a locally assigned PortId), else
+                        // the description the neighbour advertised with it.
+                        let named = |p: &str| {
+                            ports
+                                .get(r)
+                                .and_then(|m| m.get(&p.to_ascii_lowercase()))
+                                .map(|p| p.to_string())
+                        };
+                        named(&n.port_id)
+                            .or_else(|| {
+                                self.devices
+                                    .get(r)
+                                    .and_then(|d| d.lldp_ports.get(&n.port_id))
+                                    .map(|p| canon(r, p))
+                            })
+                            .or_else(|| named(&n.port_descr).filter(|_| !n.port_descr.is_empty()))
+                            .unwrap_or_else(|| n.port_id.clone())
+                    }
+                    None => n.port_id.clone(),
                 };
                 let rport = remote_port_of
                     .entry((local.clone(), rdev.clone()))
@@ -564,6 +589,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            ports: BTreeMap::new(),
         }
     }
 
@@ -634,6 +660,68 @@ mod tests {
         let rows = t.observe("a", view("aa", "a.lab", &[]), 5);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].state, "down");
+    }
+
+    /// Issue 11 item 10: Junos advertises a locally assigned PortId (a number); its neighbours
+    /// named its end of a cable by that number and the link appeared twice, once per
+    /// direction. The number maps back through Junos' own port table, or through the port
+    /// description it advertises when Junos itself is not polled for LLDP.
+    #[test]
+    fn locally_assigned_port_ids_map_to_the_neighbours_port() {
+        let mut t = Topology::default();
+        t.set_interfaces(
+            "j",
+            ifs(&[(523, "ge-0/0/1", "ge-0/0/1"), (524, "ge-0/0/2", "")]),
+        );
+        t.set_interfaces(
+            "p",
+            ifs(&[(1, "Gi0/1", "GigabitEthernet0/1"), (2, "Gi0/2", "")]),
+        );
+        t.set_interfaces("q", ifs(&[(7, "et-0/0/7", "et-0/0/7")]));
+        let mut j = view(
+            "jj",
+            "j",
+            &[
+                ("ge-0/0/1", "pp", "Gi0/1", "p"),
+                ("ge-0/0/2", "pp", "Gi0/2", "p"),
+            ],
+        );
+        j.ports = [("523", "ge-0/0/1"), ("524", "ge-0/0/2")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        t.observe("j", j, 1);
+        // p sees j's ports as 523 (description: the name) and 524 (a free description), and
+        // q (not polled for LLDP) as 77, described by its name.
+        let mut pv = view(
+            "pp",
+            "p",
+            &[("Gi0/1", "jj", "523", "j"), ("Gi0/2", "jj", "524", "j")],
+        );
+        pv.neighbours.get_mut("Gi0/1").expect("Gi0/1").port_descr = "ge-0/0/1".into();
+        pv.neighbours.get_mut("Gi0/2").expect("Gi0/2").port_descr = "uplink to core".into();
+        t.observe("p", pv, 2);
+        t.register("q", IpAddr::from([127, 0, 0, 9]));
+        t.set_sys_name("q", "q");
+        let mut rv = view("rr", "r", &[("eth0", "qq", "77", "q")]);
+        rv.neighbours.get_mut("eth0").expect("eth0").port_descr = "et-0/0/7".into();
+        t.observe("r", rv, 3);
+        let s = t.snapshot();
+        let mut got: Vec<String> = s
+            .links
+            .iter()
+            .map(|l| format!("{}:{} {}:{}", l.a.device, l.a.port, l.b.device, l.b.port))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "j:ge-0/0/1 p:Gi0/1",
+                "j:ge-0/0/2 p:Gi0/2",
+                "q:et-0/0/7 r:eth0"
+            ],
+            "one link per cable"
+        );
     }
 
     #[test]

@@ -213,3 +213,60 @@ fn lldp_and_cdp_ring_topology() {
     );
     let _ = sim.stop();
 }
+
+/// Issue 11 item 10: neighbours that advertise a locally assigned PortId (subtype 7, a number,
+/// as Junos does) while their own port table names the port. Each cable was two links (one
+/// per direction, one end named by the number); the advertised port description maps it to
+/// the neighbour's ifName, so the ring is still one link per cable.
+#[test]
+fn lldp_ring_with_locally_assigned_port_ids() {
+    let port = nmsd_acceptance::free_udp_port();
+    let sim = Simulator::spawn(SimConfig {
+        listen: format!("0.0.0.0:{port}").parse().expect("address"),
+        devices: RING,
+        data: DataSpec {
+            interfaces: Some(4),
+            lldp: true,
+            fixture: None,
+            subtrees: Vec::new(),
+        },
+        lldp_local_port_ids: true,
+        ..SimConfig::default()
+    })
+    .expect("simulator");
+    let dir = nmsd_acceptance::scratch("topology-junos-secrets");
+    let community = dir.join("community");
+    std::fs::write(&community, "public").expect("secret");
+    let mut extra = format!(
+        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
+         modules = [\"system\", \"interfaces\", \"lldp\"]\n\
+         [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n",
+        community.display()
+    );
+    for (i, a) in sim.device_addrs().iter().enumerate() {
+        extra.push_str(&format!(
+            "[[sources.snmp.devices]]\nname = \"sw{i}\"\naddress = \"{}\"\nprofile = \"v2\"\n",
+            a.ip()
+        ));
+    }
+    let nmsd = Nmsd::start(
+        "topology-junos",
+        &NmsdOptions {
+            extra,
+            ..NmsdOptions::default()
+        },
+    );
+    // Two full rounds of polls: every device's view is in.
+    std::thread::sleep(Duration::from_secs(11));
+    let (_, body) = nmsd.get("/api/v1/topology").expect("topology");
+    let topo: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let links = topo["links"].as_array().expect("links");
+    assert_eq!(links.len(), RING, "one link per cable: {topo}");
+    for l in links {
+        for end in ["a", "b"] {
+            let p = l[end]["port"].as_str().unwrap_or_default();
+            assert!(p == if_name(1) || p == if_name(2), "ports by ifName: {l}");
+        }
+    }
+    let _ = sim.stop();
+}

@@ -30,6 +30,8 @@ Data
                            [default: 24, or none with --snmprec]
   --no-lldp                do not generate LLDP
   --cdp                    also serve CISCO-CDP-MIB cdpCacheTable rows for the LLDP neighbours
+  --lldp-local-port-ids    neighbours advertise ports as Junos does: a locally assigned
+                           number (PortId subtype 7) with the ifDescr as PortDesc
   --snmprec FILE           serve this snmpsim-format fixture (OID|TAG|VALUE); with
                            --interfaces both are served, the file winning on equal OIDs
   --subtree OID            also register OID: a missing OID under it is noSuchInstance
@@ -128,6 +130,7 @@ fn parse_args() -> Result<Args, String> {
             Long("interfaces") => interfaces = Some(num(val(&mut p)?, "interface count")? as u32),
             Long("no-lldp") => cfg.data.lldp = false,
             Long("cdp") => cfg.cdp = true,
+            Long("lldp-local-port-ids") => cfg.lldp_local_port_ids = true,
             Long("snmprec") => snmprec = Some(PathBuf::from(val(&mut p)?)),
             Long("subtree") => {
                 let s = val(&mut p)?;

@@ -1544,25 +1544,45 @@ impl Engine {
             }
         }
         if lldp_ok {
-            let by_name: BTreeMap<&str, u32> = poll
-                .rows
-                .iter()
-                .filter_map(|(i, r)| r.name.as_deref().map(|n| (n, *i)))
-                .collect();
+            // ifName, then ifDescr → ifIndex.
+            let mut by_name: BTreeMap<&str, u32> = BTreeMap::new();
+            for (i, r) in &poll.rows {
+                for label in [r.descr.as_deref(), r.name.as_deref()]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !label.is_empty() {
+                        by_name.insert(label, *i);
+                    }
+                }
+            }
+            // lldpLocPortNum is not an ifIndex: name the port by its PortId when that is an
+            // interface name (subtype 5), by its description when that names an interface
+            // (Junos' locally assigned PortIds (7) are numbers, its descriptions names), else
+            // by a locally assigned PortId, else its description, else the number.
+            let port_name = |num: u32| -> String {
+                match poll.lldp.ports.get(&num) {
+                    Some((5, id, _)) if !id.is_empty() => id.clone(),
+                    Some((_, _, descr)) if by_name.contains_key(descr.as_str()) => descr.clone(),
+                    Some((7, id, _)) if !id.is_empty() => id.clone(),
+                    Some((_, _, descr)) if !descr.is_empty() => descr.clone(),
+                    _ => num.to_string(),
+                }
+            };
             let mut view = crate::topology::LldpView {
                 chassis_id: poll.lldp.chassis_id.clone(),
                 sys_name: poll.lldp.sys_name.clone(),
                 neighbours: BTreeMap::new(),
+                ports: poll
+                    .lldp
+                    .ports
+                    .iter()
+                    .filter(|(_, (_, id, _))| !id.is_empty())
+                    .map(|(num, (_, id, _))| (id.clone(), port_name(*num)))
+                    .collect(),
             };
             for ((port, _), cols) in &poll.lldp.remotes {
-                // lldpLocPortNum is not an ifIndex: name the port by its PortId when that is an
-                // interface name (subtype 5) or local (7), else its description, else the number.
-                let local = poll.lldp.ports.get(port);
-                let port_name = match local {
-                    Some((5 | 7, id, _)) if !id.is_empty() => id.clone(),
-                    Some((_, _, descr)) if !descr.is_empty() => descr.clone(),
-                    _ => port.to_string(),
-                };
+                let port_name = port_name(*port);
                 let [_, chassis, _, port_id, port_descr, sys_name] = cols.clone();
                 view.neighbours.insert(
                     port_name.clone(),

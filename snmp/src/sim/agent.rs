@@ -308,7 +308,7 @@ impl Agent {
         shared: Arc<[DeviceShared]>,
         stats: Arc<Stats>,
     ) -> Result<Agent, String> {
-        let layout = Layout::build_with(&cfg.data, cfg.cdp);
+        let layout = Layout::build_with(&cfg.data, cfg.cdp, cfg.lldp_local_port_ids);
         let mut user_keys = Vec::new();
         for u in &cfg.users {
             let k = UserKeys::new(

@@ -230,6 +230,10 @@ pub struct SimConfig {
     /// neighbours (DeviceId `{name}.lab.example`, DevicePort the neighbour's ifDescr, Address its
     /// IPv4 address). Off by default; [`super::SimHandle::set_cdp`] turns it off per device.
     pub cdp: bool,
+    /// With generated LLDP: neighbours advertise ports as Junos does by default, a locally
+    /// assigned PortId (subtype 7, the ifIndex as a number) with the ifDescr as PortDesc,
+    /// while their own lldpLocPortTable names the port (subtype 5).
+    pub lldp_local_port_ids: bool,
 }
 
 impl Default for SimConfig {
@@ -254,6 +258,7 @@ impl Default for SimConfig {
             engine_seed: default_seed(),
             name_prefix: "sim".to_string(),
             cdp: false,
+            lldp_local_port_ids: false,
         }
     }
 }

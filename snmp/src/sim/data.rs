@@ -562,7 +562,7 @@ impl Builder {
         self.add(oid, cond, Cell::OctetString(span));
     }
 
-    fn generate(&mut self, interfaces: u32, lldp: bool, cdp: bool) {
+    fn generate(&mut self, interfaces: u32, lldp: bool, cdp: bool, local_port_ids: bool) {
         use Cond::Always;
         let sys = oid(&[1, 3, 6, 1, 2, 1, 1]);
         self.text(with(&sys, &[1, 0]), Always, SYS_DESCR);
@@ -676,8 +676,13 @@ impl Builder {
             let c = |col: u32| with(&rem, &[col, 0, port, 1]);
             self.add(c(4), cond, Cell::Integer(4));
             self.add(c(5), cond, Cell::Dyn(Dyn::RemChassisId(slot)));
-            self.add(c(6), cond, Cell::Integer(5));
-            self.text(c(7), cond, &if_name(their));
+            if local_port_ids {
+                self.add(c(6), cond, Cell::Integer(7));
+                self.text(c(7), cond, &their.to_string());
+            } else {
+                self.add(c(6), cond, Cell::Integer(5));
+                self.text(c(7), cond, &if_name(their));
+            }
             self.text(c(8), cond, &if_descr(their));
             self.add(c(9), cond, Cell::Dyn(Dyn::RemSysName(slot)));
             self.text(c(10), cond, SYS_DESCR);
@@ -732,11 +737,12 @@ impl Builder {
 impl Layout {
     #[cfg(test)]
     pub(crate) fn build(spec: &DataSpec) -> Layout {
-        Layout::build_with(spec, false)
+        Layout::build_with(spec, false, false)
     }
 
-    /// The layout of `spec`, with CDP cache entries when `cdp` (and LLDP) is on.
-    pub(crate) fn build_with(spec: &DataSpec, cdp: bool) -> Layout {
+    /// The layout of `spec`, with CDP cache entries when `cdp` (and LLDP) is on, and
+    /// Junos-style remote port IDs with `local_port_ids` (see `SimConfig::lldp_local_port_ids`).
+    pub(crate) fn build_with(spec: &DataSpec, cdp: bool, local_port_ids: bool) -> Layout {
         let cdp = cdp && spec.lldp;
         let mut b = Builder {
             items: Vec::new(),
@@ -744,7 +750,7 @@ impl Layout {
         };
         let mut roots: Vec<Vec<u8>> = Vec::new();
         if let Some(n) = spec.interfaces {
-            b.generate(n, spec.lldp, cdp);
+            b.generate(n, spec.lldp, cdp, local_port_ids);
             for r in [
                 &[1, 3, 6, 1, 2, 1, 1][..],
                 &[1, 3, 6, 1, 2, 1, 2],
@@ -1227,7 +1233,7 @@ mod tests {
         let o: Oid = "1.3.6.1.4.1.9.9.23.1.2.1.1.6.1.1".parse().unwrap();
         assert!(!plain.registered(o.as_bytes()));
 
-        let layout = Layout::build_with(&spec, true);
+        let layout = Layout::build_with(&spec, true, false);
         assert!(layout.registered(o.as_bytes()));
         let get = |s: &str, v: &DevView<'_>| find(&layout, s, v).map(|i| value_of(&layout, i, v));
         // Local ifIndex 1 faces device 1's port 2; ifIndex 2 faces device 2's port 1.

@@ -539,7 +539,11 @@ fn the_shipped_config_keeps_its_state_in_systemds_state_directory() {
     // nmsd says so with exit status 1 (issue 11, item 18); the state must be saved all the same.
     let status = nmsd.stop();
     assert_eq!(status.code(), Some(1), "{}", nmsd.log());
-    assert!(nmsd.log().contains("rows lost at shutdown"), "{}", nmsd.log());
+    assert!(
+        nmsd.log().contains("rows lost at shutdown"),
+        "{}",
+        nmsd.log()
+    );
     let saved = std::fs::read_dir(var_lib.join("templates"))
         .map(|d| d.count())
         .unwrap_or(0);

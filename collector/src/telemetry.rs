@@ -74,7 +74,7 @@ fn describe() {
     );
     c!(
         "nmsd_flow_socket_kernel_drops_total",
-        "Datagrams the kernel dropped on a full socket buffer (SO_RXQ_OVFL)."
+        "Datagrams the kernel dropped on a full socket buffer (SO_MEMINFO, read every second)."
     );
     c!(
         "nmsd_flow_datagrams_oversize_total",

@@ -239,6 +239,13 @@ priv_password = {{ file = "{}" }}
         .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
         .collect();
     assert_eq!(got, want);
+    // v2c and v3 traps have no generic trap number: NULL, not 0 (coldStart).
+    let generic = q.query("select count() from traps_snmp_trap where generic_trap is not null");
+    assert_eq!(
+        generic[0][0].as_i64(),
+        Some(0),
+        "generic_trap must be null: {generic:?}"
+    );
     let vb = q.query("select varbinds from traps_snmp_trap where version = 'v2c' and pdu = 'trap'");
     assert!(
         vb[0][0]
@@ -476,4 +483,40 @@ fn a_burst_of_20000_traps_from_two_unpaced_senders_is_stored_whole() {
     q.wait_applied("trap_burst_snmp_trap", Duration::from_secs(60));
     let rows = q.scalar("select count() from trap_burst_snmp_trap");
     assert_eq!(rows, Some(2 * PER_SENDER as i64), "0 lost");
+}
+
+/// Issue 11 item 10: `generic_trap` was a SHORT column, whose null QuestDB stores as 0, so
+/// every v2c/v3 trap read as coldStart. A table made by an earlier version is migrated to INT
+/// at start (and a new one is made INT).
+#[test]
+fn an_old_trap_table_gets_a_nullable_generic_trap() {
+    let q = QuestDb::shared();
+    q.query(
+        "CREATE TABLE IF NOT EXISTS trap_migrate_snmp_trap (\
+         ts TIMESTAMP, source_ipv4 IPV4, source_ipv6 VARCHAR, source_port INT, \
+         version SYMBOL CAPACITY 4 CACHE, pdu SYMBOL CAPACITY 4 CACHE, \
+         trap_oid SYMBOL CAPACITY 4096 CACHE, uptime_ticks LONG, security_name SYMBOL, \
+         engine_id VARCHAR, request_id LONG, enterprise VARCHAR, generic_trap SHORT, \
+         specific_trap INT, varbinds VARCHAR) TIMESTAMP(ts) PARTITION BY DAY WAL",
+    );
+    let (nmsd, _) = start("trap-migrate", q, "", "");
+    let column_type = || {
+        q.query(
+            "SELECT type FROM table_columns('trap_migrate_snmp_trap') \
+             WHERE \"column\" = 'generic_trap'",
+        )
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+    };
+    let migrated = nmsd_acceptance::wait_for(Duration::from_secs(30), || {
+        (column_type().as_deref() == Some("INT")).then_some(())
+    });
+    assert!(
+        migrated.is_some(),
+        "generic_trap is {:?}; log:\n{}",
+        column_type(),
+        nmsd.log()
+    );
 }

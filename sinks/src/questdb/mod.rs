@@ -717,7 +717,16 @@ impl QuestDbSink {
         }
         loop {
             self.heartbeat.beat();
-            match ddl.iter().try_for_each(|sql| client.exec(sql).map(|_| ())) {
+            let migrations = schema::migrations(&self.cfg.table_names());
+            let ready = ddl
+                .iter()
+                .try_for_each(|sql| client.exec(sql).map(|_| ()))
+                .and_then(|()| {
+                    migrations
+                        .iter()
+                        .try_for_each(|m| client.migrate(m).map(|_| ()))
+                });
+            match ready {
                 Ok(()) => {
                     tracing::info!(url = %self.cfg.url, "QuestDB sink connected; tables ready");
                     self.mark_up();

@@ -310,7 +310,7 @@ impl RowWriter {
             buf.column_str(c("enterprise"), e.as_str())?;
         }
         if let Some(g) = r.generic_trap {
-            buf.column_i64(c("generic_trap"), g.clamp(0, i16::MAX as i64))?;
+            buf.column_i64(c("generic_trap"), g.clamp(0, i32::MAX as i64))?;
         }
         if let Some(sp) = r.specific_trap {
             buf.column_i64(c("specific_trap"), sp.clamp(0, i32::MAX as i64))?;

@@ -138,7 +138,7 @@ pub fn ddl(
              ts TIMESTAMP, source_ipv4 IPV4, source_ipv6 VARCHAR, source_port INT, \
              version SYMBOL CAPACITY 4 CACHE, pdu SYMBOL CAPACITY 4 CACHE, \
              trap_oid SYMBOL CAPACITY 4096 CACHE, uptime_ticks LONG, security_name SYMBOL, \
-             engine_id VARCHAR, request_id LONG, enterprise VARCHAR, generic_trap SHORT, \
+             engine_id VARCHAR, request_id LONG, enterprise VARCHAR, generic_trap INT, \
              specific_trap INT, varbinds VARCHAR\
              ) TIMESTAMP(ts) PARTITION BY DAY WAL",
             names.snmp_trap
@@ -212,6 +212,52 @@ impl ExecClient {
             Err(ExecError::Refused { status, body })
         }
     }
+
+    /// Apply `m` if its check query says it is still needed; true when it was applied.
+    pub fn migrate(&self, m: &Migration) -> Result<bool, ExecError> {
+        let needed = row_count(&self.exec(&m.needed_while_rows)?).unwrap_or(0) > 0;
+        if needed {
+            self.exec(&m.apply)?;
+        }
+        Ok(needed)
+    }
+}
+
+/// A change to a table an earlier version created, applied only where it is still needed
+/// (QuestDB refuses e.g. a type change to the type a column already has).
+pub struct Migration {
+    /// A query that returns rows while the change is needed.
+    pub needed_while_rows: String,
+    pub apply: String,
+}
+
+/// Changes to tables created by earlier versions of nmsd.
+pub fn migrations(names: &TableNames) -> Vec<Migration> {
+    vec![
+        // generic_trap was SHORT, whose null is 0 in QuestDB: v2c/v3 traps (which have no
+        // generic trap) read as coldStart. INT has a null.
+        Migration {
+            needed_while_rows: format!(
+                "SELECT \"column\" FROM table_columns('{}') \
+                 WHERE \"column\" = 'generic_trap' AND type = 'SHORT'",
+                names.snmp_trap
+            ),
+            apply: format!(
+                "ALTER TABLE {} ALTER COLUMN generic_trap TYPE INT",
+                names.snmp_trap
+            ),
+        },
+    ]
+}
+
+/// The `"count"` of an `/exec` answer (rows returned), if it has one.
+fn row_count(body: &str) -> Option<u64> {
+    let at = body.rfind("\"count\":")? + "\"count\":".len();
+    let digits: String = body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 /// DDL of a user-defined SNMP table: one column per configured OID (a counter gets its raw

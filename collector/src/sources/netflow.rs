@@ -180,7 +180,7 @@ pub fn bind_sockets(cfg: &NetflowSourceConfig, count: usize) -> io::Result<Vec<B
             // Accept IPv4 exporters on [::] too.
             sock.set_only_v6(false)?;
         }
-        set_receive_buffer(&sock, cfg.receive_buffer.0 as usize);
+        nmsd_sockets::set_receive_buffer(&sock, cfg.receive_buffer.0 as usize);
         // A short timeout lets the receive thread notice shutdown without a wake-up datagram.
         sock.set_read_timeout(Some(Duration::from_millis(200)))?;
         sock.bind(&cfg.listen.into()).map_err(|e| {
@@ -200,49 +200,6 @@ pub fn bind_sockets(cfg: &NetflowSourceConfig, count: usize) -> io::Result<Vec<B
         });
     }
     Ok(out)
-}
-
-/// Ask for `bytes` of receive buffer: SO_RCVBUFFORCE first (works as root, past rmem_max),
-/// then plain SO_RCVBUF (capped by net.core.rmem_max).
-fn set_receive_buffer(sock: &Socket, bytes: usize) {
-    let v = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: setsockopt with a valid fd and a pointer to a live c_int of the given size.
-    let forced = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
-    if !forced {
-        let _ = sock.set_recv_buffer_size(bytes);
-    }
-}
-
-/// SO_MEMINFO (asm-generic value, as on x86_64 and aarch64; the libc crate does not export it
-/// for every target).
-const SO_MEMINFO: libc::c_int = 55;
-
-/// How many datagrams the kernel has dropped on this socket since it was created (sk_drops: a
-/// full receive buffer, mostly), or None if the kernel does not say.
-pub fn socket_drops(sock: &UdpSocket) -> Option<u32> {
-    // SK_MEMINFO_VARS is 9 today; room for more, the kernel copies at most what it has.
-    let mut info = [0u32; 16];
-    let mut len = size_of_val(&info) as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `info`, which is that large.
-    let r = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_MEMINFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    let at = libc::SK_MEMINFO_DROPS as usize;
-    (r == 0 && len as usize >= (at + 1) * size_of::<u32>()).then(|| info[at])
 }
 
 /// How often [`run_drop_monitor`] reads the kernel's drop counts.
@@ -272,7 +229,7 @@ pub fn run_drop_monitor(source: &str, sockets: Vec<(usize, UdpSocket)>, stop: Ar
         if since_read >= DROP_POLL_INTERVAL || stopping {
             since_read = Duration::ZERO;
             for (sock, counter, last) in &mut watched {
-                if let Some(now) = socket_drops(sock) {
+                if let Some(now) = nmsd_sockets::kernel_drops(sock) {
                     // sk_drops is a 32-bit counter: count the difference, across a wrap too.
                     counter.increment(u64::from(now.wrapping_sub(*last)));
                     *last = now;
@@ -548,7 +505,7 @@ mod tests {
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let s2 = Socket::from(sock.try_clone().unwrap());
         s2.set_recv_buffer_size(4096).unwrap();
-        assert_eq!(socket_drops(&sock), Some(0));
+        assert_eq!(nmsd_sockets::kernel_drops(&sock), Some(0));
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         for _ in 0..200 {
             client
@@ -556,7 +513,7 @@ mod tests {
                 .unwrap();
         }
         // Nothing was read; the kernel kept a few datagrams and dropped the rest.
-        let drops = socket_drops(&sock).unwrap();
+        let drops = nmsd_sockets::kernel_drops(&sock).unwrap();
         assert!((100..200).contains(&drops), "{drops}");
         // The monitor counts them once, however often it reads.
         let stop = Arc::new(AtomicBool::new(true));

@@ -12,7 +12,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ impl TrapSocket {
             Type::DGRAM,
             Some(Protocol::UDP),
         )?;
-        set_receive_buffer(&sock, receive_buffer);
+        nmsd_sockets::set_receive_buffer(&sock, receive_buffer);
         enable_drop_counter(&sock);
         sock.bind(&listen.into())?;
         let granted = sock.recv_buffer_size().unwrap_or(0);
@@ -68,25 +68,6 @@ impl TrapSocket {
     }
 }
 
-/// Ask for `bytes` of receive buffer: SO_RCVBUFFORCE first (as root, past rmem_max), then
-/// plain SO_RCVBUF (capped by net.core.rmem_max).
-fn set_receive_buffer(sock: &Socket, bytes: usize) {
-    let v = bytes.min(i32::MAX as usize / 2) as libc::c_int;
-    // SAFETY: setsockopt with a valid fd and a pointer to a live c_int of the given size.
-    let forced = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            (&v as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    } == 0;
-    if !forced {
-        let _ = sock.set_recv_buffer_size(bytes);
-    }
-}
-
 fn enable_drop_counter(sock: &Socket) {
     let one: libc::c_int = 1;
     // SAFETY: as above. Failure only loses the kernel drop metric.
@@ -99,46 +80,6 @@ fn enable_drop_counter(sock: &Socket) {
             size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-}
-
-/// The socket's drop count now (SO_MEMINFO, SK_MEMINFO_DROPS), where the option number is the
-/// generic one.
-#[cfg(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "loongarch64"
-))]
-fn socket_drops(fd: RawFd) -> Option<u32> {
-    const SO_MEMINFO: libc::c_int = 55;
-    let mut v = [0u32; 16];
-    let mut len = size_of::<[u32; 16]>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `v`, which is that large.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            SO_MEMINFO,
-            v.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    let i = libc::SK_MEMINFO_DROPS as usize;
-    (r == 0 && len as usize >= (i + 1) * 4).then(|| v[i])
-}
-
-#[cfg(not(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "arm",
-    target_arch = "riscv64",
-    target_arch = "loongarch64"
-)))]
-fn socket_drops(_fd: RawFd) -> Option<u32> {
-    None
 }
 
 /// The SO_RXQ_OVFL count in a received message's control data, if present.
@@ -308,7 +249,7 @@ pub fn run(
         }
         if now.duration_since(last_tick) >= Duration::from_secs(1) {
             last_tick = now;
-            if let Some(total) = socket_drops(fd) {
+            if let Some(total) = nmsd_sockets::kernel_drops(&sock.socket) {
                 let d = kernel.update(total);
                 kernel_note(d, &mut receiver);
             }
@@ -421,7 +362,7 @@ mod tests {
         for _ in 0..200 {
             client.send_to(&[0u8; 200], addr).unwrap();
         }
-        let meminfo = socket_drops(fd);
+        let meminfo = nmsd_sockets::kernel_drops(&sock.socket);
         if cfg!(target_arch = "x86_64") || cfg!(target_arch = "aarch64") {
             assert!(
                 meminfo.is_some_and(|d| d > 0),

@@ -49,7 +49,9 @@ fn start_process(dir: &std::path::Path, http_port: u16) -> Child {
              http.min.enabled=false\n\
              line.udp.enabled=false\n\
              telemetry.enabled=false\n\
-             cairo.wal.apply.look.ahead.txn.count=20\n"
+             cairo.wal.apply.look.ahead.txn.count=20\n\
+             cairo.writer.data.append.page.size=262144\n\
+             cairo.o3.column.memory.size=262144\n"
         ),
     )
     .expect("server.conf");

@@ -4,15 +4,17 @@
 //! records are all set by whoever can reach the flow port. An unkeyed multiplicative hash (Fx)
 //! lets such a sender pick keys that land in one bucket group: the low bits of `(k ^ s) * K`
 //! depend only on the low bits of `k`, so keys differing in their high bits probe the same
-//! slots and every lookup walks the whole chain. These maps use foldhash's fast variant
+//! slots and every lookup walks the whole chain. These maps use foldhash's quality variant
 //! instead: seeded at random per process and per map, so which keys collide cannot be worked
-//! out from outside, at about Fx's cost (two words per 128-bit folded multiply). It is
-//! "minimally DoS-resistant" by its authors' words, not cryptographic: enough for keys a remote
-//! sender picks blind. A first version mixed every word with murmur3's finalizer and cost the
-//! roll-up 45 % of its records/s (decision 0009).
+//! out from outside. It is "minimally DoS-resistant" by its authors' words, not cryptographic:
+//! enough for keys a remote sender picks blind. Its fast variant cost nothing over Fx in the
+//! roll-up bench but, for some per-map seeds, spread 1,024 keys differing only in their high
+//! bits over as few as 150 of 1,024 buckets; the quality variant's final mix spreads them
+//! uniformly in every run and costs the roll-up ~9 %. A first version that mixed every word with
+//! murmur3's finalizer cost it 45 % (decision 0009).
 
 /// `BuildHasher` for maps keyed by values an exporter controls.
-pub type SeededState = foldhash::fast::RandomState;
+pub type SeededState = foldhash::quality::RandomState;
 
 /// A `HashMap` with [`SeededState`].
 pub type SeededHashMap<K, V> = std::collections::HashMap<K, V, SeededState>;

@@ -12,7 +12,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use nmsd_pipeline::clock::unix_ms;
 
 use nmsd_parsers::{FlowDecoder, FlowRecord};
 use nmsd_sinks::questdb::schema::{self, ExecClient, TableNames};
@@ -152,13 +154,6 @@ pub fn decoded_records(datagrams: &[Vec<u8>]) -> Vec<FlowRecord> {
         let _ = dec.decode(exporter, d, unix_ms(), &mut out);
     }
     out
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// What the bare loop does.

@@ -11,7 +11,9 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use nmsd_pipeline::clock::unix_ms;
 
 use crate::stream::{ExportDatagram, Stream, mapped_domain, sequence_advance, write_rewritten};
 
@@ -185,13 +187,6 @@ fn set_send_buffer(sock: &UdpSocket, bytes: usize) {
             return;
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Send `stream` to `cfg.dest` until the duration is over, `max_datagrams` are sent or `stop`

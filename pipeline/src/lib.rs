@@ -6,6 +6,7 @@
 //! no locks on the hot path; every queue has a capacity and a full policy, and every drop is a
 //! Prometheus counter. Nothing here knows about config files, sockets or HTTP.
 
+pub mod clock;
 pub mod enrich;
 pub mod heartbeat;
 pub mod processors;

@@ -3,7 +3,9 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use crate::clock::unix_ms;
 
 use metrics::{Counter, Gauge};
 use nmsd_parsers::{DecodeError, DecoderLimits, DecoderStats, FlowDecoder};
@@ -401,10 +403,3 @@ const SPIN_BEFORE_PARK: u32 = 128;
 /// idle worker). Profiling showed polling with `sched_yield` cost ~18 % of a worker in context
 /// switches; parking costs nothing while busy and one futex wake per idle→busy transition.
 const MIN_PARK: Duration = Duration::from_millis(1);
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}

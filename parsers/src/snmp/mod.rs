@@ -17,6 +17,16 @@ pub use oid::{Oid, OidRef};
 pub use pdu::{Message, Pdu, PduHeader, PduKind, Version};
 pub use value::Value;
 
+/// Bytes as lowercase hex (engine IDs, in logs, rows and status).
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
 use thiserror::Error;
 
 /// Why an SNMP message could not be read or written.

@@ -233,10 +233,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The devices as JSON (names and behaviours are plain ASCII, so no escaping is needed
 /// beyond what `{:?}` gives for strings).
 fn write_manifest(
@@ -258,7 +254,7 @@ fn write_manifest(
             "  {{\"index\": {i}, \"address\": \"{}\", \"name\": {:?}, \"engine_id\": \"{}\", \"behaviours\": [{}]}}{}",
             sim.device_addr(i),
             cfg.device_name(i),
-            hex(sim.engine_id(i)),
+            nmsd_parsers::snmp::hex(sim.engine_id(i)),
             labels.join(", "),
             if i + 1 < cfg.devices { "," } else { "" }
         )?;

@@ -17,9 +17,10 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nmsd_parsers::snmp::ber::BackWriter;
+use nmsd_parsers::snmp::hex;
 use nmsd_parsers::snmp::pdu::{
     self, AnyPdu, Message, Pdu, PduHeader, encode_community_message, error_status,
 };
@@ -29,6 +30,7 @@ use nmsd_parsers::snmp::v3::{
     decode_scoped,
 };
 use nmsd_parsers::snmp::{Oid, PduKind, Value, Version};
+use nmsd_pipeline::clock::unix_ms;
 use nmsd_pipeline::enrich::{IfDirectory, IfInfo};
 use nmsd_pipeline::published::Published;
 use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
@@ -395,22 +397,11 @@ pub struct Engine {
     custom: Arc<Vec<plan::CustomModule>>,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn phase_of(name: &str, interval: Duration) -> Duration {
     let mut h = rustc_hash::FxHasher::default();
     name.hash(&mut h);
     let ms = interval.as_millis().max(1) as u64;
     Duration::from_millis(h.finish() % ms)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Engine {

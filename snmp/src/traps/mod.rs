@@ -26,14 +26,16 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use freshness::{Authority, BOOTS_MAX, Freshness, TIME_WINDOW, Verdict};
 use nmsd_parsers::snmp::ber::BackWriter;
+use nmsd_parsers::snmp::hex;
 use nmsd_parsers::snmp::pdu::{self, AnyPdu, Message, Pdu, PduHeader, encode_community_message};
 use nmsd_parsers::snmp::usm::{LocalKeys, UserKeys};
 use nmsd_parsers::snmp::v3::{self, ScopedData, SecurityLevel, V3Message, V3Params};
 use nmsd_parsers::snmp::{Oid, OidRef, PduKind, Value, Version};
+use nmsd_pipeline::clock::unix_ms;
 use nmsd_pipeline::snmp::TrapRow;
 use rustc_hash::FxHashMap;
 use zeroize::Zeroizing;
@@ -157,17 +159,6 @@ pub struct TrapReceiver {
     salt: u64,
     received: [metrics::Counter; 3],
     log: DropLog,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// JSON string literal (escaped).

@@ -3,8 +3,8 @@
 //! - [`stream`]: an export stream (NetFlow v5/v9, IPFIX datagrams) analysed once, so it can be
 //!   replayed with rewritten sequence numbers, exporter identities and times, and with templates
 //!   re-sent periodically.
-//! - [`traffic`]: softflowd-like datagrams built with `nmsd_parsers::encode`, and export
-//!   datagrams read from pcap files with `nmsd_parsers::capture`.
+//! - [`traffic`]: softflowd-like datagrams built with `nmsd_testkit::encode`, and export
+//!   datagrams read from pcap files with `nmsd_testkit::capture`.
 //! - [`replay`]: a paced `sendmmsg` sender of a stream to a loopback UDP address.
 //! - [`prom`], [`procfs`]: reading Prometheus text, a process tree's CPU time and peak RSS,
 //!   and UDP socket queues.

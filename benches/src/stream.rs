@@ -581,8 +581,8 @@ pub fn write_rewritten(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nmsd_parsers::encode::{self, MessageBuilder, field};
     use nmsd_parsers::{FlowDecoder, TemplateDef, TemplateKind};
+    use nmsd_testkit::encode::{self, MessageBuilder, field};
 
     fn ms_template() -> TemplateDef {
         TemplateDef {

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use nmsd_parsers::encode::{self, MessageBuilder, V5Header, field};
 use nmsd_parsers::{FlowRecord, TemplateDef, TemplateKind, ie};
+use nmsd_testkit::encode::{self, MessageBuilder, V5Header, field};
 
 /// Which export format to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -336,7 +336,7 @@ pub struct CapturedDatagram {
 /// Read the UDP datagrams of a pcap/pcapng file that look like NetFlow v5/v9 or IPFIX.
 pub fn read_capture(path: &Path) -> Result<Vec<CapturedDatagram>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let cap = nmsd_parsers::capture::udp_datagrams(&bytes)
+    let cap = nmsd_testkit::capture::udp_datagrams(&bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(cap
         .datagrams

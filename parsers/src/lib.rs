@@ -5,7 +5,8 @@
 //! allocates nothing. This crate does no I/O: sockets, files and clocks belong to the caller.
 //!
 //! ```
-//! use nmsd_parsers::{FlowDecoder, encode};
+//! use nmsd_parsers::FlowDecoder;
+//! use nmsd_testkit::encode;
 //! let tmpl = encode::ipv4_template(256);
 //! let records = encode::sample_records(3, false, 1_767_225_600_000);
 //! let mut msg = encode::MessageBuilder::v9(1_000_000, 1_767_225_660, 1, 0);
@@ -17,15 +18,11 @@
 //! assert_eq!(out[0].bytes, records[0].bytes);
 //! ```
 
-pub mod capture;
 pub mod decoder;
 pub mod domain;
-pub mod encode;
 pub mod error;
 pub mod hash;
 pub mod ie;
-#[cfg(feature = "oracle")]
-pub mod oracle;
 pub mod persist;
 pub mod record;
 pub mod snmp;

@@ -1,16 +1,16 @@
 //! Integration tests of the decoder through its public API.
 //!
-//! Packets are built with `nmsd_parsers::encode`, or byte by byte where the encoder could share
+//! Packets are built with `nmsd_testkit::encode`, or byte by byte where the encoder could share
 //! a mistake with the decoder. Expected records are spelled out in full: `FlowRecord` equality
 //! catches a field filled that should not be as well as one left empty.
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use nmsd_parsers::encode::{self, MessageBuilder, V5Header, field};
 use nmsd_parsers::{
     DecodeError, DecoderLimits, Direction, FieldSpec, FlowDecoder, FlowRecord, FlowVersion,
     TemplateDef, TemplateKind, ie, persist,
 };
+use nmsd_testkit::encode::{self, MessageBuilder, V5Header, field};
 
 /// 2026-01-01T00:00:00Z, the base of sample flows.
 const T0: u64 = 1_767_225_600_000;

@@ -1,6 +1,6 @@
 //! Differential tests: nmsd's decoder against the `netflow_parser`-based oracle.
 //!
-//! Agreement is defined in `nmsd_parsers::oracle`: for every datagram the oracle accepts, nmsd
+//! Agreement is defined in `nmsd_testkit::oracle`: for every datagram the oracle accepts, nmsd
 //! must accept it too and produce the same records (as a multiset). Inputs are generated
 //! streams of all three versions and several template layouts, and every datagram of the
 //! recorded captures in `tests/fixtures/` at the workspace root (plus any named in
@@ -9,10 +9,10 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use nmsd_parsers::capture;
-use nmsd_parsers::encode::{self, MessageBuilder, V5Header, field};
-use nmsd_parsers::oracle::{Oracle, compare_records};
 use nmsd_parsers::{Direction, FieldSpec, FlowDecoder, FlowRecord, TemplateDef, TemplateKind, ie};
+use nmsd_testkit::capture;
+use nmsd_testkit::encode::{self, MessageBuilder, V5Header, field};
+use nmsd_testkit::oracle::{Oracle, compare_records};
 
 const T0: u64 = 1_767_225_600_000;
 

@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
-use nmsd_parsers::encode::{self, MessageBuilder, V5Header, field};
 use nmsd_parsers::{
     DecoderLimits, FlowDecoder, FlowRecord, IpNet, MAX_FLOW_COUNTER, TimeBounds, TimePolicy, ie,
 };
+use nmsd_testkit::encode::{self, MessageBuilder, V5Header, field};
 
 /// 2026-01-01T00:00:00Z.
 const T0: u64 = 1_767_225_600_000;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions, binary};
 use nmsd_acceptance::questdb::QuestDb;
-use nmsd_parsers::encode::{self, MessageBuilder, V5Header};
 use nmsd_parsers::{FieldSpec, TemplateDef, TemplateKind};
+use nmsd_testkit::encode::{self, MessageBuilder, V5Header};
 
 const T0_SECS: u32 = 1_767_225_600; // 2026-01-01T00:00:00Z
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
 use nmsd_acceptance::questdb::QuestDb;
 use nmsd_acceptance::{pcap, softflowd_export, wait_for};
-use nmsd_parsers::encode::{self, MessageBuilder, field};
 use nmsd_parsers::ie;
+use nmsd_testkit::encode::{self, MessageBuilder, field};
 
 /// Bursts on loopback: one test at a time keeps a 2-core machine from measuring itself.
 static SERIAL: Mutex<()> = Mutex::new(());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
-use nmsd_parsers::encode::{self, V5Header};
+use nmsd_testkit::encode::{self, V5Header};
 
 /// Everything that arrives on the notify socket, with when it arrived, read on a thread of its
 /// own (as systemd would: an unread socket fills up after a few datagrams).

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
 use nmsd_acceptance::snmpd::Snmpd;
-use nmsd_parsers::encode::{self, V5Header};
+use nmsd_testkit::encode::{self, V5Header};
 
 /// `promtool check metrics` on `body`: Ok, or its complaints.
 fn promtool_check(body: &str) -> Result<(), String> {

@@ -7,7 +7,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
-use nmsd_parsers::encode::{self, V5Header};
+use nmsd_testkit::encode::{self, V5Header};
 
 const SHUTDOWN_TIMEOUT_SECS: u64 = 3;
 /// Process exit, signal delivery and the test's 100 ms polling on top of the timeout.

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
 use nmsd_acceptance::questdb::QuestDb;
-use nmsd_parsers::encode::{self, MessageBuilder};
 use nmsd_snmp::sim::data::if_name;
 use nmsd_snmp::sim::{DataSpec, SimConfig, Simulator};
+use nmsd_testkit::encode::{self, MessageBuilder};
 
 #[test]
 fn flows_1m_carries_interface_names_of_polled_exporters() {

@@ -8,7 +8,7 @@
 //! of both decoders. `--small` decodes with the decode targets' small limits and clock steps
 //! instead of the differential target's unbounded limits and still clock.
 
-use nmsd_parsers::oracle::{Oracle, compare_records};
+use nmsd_testkit::oracle::{Oracle, compare_records};
 use nmsd_parsers::{DecodeError, FlowDecoder};
 use nmsd_parsers_fuzz::{STEPS_MS, T0_MS, frames, small_limits, unbounded_limits};
 

@@ -4,9 +4,9 @@
 //! cargo run --manifest-path parsers/fuzz/Cargo.toml --example seed -- [--out DIR] [PCAP...]
 //! ```
 //!
-//! Seeds come from `nmsd_parsers::encode` (every version and the template features the decoder
+//! Seeds come from `nmsd_testkit::encode` (every version and the template features the decoder
 //! has paths for) and from the first datagrams of real softflowd captures, read with
-//! `nmsd_parsers::capture`. Without PCAP arguments the captures are looked for under
+//! `nmsd_testkit::capture`. Without PCAP arguments the captures are looked for under
 //! /tmp/exports (`*.pcap` and `*/export.pcap`); captures that are missing are skipped with a
 //! note. Files are named after what they hold, so regenerating overwrites rather than adds.
 //! Inputs use the framing described in the fuzz crate's docs (`nmsd_parsers_fuzz::frames`).
@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use nmsd_parsers::encode::{self, MessageBuilder, V5Header, field};
+use nmsd_testkit::encode::{self, MessageBuilder, V5Header, field};
 use nmsd_parsers::{DecoderLimits, persist};
 use nmsd_parsers::{FieldSpec, FlowDecoder, FlowRecord, TemplateDef, TemplateKind, capture, ie};
 use nmsd_parsers_fuzz::{EXPORTERS, MAX_FRAME, T0_MS, frames, push_frame};

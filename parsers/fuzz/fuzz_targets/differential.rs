@@ -1,4 +1,4 @@
-//! nmsd's decoder against the `netflow_parser`-based oracle (`nmsd_parsers::oracle`) on the
+//! nmsd's decoder against the `netflow_parser`-based oracle (`nmsd_testkit::oracle`) on the
 //! same stream of datagrams (see the crate docs for the framing; the clock step is ignored).
 //!
 //! Agreement is what the oracle module's docs define: for every datagram the oracle reads
@@ -38,7 +38,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use nmsd_parsers::oracle::{Oracle, compare_records};
+use nmsd_testkit::oracle::{Oracle, compare_records};
 use nmsd_parsers::{DecodeError, FlowDecoder};
 use nmsd_parsers_fuzz::{T0_MS, frames, unbounded_limits};
 

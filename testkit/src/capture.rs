@@ -27,7 +27,7 @@ pub struct UdpDatagram<'a> {
 }
 
 impl UdpDatagram<'_> {
-    /// Capture time, Unix milliseconds: what [`crate::FlowDecoder::decode`] takes as `now_ms`.
+    /// Capture time, Unix milliseconds: what [`nmsd_parsers::FlowDecoder::decode`] takes as `now_ms`.
     pub fn ts_ms(&self) -> u64 {
         self.ts_us / 1000
     }

@@ -84,8 +84,8 @@ use netflow_parser::variable_versions::{ipfix, v9};
 use netflow_parser::{AutoScopedParser, NetflowParser};
 use thiserror::Error;
 
-use crate::ie;
-use crate::record::{Direction, FlowRecord, FlowVersion};
+use nmsd_parsers::ie;
+use nmsd_parsers::{Direction, FlowRecord, FlowVersion};
 
 /// `sampling_interval` of oracle records whose sampling the oracle cannot know (v9, IPFIX).
 pub const SAMPLING_UNKNOWN: u32 = 0;
@@ -502,11 +502,11 @@ impl Oracle {
 }
 
 /// What nmsd does to every record whatever the wire format said (see the module doc):
-/// byte and packet counts clamped to [`crate::MAX_FLOW_COUNTER`]; ICMP type and code in the
+/// byte and packet counts clamped to [`nmsd_parsers::MAX_FLOW_COUNTER`]; ICMP type and code in the
 /// destination port, source port 0, whichever port the exporter used.
 fn nmsd_normalization(r: &mut FlowRecord) {
-    r.bytes = r.bytes.min(crate::MAX_FLOW_COUNTER);
-    r.packets = r.packets.min(crate::MAX_FLOW_COUNTER);
+    r.bytes = r.bytes.min(nmsd_parsers::MAX_FLOW_COUNTER);
+    r.packets = r.packets.min(nmsd_parsers::MAX_FLOW_COUNTER);
     if r.protocol == 1 || r.protocol == 58 {
         if r.dst_port == 0 {
             r.dst_port = r.src_port;
@@ -1237,7 +1237,7 @@ pub fn compare_record(nmsd: &FlowRecord, oracle: &FlowRecord) -> Result<(), Mism
     if o.sampling_interval == SAMPLING_UNKNOWN {
         // Scaled here, so capped here too (see `nmsd_normalization`).
         let scale = u64::from(n.sampling_interval.max(1));
-        let scaled = |v: u64| v.saturating_mul(scale).min(crate::MAX_FLOW_COUNTER);
+        let scaled = |v: u64| v.saturating_mul(scale).min(nmsd_parsers::MAX_FLOW_COUNTER);
         check("bytes", n.bytes, scaled(o.bytes))?;
         check("packets", n.packets, scaled(o.packets))?;
     } else {
@@ -1289,9 +1289,9 @@ pub fn compare_records(nmsd: &[FlowRecord], oracle: &[FlowRecord]) -> Result<(),
 mod tests {
     use super::*;
     use crate::encode::{self, field};
-    use crate::{TemplateDef, TemplateKind};
+    use nmsd_parsers::{TemplateDef, TemplateKind};
 
-    fn data_template(id: u16, fields: Vec<crate::FieldSpec>) -> TemplateDef {
+    fn data_template(id: u16, fields: Vec<nmsd_parsers::FieldSpec>) -> TemplateDef {
         TemplateDef {
             id,
             kind: TemplateKind::Data,

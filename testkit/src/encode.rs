@@ -7,9 +7,8 @@
 
 use std::net::IpAddr;
 
-use crate::ie;
-use crate::record::{Direction, FlowRecord};
-use crate::template::{FieldSpec, TemplateDef, TemplateKind};
+use nmsd_parsers::ie;
+use nmsd_parsers::{Direction, FieldSpec, FlowRecord, TemplateDef, TemplateKind};
 
 /// Shorthand for an IANA field.
 pub const fn field(id: u16, len: u16) -> FieldSpec {

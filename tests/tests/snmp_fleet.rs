@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
 use nmsd_acceptance::questdb::QuestDb;
-use nmsd_snmp::sim::{Behaviour, DataSpec, Group, SimConfig};
-use nmsd_snmp::sim::{Simulator, data::if_rates};
+use nmsd_snmpsim::{Behaviour, DataSpec, Group, SimConfig};
+use nmsd_snmpsim::{Simulator, data::if_rates};
 
 const DEVICES: usize = 1000;
 const INTERFACES: u32 = 24;

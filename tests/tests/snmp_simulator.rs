@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use nmsd_acceptance::{free_udp_port, require, scratch, terminate, wait_for, workspace};
-use nmsd_snmp::sim::{DataSpec, Fixture, SimConfig, Simulator};
+use nmsd_snmpsim::{DataSpec, Fixture, SimConfig, Simulator};
 
 const V2: &[&str] = &["-v2c", "-c", "public"];
 const V3A: &[&str] = &[
@@ -107,13 +107,13 @@ fn simulator_binary() -> PathBuf {
                 "build",
                 "--quiet",
                 "-p",
-                "nmsd-snmp",
+                "nmsd-snmpsim",
                 "--bin",
                 "nmsd-snmpsim",
             ])
             .current_dir(&ws)
             .status()
-            .expect("cargo build -p nmsd-snmp");
+            .expect("cargo build -p nmsd-snmpsim");
         assert!(status.success(), "building nmsd-snmpsim failed");
         ws.join("target/debug/nmsd-snmpsim")
     })

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
 use nmsd_acceptance::questdb::QuestDb;
-use nmsd_snmp::sim::data::if_name;
-use nmsd_snmp::sim::{DataSpec, SimConfig, Simulator};
+use nmsd_snmpsim::data::if_name;
+use nmsd_snmpsim::{DataSpec, SimConfig, Simulator};
 
 const RING: usize = 6;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nmsd_parsers::snmp::usm::{AuthProtocol, PrivProtocol, UserKeys};
 use nmsd_snmp::engine::plan::{Credentials, DeviceSpec, Modules, Plan};
 use nmsd_snmp::engine::{Command, Engine, EngineShared};
-use nmsd_snmp::sim::{DataSpec, SimConfig, Simulator};
+use nmsd_snmpsim::{DataSpec, SimConfig, Simulator};
 
 /// CPU seconds (user + system) of one thread of this process.
 fn thread_cpu(tid: i64) -> Option<f64> {

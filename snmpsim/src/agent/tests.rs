@@ -13,8 +13,8 @@ use nmsd_parsers::snmp::v3::{self, ReportKind, ScopedData, V3Message, V3Params};
 use nmsd_parsers::snmp::{Oid, Value};
 
 use super::*;
-use crate::sim::config::{Behaviour, DataSpec, Group, SimConfig};
-use crate::sim::data::Fixture;
+use crate::config::{Behaviour, DataSpec, Group, SimConfig};
+use crate::data::Fixture;
 
 const FIXTURE: &str = "\
 1.3.6.1.2.1.1.3.0|67|123456789
@@ -549,10 +549,7 @@ fn v3_discovery_then_auth_priv_for_both_users() {
     assert_eq!(a.handle(1, t, w.as_bytes()), Verdict::Reply);
     let (flags, msg_id, boots, time, r) = v3_reply(a.reply(), None);
     assert_eq!((flags, msg_id, boots), (0, 0x4494_281A, 1));
-    assert_eq!(
-        time,
-        (crate::sim::data::initial_uptime_cs(1) / 100 + 14) as u32
-    );
+    assert_eq!(time, (crate::data::initial_uptime_cs(1) / 100 + 14) as u32);
     assert_eq!(report_kind(&r), ReportKind::UnknownEngineId);
     assert_eq!(
         r.request_id, 0x6B43_B532,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nmsd_parsers::snmp::Oid;
-use nmsd_snmp::sim::{
+use nmsd_snmpsim::{
     Addressing, Behaviour, Fixture, Group, SimConfig, Simulator, UserSpec, parse_count_arg,
     parse_duration,
 };
@@ -238,7 +238,7 @@ fn parse_args() -> Result<Args, String> {
 fn write_manifest(
     path: &PathBuf,
     cfg: &SimConfig,
-    sim: &nmsd_snmp::sim::SimHandle,
+    sim: &nmsd_snmpsim::SimHandle,
 ) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "{{\"devices\": [")?;

@@ -3,7 +3,7 @@
 //!
 //! Tests and benches start one on a thread and stop it:
 //! ```no_run
-//! use nmsd_snmp::sim::{SimConfig, Simulator};
+//! use nmsd_snmpsim::{SimConfig, Simulator};
 //! let sim = Simulator::spawn(SimConfig { devices: 100, listen: "0.0.0.0:0".parse().unwrap(),
 //!                                        ..SimConfig::default() }).unwrap();
 //! let device_7 = sim.device_addr(7); // 127.0.1.8:PORT

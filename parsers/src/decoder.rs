@@ -350,10 +350,7 @@ impl FlowDecoder {
                 r
             }
         };
-        self.cx.check_records(&mut out[before..]);
-        if let Some(bounds) = self.cx.limits.time_bounds {
-            self.cx.apply_time_bounds(bounds, now_ms, out, before);
-        }
+        self.cx.check_records(now_ms, out, before);
         result.map(|_| out.len() - before)
     }
 
@@ -738,32 +735,28 @@ impl DecoderContext {
         dom
     }
 
-    /// Clamp counters no flow can reach (see [`MAX_FLOW_COUNTER`]).
-    fn check_records(&mut self, recs: &mut [FlowRecord]) {
-        for r in recs {
+    /// One pass over the records a datagram produced, from `from` on: clamp counters no flow
+    /// can reach (see [`MAX_FLOW_COUNTER`]) and apply the time policy, if any.
+    fn check_records(&mut self, now_ms: u64, out: &mut Vec<FlowRecord>, from: usize) {
+        let bounds = self.limits.time_bounds;
+        let (earliest, latest) = bounds.map_or((0, u64::MAX), |b| {
+            (
+                now_ms.saturating_sub(b.max_past_ms),
+                now_ms.saturating_add(b.max_future_ms),
+            )
+        });
+        let in_range = |t: u64| (earliest..=latest).contains(&t);
+        let mut kept = from;
+        for i in from..out.len() {
+            let r = &mut out[i];
             if r.bytes > MAX_FLOW_COUNTER || r.packets > MAX_FLOW_COUNTER {
                 r.bytes = r.bytes.min(MAX_FLOW_COUNTER);
                 r.packets = r.packets.min(MAX_FLOW_COUNTER);
                 self.stats.counters_clamped += 1;
             }
-        }
-    }
-
-    /// Apply the time policy to the records from `from` on.
-    fn apply_time_bounds(
-        &mut self,
-        b: TimeBounds,
-        now_ms: u64,
-        out: &mut Vec<FlowRecord>,
-        from: usize,
-    ) {
-        let latest = now_ms.saturating_add(b.max_future_ms);
-        let earliest = now_ms.saturating_sub(b.max_past_ms);
-        let in_range = |t: u64| (earliest..=latest).contains(&t);
-        let mut kept = from;
-        for i in from..out.len() {
-            let mut r = out[i];
-            if !(in_range(r.start_ms) && in_range(r.end_ms)) {
+            if let Some(b) = bounds
+                && !(in_range(r.start_ms) && in_range(r.end_ms))
+            {
                 if r.start_ms > latest || r.end_ms > latest {
                     self.stats.times_future += 1;
                 } else {
@@ -784,7 +777,10 @@ impl DecoderContext {
                     }
                 }
             }
-            out[kept] = r;
+            // Records move down only once one was dropped.
+            if kept != i {
+                out[kept] = out[i];
+            }
             kept += 1;
         }
         out.truncate(kept);

@@ -67,9 +67,18 @@ fn start(name: &str, q: &QuestDb, traps: &str, profiles: &str) -> (Nmsd, String)
     (nmsd, format!("127.0.0.1:{port}"))
 }
 
+thread_local! {
+    /// net-snmp's tools keep their engine boots in `SNMP_PERSISTENT_DIR/snmpapp.conf`
+    /// (`/var/lib/snmp` by default) and rewrite it on every v3 run. Tests run on two threads,
+    /// and two snmptrap runs at once tore the shared file ("buffer too small to read octet
+    /// string", then "USM unknown security name"). Each test thread gets its own.
+    static NET_SNMP_PERSIST: PathBuf = nmsd_acceptance::scratch("net-snmp-persist");
+}
+
 /// Run a net-snmp tool (`-m ""`: no MIBs, one retry at most).
 fn net_snmp(tool: &str, args: &[&str]) -> Output {
     Command::new(nmsd_acceptance::require(tool))
+        .env("SNMP_PERSISTENT_DIR", NET_SNMP_PERSIST.with(|p| p.clone()))
         .args(["-m", "", "-r", "1", "-t", "3"])
         .args(args)
         .output()

@@ -49,7 +49,7 @@ fn rollup(c: &mut Criterion) {
             for b in &batches {
                 work.clear();
                 work.extend_from_slice(b);
-                r.process(&mut work, &mut e);
+                r.add_flows(&work, &mut e);
             }
             let name = if tick {
                 format!("{flows}+tick")
@@ -63,7 +63,7 @@ fn rollup(c: &mut Criterion) {
                     for b in &batches {
                         work.clear();
                         work.extend_from_slice(b);
-                        r.process(&mut work, &mut e);
+                        r.add_flows(&work, &mut e);
                     }
                     if tick {
                         // Far in the future: every window is due.

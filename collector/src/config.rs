@@ -2,34 +2,79 @@
 //!
 //! Every table denies unknown keys, so a typo is an error, not a silently ignored setting. Each
 //! component's own settings live beside the component (`QuestDbConfig` in `nmsd-sinks`,
-//! `RollupConfig` in `nmsd-pipeline`); this file assembles them.
+//! `RollupConfig` in `nmsd-pipeline`); this file reads `[sources.<id>]`, `[processors.<id>]`
+//! and `[sinks.<id>]` through the [`Registry`] by their `type`, and checks the wiring of their
+//! `inputs` (no dangling id, no cycle, every stream routed somewhere that can take it).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use nmsd_parsers::{DecoderLimits, IpNet, TimeBounds, TimePolicy};
-use nmsd_pipeline::processors::ProcessorConfig;
+use nmsd_pipeline::component::{ComponentKind, Placement, ProcessorSpec, SinkSpec};
+use nmsd_pipeline::stream::StreamSet;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
-use nmsd_sinks::questdb::QuestDbConfig;
 use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::registry::Registry;
+use crate::sources::SourceSpec;
+
+/// One configured component: `[<kind>.<id>] type = "..." inputs = [...]`.
+#[derive(Debug)]
+pub struct Component<S: ?Sized> {
+    pub id: String,
+    pub type_name: String,
+    /// Ids of the sources and processors whose output it takes (empty for sources).
+    pub inputs: Vec<String>,
+    pub spec: Arc<S>,
+}
+
+impl<S: ?Sized> Clone for Component<S> {
+    fn clone(&self) -> Self {
+        Component {
+            id: self.id.clone(),
+            type_name: self.type_name.clone(),
+            inputs: self.inputs.clone(),
+            spec: self.spec.clone(),
+        }
+    }
+}
 
 /// The whole file.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
-    #[serde(default)]
     pub general: GeneralConfig,
-    #[serde(default)]
     pub control: ControlConfig,
-    #[serde(default)]
     pub pipeline: PipelineConfig,
-    #[serde(default)]
-    pub sources: SourcesConfig,
-    #[serde(default)]
-    pub processors: Vec<ProcessorConfig>,
-    #[serde(default)]
-    pub sinks: SinksConfig,
+    /// In the file's id order (sorted).
+    pub sources: Vec<Component<dyn SourceSpec>>,
+    /// In topological order: a processor comes after every processor it takes input from.
+    pub processors: Vec<Component<dyn ProcessorSpec>>,
+    pub sinks: Vec<Component<dyn SinkSpec>>,
+}
+
+impl Config {
+    /// The NetFlow/IPFIX listeners, in order: a flow record's `source` is the position here.
+    pub fn flow_sources(
+        &self,
+    ) -> impl Iterator<Item = (&str, &crate::sources::netflow::NetflowSourceConfig)> {
+        self.sources
+            .iter()
+            .filter_map(|c| Some((c.id.as_str(), c.spec.as_flow_listener()?)))
+    }
+
+    /// The longest `shutdown_timeout` of the sinks (10 s with none).
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        self.sinks
+            .iter()
+            .map(|s| s.spec.shutdown_timeout())
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
 }
 
 /// `[general]`.
@@ -381,23 +426,6 @@ pub struct SamplingOverride {
     pub interval: u32,
 }
 
-/// `[sources]`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourcesConfig {
-    #[serde(default)]
-    pub netflow: Vec<crate::sources::netflow::NetflowSourceConfig>,
-    pub snmp: Option<crate::sources::snmp::SnmpSourceConfig>,
-}
-
-/// `[sinks]`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinksConfig {
-    #[serde(default)]
-    pub questdb: QuestDbConfig,
-}
-
 /// A config.toml that cannot be used, with where and why.
 #[derive(Debug)]
 pub struct ConfigError {
@@ -461,10 +489,16 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
         .unwrap_or(0);
     let mut seen = 0usize;
     let mut in_table = header.is_empty();
+    // A key that is missing is located at its table's header, or at the table it would be.
+    let mut header_line = None;
+    let whole = format!("{header}.{last}");
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.starts_with('[') {
             let name = t.trim_matches(|c| c == '[' || c == ']').trim();
+            if header_line.is_none() && (name == header || name == whole) {
+                header_line = Some(i + 1);
+            }
             in_table = name == header && (!t.starts_with("[[") || seen == wanted);
             if name == header && t.starts_with("[[") {
                 seen += 1;
@@ -478,99 +512,275 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
             return Some(i + 1);
         }
     }
-    None
+    header_line
 }
 
-/// `N` of a key that is exactly `processors[N]` (an error inside the table with no deeper path).
-fn processor_index(key: &str) -> Option<usize> {
-    key.strip_prefix("processors[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
-
-/// Externally tagged twin of [`ProcessorConfig`]: serde reads it without buffering, so errors
-/// keep the key and span. One line per registered processor (a unit test checks them all).
-#[derive(Deserialize)]
-#[allow(dead_code)] // only its errors are used
-enum ProcessorProbe {
-    #[serde(rename = "rollup")]
-    Rollup(nmsd_pipeline::processors::rollup::RollupConfig),
-}
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct ProcessorProbeDoc {
-    probe: ProcessorProbe,
-}
-
-struct LocatedError {
-    line: usize,
-    column: Option<usize>,
-    /// Path within the processor table, e.g. `.window`.
+/// A parse error before the whole file is read: key and where.
+struct Located {
     key: String,
     message: String,
+    line_col: Option<(usize, usize)>,
 }
 
-/// Re-read the `index`-th `[[processors]]` table as `[probe.<type>]` in a copy of the file
-/// where every other line is blanked, so line numbers stay those of the real file.
-fn locate_processor_error(text: &str, index: usize) -> Option<LocatedError> {
-    let doc: toml::Table = toml::from_str(text).ok()?;
-    let kind = doc
-        .get("processors")?
-        .as_array()?
-        .get(index)?
-        .get("type")?
-        .as_str()?
-        .to_string();
-    // An unknown type is reported, with the registered names, by the first pass.
-    if !ProcessorConfig::NAMES.contains(&kind.as_str()) {
-        return None;
+impl Located {
+    fn new(text: &str, key: String, span: Option<std::ops::Range<usize>>, message: String) -> Self {
+        Located {
+            line_col: span.as_ref().map(|s| line_col(text, s.start)),
+            key,
+            message,
+        }
     }
-    let mut shadow = String::with_capacity(text.len());
-    let mut seen = 0usize;
-    let mut inside = false;
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            inside = false;
-            if t.trim_start_matches('[').trim_end_matches(']').trim() == "processors"
-                && t.starts_with("[[")
-            {
-                inside = seen == index;
-                seen += 1;
-                if inside {
-                    shadow.push_str(&format!("[probe.{kind}]\n"));
-                    continue;
-                }
+
+    fn into<E>(
+        self,
+        err: &impl Fn(Option<usize>, Option<usize>, Option<String>, String) -> E,
+    ) -> E {
+        let (l, c) = self.line_col.unzip();
+        err(l, c, Some(self.key), self.message)
+    }
+}
+
+/// `sinks.x.inputs` names nothing.
+fn dangling(kind: &str, id: &str, input: &str, all: &[&str]) -> (String, String) {
+    (
+        format!("{kind}.{id}.inputs"),
+        format!(
+            "\"{input}\" is not the id of any source or processor (ids: {})",
+            if all.is_empty() {
+                "none".to_string()
+            } else {
+                all.join(", ")
             }
-        }
-        let is_type = t.split_once('=').is_some_and(|(k, _)| k.trim() == "type");
-        if inside && !is_type {
-            shadow.push_str(line);
-        }
-        shadow.push('\n');
-    }
-    let de = toml::Deserializer::parse(&shadow).ok()?;
-    let e = serde_path_to_error::deserialize::<_, ProcessorProbeDoc>(de).err()?;
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    let (line, column) = line_col(&shadow, inner.span()?.start);
-    let key = path
-        .strip_prefix(&format!("probe.{kind}"))
-        .unwrap_or("")
-        .to_string();
-    Some(LocatedError {
-        line,
-        column: Some(column),
-        key,
-        message: inner.message().to_string(),
+        ),
+    )
+}
+
+/// Deserialize one plain section (`[general]`, ...) with its errors located.
+fn section<T: serde::de::DeserializeOwned>(
+    text: &str,
+    name: &str,
+    value: Spanned<DeValue<'_>>,
+) -> Result<T, Located> {
+    serde_path_to_error::deserialize(ValueDeserializer::from(value)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if path.is_empty() || path == "." {
+            name.to_string()
+        } else {
+            format!("{name}.{path}")
+        };
+        Located::new(text, key, inner.span(), inner.message().to_string())
     })
 }
 
+/// How an old (before components by id) table is rewritten, for the error that refuses it.
+fn old_shape_hint(kind: ComponentKind, id: Option<&str>) -> String {
+    match (kind, id) {
+        (ComponentKind::Processor, None) => {
+            "`[[processors]]` is the old shape: each processor is now a table named by \
+             its id, with its type and inputs, e.g. `[processors.rollup]` `type = \"rollup\"` \
+             `inputs = [\"netflow\"]` (see the shipped config.toml)"
+                .into()
+        }
+        (ComponentKind::Source, Some(t)) => format!(
+            "`[[sources.{t}]]` is the old shape: each source is now a table named by its id \
+             (the old `name`), with its type, e.g. `[sources.{t}]` `type = \"{t}\"` (see the \
+             shipped config.toml)"
+        ),
+        (k, _) => format!(
+            "[{}] holds one table per component, named by its id: `[{}.<id>]` with \
+             `type = \"...\"`",
+            k.table(),
+            k.table()
+        ),
+    }
+}
+
+/// Read `[sources.<id>]`, `[processors.<id>]` or `[sinks.<id>]` tables into `cfg`.
+fn read_components(
+    text: &str,
+    kind: ComponentKind,
+    value: Spanned<DeValue<'_>>,
+    registry: &Registry,
+    cfg: &mut Config,
+) -> Result<(), Located> {
+    let table_name = kind.table();
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        return Err(Located::new(
+            text,
+            table_name.into(),
+            Some(span),
+            old_shape_hint(kind, None),
+        ));
+    };
+    for (id, value) in table {
+        let id = id.into_inner().to_string();
+        let key = format!("{table_name}.{id}");
+        let span = value.span();
+        let DeValue::Table(fields) = value.into_inner() else {
+            return Err(Located::new(
+                text,
+                key,
+                Some(span),
+                old_shape_hint(kind, Some(&id)),
+            ));
+        };
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(Located::new(
+                text,
+                key,
+                Some(span),
+                "an id is letters, digits, _ and - (it names the component in metrics and inputs)"
+                    .into(),
+            ));
+        }
+        let mut type_name = None;
+        let mut inputs = None;
+        let mut rest = DeTable::default();
+        for (k, v) in fields {
+            match k.get_ref().as_ref() {
+                "type" => type_name = Some(v),
+                "inputs" => inputs = Some(v),
+                _ => {
+                    rest.insert(k, v);
+                }
+            }
+        }
+        let names = registry.names(kind);
+        let Some(type_value) = type_name else {
+            let hint = match (kind, id.as_str()) {
+                (ComponentKind::Sink, "questdb") => " (since components are named by id, a sink says its type and what it \
+                     stores: add `type = \"questdb\"` and `inputs = [\"<source or processor id>\", ...]`; \
+                     list the netflow source to store raw flows, as `raw_flows = true` did, and drop \
+                     `enabled`/`raw_flows`)"
+                    .to_string(),
+                (ComponentKind::Source, "snmp") => {
+                    " (add `type = \"snmp\"`: sources are now named by id)".to_string()
+                }
+                _ => String::new(),
+            };
+            return Err(Located::new(
+                text,
+                format!("{key}.type"),
+                Some(span),
+                format!("missing `type`: one of {}{hint}", names.join(", ")),
+            ));
+        };
+        let type_span = type_value.span();
+        let Some(type_str) = type_value.get_ref().as_str().map(str::to_string) else {
+            return Err(Located::new(
+                text,
+                format!("{key}.type"),
+                Some(type_span),
+                "`type` must be a string".into(),
+            ));
+        };
+        let unknown = || {
+            Located::new(
+                text,
+                format!("{key}.type"),
+                Some(type_span.clone()),
+                format!(
+                    "unknown {} type \"{type_str}\" (registered: {})",
+                    kind.name(),
+                    names.join(", ")
+                ),
+            )
+        };
+        let inputs: Vec<String> = match inputs {
+            None => Vec::new(),
+            Some(v) if kind == ComponentKind::Source => {
+                return Err(Located::new(
+                    text,
+                    format!("{key}.inputs"),
+                    Some(v.span()),
+                    "a source takes no inputs".into(),
+                ));
+            }
+            Some(v) => {
+                let vspan = v.span();
+                let bad = || {
+                    Located::new(
+                        text,
+                        format!("{key}.inputs"),
+                        Some(vspan.clone()),
+                        "inputs must be a list of ids, e.g. [\"netflow\"]".into(),
+                    )
+                };
+                let arr = v.get_ref().as_array().ok_or_else(bad)?;
+                arr.iter()
+                    .map(|e| e.get_ref().as_str().map(str::to_string).ok_or_else(bad))
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(rest)));
+        let located = |e: crate::registry::ParseError| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let k = if path.is_empty() || path == "." {
+                key.clone()
+            } else {
+                format!("{key}.{path}")
+            };
+            Located::new(
+                text,
+                k,
+                inner.span().or(Some(span.clone())),
+                inner.message().to_string(),
+            )
+        };
+        match kind {
+            ComponentKind::Source => {
+                let parse = registry
+                    .sources
+                    .get(type_str.as_str())
+                    .ok_or_else(unknown)?;
+                cfg.sources.push(Component {
+                    id,
+                    type_name: type_str.clone(),
+                    inputs,
+                    spec: parse(de).map_err(located)?,
+                });
+            }
+            ComponentKind::Processor => {
+                let parse = registry
+                    .processors
+                    .get(type_str.as_str())
+                    .ok_or_else(unknown)?;
+                cfg.processors.push(Component {
+                    id,
+                    type_name: type_str.clone(),
+                    inputs,
+                    spec: parse(de).map_err(located)?,
+                });
+            }
+            ComponentKind::Sink => {
+                let parse = registry.sinks.get(type_str.as_str()).ok_or_else(unknown)?;
+                cfg.sinks.push(Component {
+                    id,
+                    type_name: type_str.clone(),
+                    inputs,
+                    spec: parse(de).map_err(located)?,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Config {
-    /// Read and check a config file.
+    /// Read and check a config file with the built-in components.
     pub fn load(path: &Path) -> Result<Config, Box<ConfigError>> {
+        Self::load_with(path, &Registry::builtin())
+    }
+
+    /// Read and check a config file with the components of `registry`.
+    pub fn load_with(path: &Path, registry: &Registry) -> Result<Config, Box<ConfigError>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Box::new(ConfigError {
                 file: path.to_path_buf(),
@@ -581,78 +791,93 @@ impl Config {
                 source_line: None,
             })
         })?;
-        let mut cfg = Self::parse(path, &text)?;
+        let mut cfg = Self::parse_with(path, &text, registry)?;
         // Secrets and addresses are checked here, not in `parse`: they need the environment.
-        if let Some(s) = &cfg.sources.snmp
-            && let Err((key, message)) = s.plan().and_then(|_| s.check_trap_secrets())
-        {
-            return Err(Box::new(ConfigError {
-                file: path.to_path_buf(),
-                line: locate_key(&text, &key),
-                column: None,
-                source_line: locate_key(&text, &key)
-                    .and_then(|l| text.lines().nth(l - 1))
-                    .map(str::to_string),
-                key: Some(key),
-                message,
-            }));
+        for c in &cfg.sources {
+            if let Err((key, message)) = c.spec.check_environment() {
+                let key = format!("sources.{}.{key}", c.id);
+                let line = locate_key(&text, &key);
+                return Err(Box::new(ConfigError {
+                    file: path.to_path_buf(),
+                    line,
+                    column: None,
+                    source_line: line
+                        .and_then(|l| text.lines().nth(l - 1))
+                        .map(str::to_string),
+                    key: Some(key),
+                    message,
+                }));
+            }
         }
         cfg.resolve_paths(path);
         Ok(cfg)
     }
 
-    /// Parse and check config text; `path` is only used in error messages.
+    /// Parse and check config text with the built-in components; `path` is only used in
+    /// error messages.
     pub fn parse(path: &Path, text: &str) -> Result<Config, Box<ConfigError>> {
+        Self::parse_with(path, text, &Registry::builtin())
+    }
+
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        registry: &Registry,
+    ) -> Result<Config, Box<ConfigError>> {
         let err = |line: Option<usize>, column, key: Option<String>, message: String| {
             let source_line = line
                 .and_then(|l| text.lines().nth(l - 1))
                 .map(|s| s.to_string());
-            ConfigError {
+            Box::new(ConfigError {
                 file: path.to_path_buf(),
                 line,
                 column,
                 key,
                 message,
                 source_line,
-            }
+            })
         };
-        let de = toml::Deserializer::parse(text).map_err(|e| {
+        let at = |span: std::ops::Range<usize>, key: String, message: String| {
+            let (l, c) = line_col(text, span.start);
+            err(Some(l), Some(c), Some(key), message)
+        };
+        let root = DeTable::parse(text).map_err(|e| {
             let (l, c) = e.span().map(|s| line_col(text, s.start)).unzip();
             err(l, c, None, e.message().to_string())
         })?;
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let key = (key != "." && !key.is_empty()).then_some(key);
-            let inner = e.into_inner();
-            let (mut l, mut c) = inner.span().map(|s| line_col(text, s.start)).unzip();
-            if l.is_none()
-                && let Some(k) = &key
-            {
-                l = locate_key(text, k);
-                c = None;
+        let mut cfg = Config::default();
+        for (name, value) in root.into_inner() {
+            let name_span = name.span();
+            let name = name.into_inner().to_string();
+            match name.as_str() {
+                "general" => cfg.general = section(text, &name, value).map_err(|e| e.into(&err))?,
+                "control" => cfg.control = section(text, &name, value).map_err(|e| e.into(&err))?,
+                "pipeline" => {
+                    cfg.pipeline = section(text, &name, value).map_err(|e| e.into(&err))?
+                }
+                "sources" | "processors" | "sinks" => {
+                    let kind = match name.as_str() {
+                        "sources" => ComponentKind::Source,
+                        "processors" => ComponentKind::Processor,
+                        _ => ComponentKind::Sink,
+                    };
+                    read_components(text, kind, value, registry, &mut cfg)
+                        .map_err(|e| e.into(&err))?;
+                }
+                other => {
+                    return Err(at(
+                        name_span,
+                        other.to_string(),
+                        format!(
+                            "unknown section `{other}`, expected one of `general`, `control`, \
+                             `pipeline`, `sources`, `processors`, `sinks`"
+                        ),
+                    ));
+                }
             }
-            let mut message = inner.message().to_string();
-            // A `[[processors]]` table is read through an internally tagged enum, which
-            // buffers it and loses the key and span of a bad value: read that table again
-            // through its variant's own type to point at the line.
-            let mut key = key;
-            if let Some(index) = key.as_deref().and_then(processor_index)
-                && let Some(found) = locate_processor_error(text, index)
-            {
-                (l, c, message) = (Some(found.line), found.column, found.message);
-                key = Some(format!("processors[{index}]{}", found.key));
-            }
-            if message.contains("unknown variant")
-                && key.as_deref().is_some_and(|k| k.starts_with("processors"))
-            {
-                message.push_str(&format!(
-                    " (registered processors: {})",
-                    ProcessorConfig::NAMES.join(", ")
-                ));
-            }
-            err(l, c, key, message)
-        })?;
+        }
         cfg.validate()
+            .and_then(|()| cfg.wire())
             .map_err(|(key, message)| err(locate_key(text, &key), None, Some(key), message))?;
         Ok(cfg)
     }
@@ -661,59 +886,196 @@ impl Config {
     /// a value `run` cannot use (a capacity it cannot allocate, a zero-length window) is refused
     /// here, with its key, rather than panicking or aborting at start.
     fn validate(&self) -> Result<(), (String, String)> {
-        let q = &self.sinks.questdb;
-        if q.enabled {
-            q.validate()
-                .map_err(|m| ("sinks.questdb.url".to_string(), m))?;
-            q.validate_ranges()
-                .map_err(|(k, m)| (format!("sinks.questdb.{k}"), m))?;
-        }
         self.control
             .validate()
             .map_err(|(k, m)| (format!("control.{k}"), m))?;
         self.pipeline
             .validate()
             .map_err(|(k, m)| (format!("pipeline.{k}"), m))?;
-        for (i, p) in self.processors.iter().enumerate() {
-            match p {
-                ProcessorConfig::Rollup(r) => r
-                    .validate()
-                    .map_err(|(k, m)| (format!("processors[{i}].{k}"), m))?,
-            }
+        for c in &self.sources {
+            c.spec
+                .validate()
+                .map_err(|(k, m)| (format!("sources.{}.{k}", c.id), m))?;
         }
-        if self.sources.netflow.len() > 256 {
+        for c in &self.processors {
+            c.spec
+                .validate()
+                .map_err(|(k, m)| (format!("processors.{}.{k}", c.id), m))?;
+        }
+        for c in &self.sinks {
+            c.spec
+                .validate()
+                .map_err(|(k, m)| (format!("sinks.{}.{k}", c.id), m))?;
+        }
+        let flows: Vec<_> = self.flow_sources().collect();
+        if flows.len() > 256 {
             return Err((
-                "sources.netflow".into(),
+                "sources".into(),
                 "at most 256 netflow sources (one listener can take any number of exporters)"
                     .into(),
             ));
         }
-        let mut names = Vec::new();
-        let mut listens = Vec::new();
-        for (i, s) in self.sources.netflow.iter().enumerate() {
-            s.validate()
-                .map_err(|(k, m)| (format!("sources.netflow[{i}].{k}"), m))?;
-            if listens.contains(&s.listen) {
+        for (i, (id, s)) in flows.iter().enumerate() {
+            if let Some((other, _)) = flows[..i].iter().find(|(_, o)| o.listen == s.listen) {
                 return Err((
-                    format!("sources.netflow[{i}].listen"),
-                    format!("{} is used by another netflow source", s.listen),
+                    format!("sources.{id}.listen"),
+                    format!("{} is used by netflow source \"{other}\"", s.listen),
                 ));
             }
-            listens.push(s.listen);
-            // Rows carry the source's name: two sources of one name could not be told apart.
-            if names.contains(&&s.name) {
+        }
+        Ok(())
+    }
+
+    /// Check how components are wired and put processors in topological order: every input
+    /// names a source or processor, there is no cycle, every processor gets a stream it takes,
+    /// every sink only streams it can store, and a per-worker processor only flows.
+    fn wire(&mut self) -> Result<(), (String, String)> {
+        let mut ids: Vec<(&str, String)> = Vec::new();
+        for (kind, id) in self
+            .sources
+            .iter()
+            .map(|c| ("sources", c.id.clone()))
+            .chain(self.processors.iter().map(|c| ("processors", c.id.clone())))
+            .chain(self.sinks.iter().map(|c| ("sinks", c.id.clone())))
+        {
+            if let Some((other, _)) = ids.iter().find(|(_, i)| *i == id) {
                 return Err((
-                    format!("sources.netflow[{i}].name"),
+                    format!("{kind}.{id}"),
                     format!(
-                        "\"{}\" is the name of another netflow source; give each its own",
-                        s.name
+                        "the id \"{id}\" is also used in [{other}]; ids are what inputs refer to, \
+                         so every component needs its own"
                     ),
                 ));
             }
-            names.push(&s.name);
+            ids.push((kind, id));
         }
-        if let Some(s) = &self.sources.snmp {
-            s.validate()?;
+        let all: Vec<String> = ids.iter().map(|(_, i)| i.clone()).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        // Streams each source or processor offers, and whether it runs per worker.
+        let mut offers: std::collections::HashMap<String, (StreamSet, bool)> = self
+            .sources
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    (c.spec.outputs(), c.spec.as_flow_listener().is_some()),
+                )
+            })
+            .collect();
+        let mut pending: Vec<Component<dyn ProcessorSpec>> = std::mem::take(&mut self.processors);
+        let mut ordered = Vec::new();
+        while !pending.is_empty() {
+            let ready = pending
+                .iter()
+                .position(|p| p.inputs.iter().all(|i| offers.contains_key(i)));
+            let Some(ready) = ready else {
+                // Either an input names nothing, or the rest wait on each other.
+                for p in &pending {
+                    for i in &p.inputs {
+                        if !all.contains(&i.as_str()) {
+                            return Err(dangling("processors", &p.id, i, &all));
+                        }
+                        if self.sinks.iter().any(|s| &s.id == i) {
+                            return Err((
+                                format!("processors.{}.inputs", p.id),
+                                format!("\"{i}\" is a sink; inputs name sources and processors"),
+                            ));
+                        }
+                    }
+                }
+                let cycle: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+                return Err((
+                    format!("processors.{}.inputs", pending[0].id),
+                    format!(
+                        "processors {} take input from each other in a cycle; a batch would \
+                         never leave it",
+                        cycle.join(", ")
+                    ),
+                ));
+            };
+            let p = pending.remove(ready);
+            let mut offered = StreamSet::EMPTY;
+            let mut per_worker_inputs = true;
+            for i in &p.inputs {
+                let (s, w) = offers[i];
+                offered = offered.union(s);
+                per_worker_inputs &= w;
+            }
+            let accepts = p.spec.accepts();
+            let key = format!("processors.{}.inputs", p.id);
+            if p.inputs.is_empty() {
+                return Err((
+                    key,
+                    "a processor needs inputs = [\"<source or processor id>\", ...]".into(),
+                ));
+            }
+            if offered.intersection(accepts).is_empty() {
+                return Err((
+                    key,
+                    format!(
+                        "\"{}\" ({}) takes {}, but its inputs offer {}",
+                        p.id,
+                        p.type_name,
+                        accepts.names(),
+                        offered.names()
+                    ),
+                ));
+            }
+            let worker = p.spec.placement() == Placement::Worker;
+            if worker && !per_worker_inputs {
+                return Err((
+                    key,
+                    format!(
+                        "\"{}\" ({}) runs in the parse workers, next to the flow decoder, so it can \
+                         only take netflow sources and other per-worker processors as inputs",
+                        p.id, p.type_name
+                    ),
+                ));
+            }
+            if p.spec.flow_view().is_some() && worker {
+                return Err((
+                    key,
+                    format!("\"{}\" asks for a keyed view but runs per worker", p.id),
+                ));
+            }
+            let out = p.spec.outputs(offered.intersection(accepts));
+            offers.insert(p.id.clone(), (out, worker));
+            ordered.push(p);
+        }
+        self.processors = ordered;
+        for s in &self.sinks {
+            let key = format!("sinks.{}.inputs", s.id);
+            if s.inputs.is_empty() {
+                return Err((
+                    key,
+                    "a sink needs inputs = [\"<source or processor id>\", ...]: what it stores"
+                        .into(),
+                ));
+            }
+            for i in &s.inputs {
+                let Some((offered, _)) = offers.get(i) else {
+                    if self.sinks.iter().any(|o| &o.id == i) {
+                        return Err((
+                            key,
+                            format!("\"{i}\" is a sink; inputs name sources and processors"),
+                        ));
+                    }
+                    return Err(dangling("sinks", &s.id, i, &all));
+                };
+                let refused = offered.without(s.spec.accepts());
+                if !refused.is_empty() {
+                    return Err((
+                        key,
+                        format!(
+                            "\"{i}\" emits {}, which sink \"{}\" ({}) cannot store (it takes {})",
+                            refused.names(),
+                            s.id,
+                            s.type_name,
+                            s.spec.accepts().names()
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -739,10 +1101,14 @@ mod tests {
         Config::parse(Path::new("test.toml"), t)
     }
 
+    const NETFLOW: &str = "[sources.nf]\ntype = \"netflow\"\nlisten = \"127.0.0.1:2055\"\n";
+
     #[test]
     fn empty_file_is_all_defaults() {
         let c = parse("").unwrap();
-        assert_eq!(c, Config::default());
+        assert_eq!(c.general, GeneralConfig::default());
+        assert_eq!(c.pipeline, PipelineConfig::default());
+        assert!(c.sources.is_empty() && c.processors.is_empty() && c.sinks.is_empty());
     }
 
     #[test]
@@ -772,29 +1138,40 @@ mod tests {
 
     #[test]
     fn unknown_processor_lists_registered_ones() {
-        let e = parse("[[processors]]\ntype = \"nope\"\n").unwrap_err();
+        let e = parse(&format!(
+            "{NETFLOW}[processors.x]\ntype = \"nope\"\ninputs = [\"nf\"]\n"
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("rollup"), "{e}");
-        assert!(e.line.is_some(), "{e}");
+        assert_eq!(e.line, Some(5), "{e}");
+        assert_eq!(e.key.as_deref(), Some("processors.x.type"), "{e}");
     }
 
     #[test]
     fn processor_unknown_key_is_refused() {
-        let e = parse("[[processors]]\ntype = \"rollup\"\nwindwo = \"1m\"\n").unwrap_err();
+        let e = parse(&format!(
+            "{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\"]\nwindwo = \"1m\"\n"
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("windwo"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
     }
 
     #[test]
     fn semantic_error_is_located() {
-        let e = parse("[sinks.questdb]\nurl = \"https://x\"\n").unwrap_err();
-        assert_eq!(e.line, Some(2), "{e}");
-        assert_eq!(e.key.as_deref(), Some("sinks.questdb.url"));
+        let e = parse(&format!(
+            "{NETFLOW}[sinks.q]\ntype = \"questdb\"\ninputs = [\"nf\"]\nurl = \"https://x\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, Some(7), "{e}");
+        assert_eq!(e.key.as_deref(), Some("sinks.q.url"));
     }
 
     #[test]
     fn bad_snmp_tag_is_located() {
-        let base = "[sources.snmp]\n[[sources.snmp.profiles]]\nname = \"p\"\nversion = \"2c\"\n\
-                    community = { env = \"C\" }\n[[sources.snmp.devices]]\nname = \"r1\"\n\
-                    address = \"127.0.0.1\"\nprofile = \"p\"\n";
+        let base = "[sources.snmp]\ntype = \"snmp\"\n[[sources.snmp.profiles]]\nname = \"p\"\n\
+                    version = \"2c\"\ncommunity = { env = \"C\" }\n[[sources.snmp.devices]]\n\
+                    name = \"r1\"\naddress = \"127.0.0.1\"\nprofile = \"p\"\n";
         assert!(
             parse(&format!(
                 "{base}tags = {{ site = \"ams1\", rack_2 = \"b\" }}\n"
@@ -814,85 +1191,185 @@ mod tests {
 
     #[test]
     fn bad_processor_duration_points_at_its_line() {
-        let e = parse(
-            "[general]\nlog_level = \"info\"\n\n[[processors]]\ntype = \"rollup\"\n\
-             flush_delay = \"0s\"\nwindow = \"1x\"\n",
-        )
+        let e = parse(&format!(
+            "{NETFLOW}\n[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\"]\n\
+             flush_delay = \"0s\"\nwindow = \"1x\"\n"
+        ))
         .unwrap_err();
-        assert_eq!(e.line, Some(7), "{e}");
-        assert_eq!(e.key.as_deref(), Some("processors[0].window"), "{e}");
+        assert_eq!(e.line, Some(9), "{e}");
+        assert_eq!(e.key.as_deref(), Some("processors.r.window"), "{e}");
         assert!(e.to_string().contains("window = \"1x\""), "{e}");
-        // The second table of two.
-        let e = parse(
-            "[[processors]]\ntype = \"rollup\"\n[[processors]]\ntype = \"rollup\"\n\
-             max_keys = \"many\"\n",
-        )
-        .unwrap_err();
-        assert_eq!(e.line, Some(5), "{e}");
-        assert_eq!(e.key.as_deref(), Some("processors[1].max_keys"), "{e}");
     }
 
     #[test]
     fn a_range_error_in_the_second_of_two_tables_points_at_that_table() {
         let e = parse(
-            "[[sources.netflow]]\nlisten = \"127.0.0.1:2055\"\nring_capacity = 8\n\
-             [[sources.netflow]]\nlisten = \"127.0.0.1:4739\"\nring_capacity = 0\n",
+            "[sources.a]\ntype = \"netflow\"\nlisten = \"127.0.0.1:2055\"\nring_capacity = 8\n\
+             [sources.b]\ntype = \"netflow\"\nlisten = \"127.0.0.1:4739\"\nring_capacity = 0\n",
         )
         .unwrap_err();
-        assert_eq!(e.key.as_deref(), Some("sources.netflow[1].ring_capacity"));
-        assert_eq!(e.line, Some(6), "{e}");
-    }
-
-    #[test]
-    fn every_registered_processor_has_a_probe() {
-        for name in ProcessorConfig::NAMES {
-            let text = format!("[probe.{name}]\n");
-            let r: Result<ProcessorProbeDoc, _> = toml::from_str(&text);
-            assert!(r.is_ok(), "add {name} to ProcessorProbe");
-        }
+        assert_eq!(e.key.as_deref(), Some("sources.b.ring_capacity"));
+        assert_eq!(e.line, Some(8), "{e}");
     }
 
     #[test]
     fn numeric_keys_out_of_range_are_refused_with_their_key() {
+        let sink = |extra: &str| {
+            format!("{NETFLOW}[sinks.q]\ntype = \"questdb\"\ninputs = [\"nf\"]\n{extra}\n")
+        };
         for (text, key) in [
             (
-                "[sinks.questdb]\nqueue_capacity = 9223372036854775807\n",
-                "sinks.questdb.queue_capacity",
+                sink("queue_capacity = 9223372036854775807"),
+                "sinks.q.queue_capacity",
             ),
             (
-                "[[sources.netflow]]\nlisten = \"127.0.0.1:2055\"\nring_capacity = 9223372036854775807\n",
-                "sources.netflow[0].ring_capacity",
+                format!("{NETFLOW}ring_capacity = 9223372036854775807\n"),
+                "sources.nf.ring_capacity",
             ),
             (
-                "[[processors]]\ntype = \"rollup\"\nwindow = \"0s\"\n",
-                "processors[0].window",
+                format!(
+                    "{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\"]\nwindow = \"0s\"\n"
+                ),
+                "processors.r.window",
             ),
+            (sink("rollup_table = \"flows\""), "sinks.q.rollup_table"),
             (
-                "[sinks.questdb]\nrollup_table = \"flows\"\n",
-                "sinks.questdb.rollup_table",
+                sink("table_prefix = \"x_\"\nflows_table = \"f\"\nrollup_table = \"F\""),
+                "sinks.q.rollup_table",
             ),
+            (sink("retry_max = \"1ms\""), "sinks.q.retry_max"),
+            ("[pipeline]\nworkers = 100000\n".into(), "pipeline.workers"),
             (
-                "[sinks.questdb]\ntable_prefix = \"x_\"\nflows_table = \"f\"\nrollup_table = \"F\"\n",
-                "sinks.questdb.rollup_table",
-            ),
-            (
-                "[sinks.questdb]\nretry_max = \"1ms\"\n",
-                "sinks.questdb.retry_max",
-            ),
-            ("[pipeline]\nworkers = 100000\n", "pipeline.workers"),
-            (
-                "[pipeline]\ntemplate_save_interval = \"0s\"\n",
+                "[pipeline]\ntemplate_save_interval = \"0s\"\n".into(),
                 "pipeline.template_save_interval",
             ),
             (
-                "[control]\nmax_connections = 0\n",
+                "[control]\nmax_connections = 0\n".into(),
                 "control.max_connections",
             ),
         ] {
-            let e = parse(text).unwrap_err();
+            let e = parse(&text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
             assert!(e.line.is_some(), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn wiring_errors_name_the_input_and_its_line() {
+        let cases = [
+            (
+                format!("{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nope\"]\n"),
+                "processors.r.inputs",
+                "not the id of any source or processor",
+            ),
+            (
+                format!(
+                    "{NETFLOW}[processors.a]\ntype = \"interface_names\"\ninputs = [\"b\"]\n\
+                     [processors.b]\ntype = \"interface_names\"\ninputs = [\"a\"]\n"
+                ),
+                "processors.a.inputs",
+                "cycle",
+            ),
+            (
+                format!("{NETFLOW}[sinks.q]\ntype = \"questdb\"\n"),
+                "sinks.q.inputs",
+                "needs inputs",
+            ),
+            (
+                format!("{NETFLOW}[processors.nf]\ntype = \"rollup\"\ninputs = [\"nf\"]\n"),
+                "processors.nf",
+                "also used",
+            ),
+            (
+                format!(
+                    "{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\"]\n\
+                     [processors.r2]\ntype = \"rollup\"\ninputs = [\"r\"]\n"
+                ),
+                "processors.r2.inputs",
+                "takes flows, but its inputs offer rollups",
+            ),
+            (
+                "[sources.snmp]\ntype = \"snmp\"\n[processors.r]\ntype = \"interface_names\"\n\
+                 inputs = [\"snmp\"]\n"
+                    .to_string(),
+                "processors.r.inputs",
+                "takes flows, rollups, but its inputs offer",
+            ),
+        ];
+        for (text, key, says) in cases {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            assert!(e.line.is_some(), "{text}: {e}");
+        }
+    }
+
+    /// A sink that stores only flows, to check that routing another stream to it is refused.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FlowsOnly {}
+
+    impl SinkSpec for FlowsOnly {
+        fn accepts(&self) -> StreamSet {
+            StreamSet::of(&[nmsd_pipeline::StreamKind::Flows])
+        }
+        fn queue(&self) -> (usize, nmsd_pipeline::FullPolicy) {
+            (1, nmsd_pipeline::FullPolicy::Drop)
+        }
+        fn shutdown_timeout(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(1)
+        }
+        fn build(
+            &self,
+            _: nmsd_pipeline::component::SinkContext,
+        ) -> Result<Box<dyn nmsd_pipeline::component::Sink>, String> {
+            Err("not in this test".into())
+        }
+    }
+
+    #[test]
+    fn a_stream_a_sink_cannot_store_is_refused() {
+        let reg = Registry::builtin().sink::<FlowsOnly>("flows_only");
+        let text = format!(
+            "{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\"]\n\
+             [sinks.f]\ntype = \"flows_only\"\ninputs = [\"nf\", \"r\"]\n"
+        );
+        let e = Config::parse_with(Path::new("t.toml"), &text, &reg).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sinks.f.inputs"), "{e}");
+        assert!(e.to_string().contains("rollups"), "{e}");
+        let ok = format!("{NETFLOW}[sinks.f]\ntype = \"flows_only\"\ninputs = [\"nf\"]\n");
+        assert!(Config::parse_with(Path::new("t.toml"), &ok, &reg).is_ok());
+    }
+
+    #[test]
+    fn an_old_config_is_told_how_to_rewrite_it() {
+        for (text, says) in [
+            (
+                "[[sources.netflow]]\nlisten = \"0.0.0.0:2055\"\n",
+                "`[sources.netflow]` `type = \"netflow\"`",
+            ),
+            ("[[processors]]\ntype = \"rollup\"\n", "[processors.rollup]"),
+            (
+                "[sinks.questdb]\nurl = \"http://127.0.0.1:9000\"\n",
+                "add `type = \"questdb\"` and `inputs",
+            ),
+            ("[sources.snmp]\nbind = \"0.0.0.0:0\"\n", "type = \"snmp\""),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            assert_eq!(e.line, Some(1), "{e}");
+        }
+    }
+
+    #[test]
+    fn processors_are_put_in_topological_order() {
+        let c = parse(&format!(
+            "{NETFLOW}[processors.a_names]\ntype = \"interface_names\"\ninputs = [\"z_rollup\"]\n\
+             [processors.z_rollup]\ntype = \"rollup\"\ninputs = [\"nf\"]\n"
+        ))
+        .unwrap();
+        let order: Vec<_> = c.processors.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(order, ["z_rollup", "a_names"]);
     }
 
     /// The keys serde allows in the table at `header` (from the unknown-field error, which lists
@@ -926,20 +1403,28 @@ mod tests {
         assert_eq!(cfg.general, GeneralConfig::default(), "[general]");
         assert_eq!(cfg.control, ControlConfig::default(), "[control]");
         assert_eq!(cfg.pipeline, PipelineConfig::default(), "[pipeline]");
+        let debug = |c: &dyn std::fmt::Debug| format!("{c:?}");
+        let sink = cfg.sinks.iter().find(|s| s.id == "questdb").unwrap();
         assert_eq!(
-            cfg.sinks.questdb,
-            QuestDbConfig::default(),
+            debug(&sink.spec),
+            debug(&nmsd_sinks::questdb::QuestDbConfig::default()),
             "[sinks.questdb]"
         );
         let minimal = parse(
-            "[[sources.netflow]]\nlisten = \"0.0.0.0:2055\"\n[[processors]]\ntype = \"rollup\"\n",
+            "[sources.netflow]\ntype = \"netflow\"\nlisten = \"0.0.0.0:2055\"\n\
+             [processors.rollup]\ntype = \"rollup\"\ninputs = [\"netflow\"]\n",
         )
         .unwrap();
         assert_eq!(
-            cfg.sources.netflow, minimal.sources.netflow,
-            "[[sources.netflow]]"
+            debug(&cfg.sources[0].spec),
+            debug(&minimal.sources[0].spec),
+            "[sources.netflow]"
         );
-        assert_eq!(cfg.processors, minimal.processors, "[[processors]]");
+        assert_eq!(
+            debug(&cfg.processors[0].spec),
+            debug(&minimal.processors[0].spec),
+            "[processors.rollup]"
+        );
 
         // Every key is written out, as a setting or (for keys whose default is unset or
         // environment-dependent, and example tables) as a commented line.
@@ -947,7 +1432,8 @@ mod tests {
             "[general]",
             "[control]",
             "[pipeline]",
-            "[[sources.netflow]]",
+            "[sources.netflow]",
+            "[processors.rollup]",
             "[sinks.questdb]",
         ] {
             let keys = allowed_keys(shipped, header);

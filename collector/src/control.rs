@@ -34,6 +34,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/topology", get(topology_json))
         .route("/api/v1/topology.dot", get(topology_dot))
@@ -58,11 +59,9 @@ async fn readyz(State(s): State<ControlState>) -> Response {
 async fn metrics(State(s): State<ControlState>) -> Response {
     let mut body = s.prometheus.render();
     // SNMP device and interface series come from the status snapshot (see nmsd_snmp::engine::prom).
-    if let Some(board) = &s.status.snmp
-        && let Ok(devices) = board.lock()
-    {
+    if !s.status.snmp.is_empty() {
         body.push('\n');
-        nmsd_snmp::engine::prom::render(&devices, s.status.snmp_max_series, &mut body);
+        nmsd_snmp::engine::prom::render(&all_devices(&s), s.status.snmp_max_series, &mut body);
     }
     (
         [(
@@ -74,22 +73,32 @@ async fn metrics(State(s): State<ControlState>) -> Response {
         .into_response()
 }
 
-async fn devices(State(s): State<ControlState>) -> Json<serde_json::Value> {
-    let devices = s
-        .status
+/// The devices of every SNMP polling source.
+fn all_devices(s: &ControlState) -> Vec<nmsd_snmp::engine::DeviceStatus> {
+    s.status
         .snmp
-        .as_ref()
-        .and_then(|b| b.lock().ok().map(|g| g.clone()))
-        .unwrap_or_default();
-    Json(json!({ "devices": devices }))
+        .iter()
+        .filter_map(|b| b.lock().ok().map(|g| g.clone()))
+        .flatten()
+        .collect()
 }
 
+async fn devices(State(s): State<ControlState>) -> Json<serde_json::Value> {
+    Json(json!({ "devices": all_devices(&s) }))
+}
+
+/// The topology of every SNMP polling source, as one graph.
 fn topology_snapshot(s: &ControlState) -> nmsd_snmp::topology::TopologySnapshot {
-    s.status
-        .topology
-        .as_ref()
-        .and_then(|t| t.lock().ok().map(|g| g.clone()))
-        .unwrap_or_default()
+    let mut all = nmsd_snmp::topology::TopologySnapshot::default();
+    for t in &s.status.topology {
+        if let Ok(g) = t.lock() {
+            all.nodes.extend(g.nodes.iter().cloned());
+            all.links.extend(g.links.iter().cloned());
+        }
+    }
+    all.nodes.sort();
+    all.nodes.dedup_by(|a, b| a.id == b.id);
+    all
 }
 
 async fn topology_json(
@@ -108,7 +117,7 @@ async fn topology_dot(State(s): State<ControlState>) -> Response {
 
 async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
     let st = &s.status;
-    let questdb = st.questdb.as_ref().map(|q| {
+    let sink_json = |q: &nmsd_sinks::SinkStatus| {
         json!({
             "connected": q.connected(),
             "rows_written": q.rows_written(),
@@ -117,7 +126,44 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
             "rows_lost": q.rows_lost(),
             "last_discard": q.last_discard(),
         })
-    });
+    };
+    let mut sinks = serde_json::Map::new();
+    let mut components = Vec::new();
+    for c in &st.components {
+        let stats = &c.stats;
+        let mut v = json!({
+            "id": &*stats.id,
+            "kind": stats.kind.name(),
+            "type": &*stats.type_name,
+            "received": stats.received(),
+            "sent": stats.sent(),
+            "discarded": stats.discarded(),
+            "errors": stats.errors(),
+        });
+        if let Some(o) = v.as_object_mut() {
+            if !c.inputs.is_empty() {
+                o.insert("inputs".into(), json!(c.inputs));
+            }
+            if let Some(p) = c.placement {
+                o.insert("placement".into(), json!(p));
+            }
+            for (k, x) in &c.extra {
+                o.insert(k.clone(), x.clone());
+            }
+            let state = match &c.sink {
+                Some(q) => {
+                    let j = sink_json(q);
+                    sinks.insert(stats.id.to_string(), j.clone());
+                    o.insert("sink".into(), j);
+                    if q.connected() { "up" } else { "down" }
+                }
+                None if st.is_ready() => "running",
+                None => "stopping",
+            };
+            o.insert("state".into(), json!(state));
+        }
+        components.push(v);
+    }
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": st.started.elapsed().as_secs(),
@@ -129,8 +175,49 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
         },
         "workers": st.workers,
         "sources": st.sources,
-        "sinks": { "questdb": questdb },
+        "components": components,
+        "sinks": sinks,
     }))
+}
+
+/// The most recent events (alerts, incidents) any component emitted, newest last.
+async fn events(State(s): State<ControlState>) -> Json<serde_json::Value> {
+    let events: Vec<_> = s
+        .status
+        .events
+        .recent()
+        .into_iter()
+        .map(|e| {
+            let fields: serde_json::Map<String, serde_json::Value> = e
+                .fields
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        nmsd_pipeline::event::FieldValue::Number(n) => json!(n),
+                        nmsd_pipeline::event::FieldValue::Integer(i) => json!(i),
+                        nmsd_pipeline::event::FieldValue::Text(t) => json!(t),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect();
+            let labels: serde_json::Map<String, serde_json::Value> = e
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            json!({
+                "ts_ms": e.ts_ms,
+                "kind": &*e.kind,
+                "severity": e.severity.name(),
+                "subject": e.subject,
+                "component": &*e.component,
+                "message": e.message,
+                "labels": labels,
+                "fields": fields,
+            })
+        })
+        .collect();
+    Json(json!({ "events": events }))
 }
 
 /// Bounds on the control plane's connections (`[control]`).

@@ -77,7 +77,7 @@ pub fn join_until(h: JoinHandle<()>, deadline: Instant, stuck: &mut Vec<String>)
 
 /// What a sink was given and what became of it, for the shutdown report.
 pub struct SinkLedger {
-    pub name: &'static str,
+    pub name: String,
     /// Rows its queue accepted from workers and the SNMP engine.
     pub accepted_rows: Arc<AtomicU64>,
     pub status: Arc<SinkStatus>,
@@ -93,7 +93,7 @@ impl SinkLedger {
 #[derive(Debug)]
 pub struct ShutdownReport {
     /// Per sink: (name, rows written, rows lost at shutdown).
-    pub sinks: Vec<(&'static str, u64, u64)>,
+    pub sinks: Vec<(String, u64, u64)>,
     /// Threads still running at the deadline.
     pub stuck: Vec<String>,
     /// Of those, the ones whose losses the sinks' ledgers cannot tell (parse workers, receive
@@ -117,11 +117,11 @@ impl ShutdownReport {
                         .saturating_sub(s.rows_written())
                         .saturating_sub(s.rows_rejected())
                         .saturating_sub(lost);
-                    metrics::counter!("nmsd_sink_rows_failed_total", "sink" => l.name, "reason" => "shutdown")
+                    metrics::counter!("nmsd_sink_rows_failed_total", "sink" => l.name.clone(), "reason" => "shutdown")
                         .increment(held);
                     lost += held;
                 }
-                (l.name, s.rows_written(), lost)
+                (l.name.clone(), s.rows_written(), lost)
             })
             .collect();
         let stuck_unaccounted = stuck
@@ -153,7 +153,7 @@ impl ShutdownReport {
         for (sink, written, lost) in &self.sinks {
             if *lost > 0 {
                 tracing::error!(
-                    sink,
+                    sink = %sink,
                     rows_written = written,
                     rows_lost = lost,
                     "shutdown: {lost} rows accepted by the {sink} sink were not written and are \

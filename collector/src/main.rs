@@ -1,13 +1,7 @@
 //! `nmsd`: the collector daemon. A thin binary over the `nmsd-*` crates: command line, config,
 //! sources, control plane, lifecycle.
 
-mod config;
-mod control;
-mod lifecycle;
-mod sources;
-mod state;
-mod telemetry;
-mod topology;
+use nmsd::{config, control, lifecycle, state, telemetry, topology};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -130,7 +124,7 @@ fn main() -> ExitCode {
 /// `run` on them, and check that the state directory can be written.
 fn check_buildable(cfg: &config::Config) -> anyhow::Result<()> {
     let workers = cfg.pipeline.worker_count();
-    for src in &cfg.sources.netflow {
+    for (name, src) in cfg.flow_sources() {
         let sockets = if src.sockets == 0 {
             workers
         } else {
@@ -138,23 +132,29 @@ fn check_buildable(cfg: &config::Config) -> anyhow::Result<()> {
         };
         for _ in 0..sockets {
             drop(nmsd_pipeline::ring::datagram_ring(
-                &src.name,
+                name,
                 src.ring_capacity,
                 src.batch_datagrams,
                 src.ring_full_policy,
             ));
         }
     }
-    let q = &cfg.sinks.questdb;
-    if q.enabled {
-        drop(nmsd_pipeline::queue::sink_queue(
-            "questdb",
-            q.queue_capacity,
-            q.queue_full_policy,
-        ));
+    for s in &cfg.sinks {
+        let (capacity, policy) = s.spec.queue();
+        drop(nmsd_pipeline::queue::sink_queue(&s.id, capacity, policy));
     }
+    let ctx = |id: &str| nmsd_pipeline::component::ProcessorContext {
+        id: std::sync::Arc::from(id),
+        worker: None,
+        interfaces: Default::default(),
+    };
     for _ in 0..workers {
-        drop(cfg.processors.iter().map(|p| p.build()).collect::<Vec<_>>());
+        drop(
+            cfg.processors
+                .iter()
+                .map(|p| p.spec.build(&ctx(&p.id)))
+                .collect::<Vec<_>>(),
+        );
     }
     state::check_writable(&cfg.general.state_dir)
 }

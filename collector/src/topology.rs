@@ -1,7 +1,15 @@
-//! Wires sources, rings, parse workers, processors and sinks from the config, and takes them
-//! down again in the order that loses nothing: stop receiving, drain rings, flush processors,
-//! flush sinks, save templates.
+//! Wires sources, rings, parse workers, processors and sinks from the config's components and
+//! their `inputs`, and takes them down again in the order that loses nothing: stop receiving,
+//! drain rings, flush per-worker processors, flush the global stage, flush sinks, save
+//! templates.
+//!
+//! Where things run: NetFlow listeners feed parse workers over rings (exporter affinity);
+//! per-worker processors run in each worker, called directly (no queue hop); processors that
+//! must see everything run once in the global stage, fed over one bounded queue; other sources
+//! (SNMP polling, traps) run on their own threads. Every sink has its own bounded queue and
+//! thread. See docs/decisions/0010-component-model.md.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,17 +17,44 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::Context;
+use nmsd_pipeline::component::{
+    ComponentCounters, ComponentKind, ComponentStats, Placement, ProcessorContext, SinkContext,
+    Upstream,
+};
+use nmsd_pipeline::enrich::{IfDirectory, InterfaceDirectories};
+use nmsd_pipeline::event::EventLog;
+use nmsd_pipeline::global::{GlobalSender, GlobalStage, global_queue};
 use nmsd_pipeline::heartbeat::{Heartbeat, Liveness};
-use nmsd_pipeline::queue::sink_queue;
-use nmsd_pipeline::ring::{RingReceiver, Waker, datagram_ring};
-use nmsd_pipeline::worker::{ParseWorker, SinkRoute, WorkerSetup};
-use nmsd_sinks::questdb::QuestDbSink;
+use nmsd_pipeline::published::Published;
+use nmsd_pipeline::queue::{SinkQueue, sink_queue};
+use nmsd_pipeline::ring::{FullPolicy, RingReceiver, Waker, datagram_ring};
+use nmsd_pipeline::route::{Graph, Node, Port, Slot, SourceOutput, Targets};
+use nmsd_pipeline::stream::{StreamKind, StreamSet};
+use nmsd_pipeline::view::FlowViewBuilder;
+use nmsd_pipeline::worker::{ParseWorker, WorkerSetup};
 use nmsd_sinks::{ShutdownSignal, SinkStatus};
 
 use crate::config::Config;
 use crate::lifecycle::{ShutdownReport, SinkLedger, join_until};
-use crate::sources::netflow;
+use crate::sources::{RunningSource, SourceContext, netflow};
 use crate::state::TemplateStore;
+
+/// Batches queued for the global stage.
+const GLOBAL_QUEUE_BATCHES: usize = 1024;
+/// Recent events kept for `/api/v1/events`.
+const EVENT_LOG: usize = 1000;
+
+/// One component as the control plane reports it.
+#[derive(Debug)]
+pub struct ComponentEntry {
+    pub stats: Arc<ComponentStats>,
+    /// A sink's health.
+    pub sink: Option<Arc<SinkStatus>>,
+    /// Where a processor runs.
+    pub placement: Option<&'static str>,
+    pub inputs: Vec<String>,
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
 
 /// What the control plane reports about a running topology.
 #[derive(Debug)]
@@ -27,13 +62,16 @@ pub struct RuntimeStatus {
     pub started: Instant,
     pub workers: usize,
     pub sources: Vec<SourceStatus>,
-    pub questdb: Option<Arc<SinkStatus>>,
-    /// SNMP device health, if SNMP polling is configured.
-    pub snmp: Option<nmsd_snmp::engine::StatusBoard>,
-    /// The LLDP topology, if SNMP polling is configured.
-    pub topology: Option<Arc<std::sync::Mutex<nmsd_snmp::topology::TopologySnapshot>>>,
+    /// Every source, processor and sink, in config order by kind.
+    pub components: Vec<ComponentEntry>,
+    /// SNMP device health, one board per polling source.
+    pub snmp: Vec<nmsd_snmp::engine::StatusBoard>,
+    /// The LLDP topology of each polling source.
+    pub topology: Vec<Arc<std::sync::Mutex<nmsd_snmp::topology::TopologySnapshot>>>,
     /// Cap on per-interface series on /metrics.
     pub snmp_max_series: usize,
+    /// The most recent events any component emitted.
+    pub events: Arc<EventLog>,
     pub ready: AtomicBool,
     /// Progress of every receive thread, parse worker and sink: readiness and the systemd
     /// watchdog follow it.
@@ -60,16 +98,15 @@ pub struct SourceStatus {
 /// Running threads.
 pub struct Topology {
     stop_receivers: Arc<AtomicBool>,
-    snmp: Option<(
-        tokio::sync::mpsc::Sender<nmsd_snmp::engine::Command>,
-        JoinHandle<()>,
-    )>,
+    /// Sources that must be told to stop (the SNMP engine), with their threads.
+    stoppable: Vec<(crate::sources::StopFn, JoinHandle<()>)>,
     sink_shutdown: Arc<ShutdownSignal>,
     /// How long stopping may take, from the sinks' `shutdown_timeout`.
     shutdown_timeout: std::time::Duration,
     ledgers: Vec<SinkLedger>,
     receivers: Vec<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    global: Option<JoinHandle<()>>,
     sinks: Vec<JoinHandle<()>>,
     pub status: Arc<RuntimeStatus>,
 }
@@ -81,57 +118,311 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> anyhow::Result<Join
         .with_context(|| format!("cannot start thread {name}"))
 }
 
+/// The ports of `id`'s output outside the thread that produces it: sinks listing it, and the
+/// global stage when a global processor takes from it.
+struct Wiring<'a> {
+    cfg: &'a Config,
+    sinks: &'a HashMap<String, (SinkQueue, StreamSet)>,
+    global: Option<&'a GlobalSender>,
+    /// Node of each source and processor id in the global stage's graph.
+    global_nodes: &'a HashMap<String, u16>,
+}
+
+impl Wiring<'_> {
+    fn ports(&self, id: &str, for_flows_view: bool) -> Vec<(Port, StreamSet)> {
+        let mut ports = Vec::new();
+        for s in &self.cfg.sinks {
+            if s.inputs.iter().any(|i| i == id)
+                && let Some((q, accepts)) = self.sinks.get(&s.id)
+            {
+                ports.push((Port::Sink(q.clone()), *accepts));
+            }
+        }
+        // Global processors that take from `id` directly (not through a keyed view).
+        let mut wanted = StreamSet::EMPTY;
+        for p in &self.cfg.processors {
+            if p.spec.placement() == Placement::Global && p.inputs.iter().any(|i| i == id) {
+                let mut a = p.spec.accepts();
+                if p.spec.flow_view().is_some() && for_flows_view {
+                    a = a.without(StreamSet::of(&[StreamKind::Flows]));
+                }
+                wanted = wanted.union(a);
+            }
+        }
+        if !wanted.is_empty()
+            && let (Some(g), Some(node)) = (self.global, self.global_nodes.get(id))
+        {
+            ports.push((Port::Global(g.clone(), *node), wanted));
+        }
+        ports
+    }
+}
+
 impl Topology {
     pub fn start(cfg: &Config) -> anyhow::Result<Topology> {
         let workers = cfg.pipeline.worker_count();
         let stop_receivers = Arc::new(AtomicBool::new(false));
         let sink_shutdown = Arc::new(ShutdownSignal::default());
+        nmsd_pipeline::component::describe_component_metrics();
 
         let liveness = Liveness::new();
         let store = TemplateStore::new(&cfg.general.state_dir);
         store.prepare()?;
         let restore = store.load_all();
         store.remove_beyond(workers);
+        let events = EventLog::new(EVENT_LOG);
 
-        // Interface names from SNMP polling, for flow roll-ups (docs/snmp-design.md §10).
-        let directory = cfg.sources.snmp.as_ref().map(|_| {
-            nmsd_pipeline::published::Published::<nmsd_pipeline::enrich::IfDirectory>::new()
-        });
+        let counters: HashMap<String, ComponentCounters> = cfg
+            .sources
+            .iter()
+            .map(|c| (c, ComponentKind::Source))
+            .map(|(c, k)| (c.id.clone(), ComponentCounters::new(&c.id, k, &c.type_name)))
+            .chain(cfg.processors.iter().map(|c| {
+                (
+                    c.id.clone(),
+                    ComponentCounters::new(&c.id, ComponentKind::Processor, &c.type_name),
+                )
+            }))
+            .chain(cfg.sinks.iter().map(|c| {
+                (
+                    c.id.clone(),
+                    ComponentCounters::new(&c.id, ComponentKind::Sink, &c.type_name),
+                )
+            }))
+            .collect();
 
-        // Sinks first, so workers have somewhere to send.
-        let mut routes = Vec::new();
+        // Interface names from every SNMP polling source (docs/snmp-design.md §10).
+        let directories: HashMap<String, Arc<Published<IfDirectory>>> = cfg
+            .sources
+            .iter()
+            .filter(|c| c.spec.publishes_interfaces())
+            .map(|c| (c.id.clone(), Published::<IfDirectory>::new()))
+            .collect();
+        let interfaces = InterfaceDirectories {
+            sources: directories.values().cloned().collect(),
+        };
+        let flow_source_names: Vec<String> =
+            cfg.flow_sources().map(|(id, _)| id.to_string()).collect();
+        let custom_tables: Vec<_> = cfg
+            .sources
+            .iter()
+            .flat_map(|c| c.spec.custom_tables())
+            .collect();
+
+        // Sinks first, so everything else has somewhere to send.
+        let mut sink_queues = HashMap::new();
         let mut sinks = Vec::new();
-        let mut questdb = None;
         let mut ledgers = Vec::new();
-        let q = &cfg.sinks.questdb;
-        if q.enabled {
-            let (queue, rx) = sink_queue("questdb", q.queue_capacity, q.queue_full_policy);
+        let mut sink_statuses = HashMap::new();
+        for s in &cfg.sinks {
+            let (capacity, policy) = s.spec.queue();
+            let c = counters[&s.id].clone();
+            let (queue, rx) = sink_queue(&s.id, capacity, policy);
+            let queue = queue.with_counters(c.clone());
             let status = Arc::new(SinkStatus::default());
-            let mut qc = q.clone();
-            qc.custom_tables = cfg
-                .sources
-                .snmp
-                .as_ref()
-                .map(|s| s.custom_schemas())
-                .unwrap_or_default();
-            qc.source_names = cfg.sources.netflow.iter().map(|s| s.name.clone()).collect();
             ledgers.push(SinkLedger {
-                name: "questdb",
+                name: s.id.clone(),
                 accepted_rows: rx.accepted_rows(),
                 status: status.clone(),
             });
-            let mut sink = QuestDbSink::new(qc, rx, sink_shutdown.clone(), status.clone())
-                .with_heartbeat(liveness.heartbeat("nmsd-sink-questdb"));
-            if let Some(d) = &directory {
-                sink = sink.with_directory(d.reader());
-            }
-            sinks.push(spawn("nmsd-sink-questdb".into(), move || sink.run())?);
-            routes.push(SinkRoute {
-                queue,
-                raw_flows: q.raw_flows,
-            });
-            questdb = Some(status);
+            let thread = format!("nmsd-sink-{}", s.id);
+            let sink = s
+                .spec
+                .build(SinkContext {
+                    id: Arc::from(s.id.as_str()),
+                    input: rx,
+                    shutdown: sink_shutdown.clone(),
+                    status: status.clone(),
+                    heartbeat: liveness.heartbeat(thread.clone()),
+                    counters: c,
+                    upstream: Upstream {
+                        custom_tables: custom_tables.clone(),
+                        flow_source_names: flow_source_names.clone(),
+                    },
+                })
+                .map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", s.id))?;
+            sinks.push(spawn(thread, move || sink.run())?);
+            sink_queues.insert(s.id.clone(), (queue, s.spec.accepts()));
+            sink_statuses.insert(s.id.clone(), status);
         }
+
+        // The global stage's graph: a node per source and processor id, and one per keyed
+        // view (its partials, from the workers).
+        let global_procs: Vec<_> = cfg
+            .processors
+            .iter()
+            .filter(|p| p.spec.placement() == Placement::Global)
+            .collect();
+        let mut global_nodes: HashMap<String, u16> = HashMap::new();
+        for id in cfg
+            .sources
+            .iter()
+            .map(|c| &c.id)
+            .chain(cfg.processors.iter().map(|c| &c.id))
+        {
+            let n = u16::try_from(global_nodes.len()).context("too many components")?;
+            global_nodes.insert(id.clone(), n);
+        }
+        let view_node = |id: &str| format!("{id}\u{0}view");
+        for p in &global_procs {
+            if p.spec.flow_view().is_some() {
+                let n = u16::try_from(global_nodes.len()).context("too many components")?;
+                global_nodes.insert(view_node(&p.id), n);
+            }
+        }
+        let (global_tx, global_rx) = if global_procs.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = global_queue(GLOBAL_QUEUE_BATCHES, FullPolicy::Block);
+            (Some(tx), Some(rx))
+        };
+        let wiring = Wiring {
+            cfg,
+            sinks: &sink_queues,
+            global: global_tx.as_ref(),
+            global_nodes: &global_nodes,
+        };
+
+        let mut global = None;
+        if let Some(rx) = global_rx {
+            let mut nodes = vec![Node::default(); global_nodes.len()];
+            for (id, n) in &global_nodes {
+                nodes[*n as usize].id = Arc::from(id.split('\u{0}').next().unwrap_or(id));
+            }
+            let mut slots = Vec::new();
+            for (k, p) in global_procs.iter().enumerate() {
+                let node = global_nodes[&p.id] as usize;
+                let view = p.spec.flow_view().is_some();
+                for i in &p.inputs {
+                    let mut accepts = p.spec.accepts();
+                    if view {
+                        accepts = accepts.without(StreamSet::of(&[StreamKind::Flows]));
+                    }
+                    nodes[global_nodes[i] as usize]
+                        .targets
+                        .local
+                        .push((k, accepts));
+                }
+                if view {
+                    nodes[global_nodes[&view_node(&p.id)] as usize]
+                        .targets
+                        .local
+                        .push((k, StreamSet::of(&[StreamKind::FlowView])));
+                }
+                // What it emits goes to the sinks and later global processors listing it.
+                let mut ports = wiring.ports(&p.id, false);
+                ports.retain(|(port, _)| matches!(port, Port::Sink(_)));
+                nodes[node].targets.ports = ports;
+                nodes[node].sent = Some(counters[&p.id].clone());
+                slots.push(Slot {
+                    node,
+                    processor: p.spec.build(&ProcessorContext {
+                        id: Arc::from(p.id.as_str()),
+                        worker: None,
+                        interfaces: interfaces.clone(),
+                    }),
+                    counters: Some(counters[&p.id].clone()),
+                });
+            }
+            let stage = GlobalStage {
+                rx,
+                graph: Arc::new(Graph {
+                    nodes,
+                    events: Some(events.clone()),
+                }),
+                slots,
+                heartbeat: liveness.heartbeat("nmsd-global"),
+            };
+            global = Some(spawn("nmsd-global".into(), move || stage.run())?);
+        }
+
+        // The workers' graph: flow sources (by position), then per-worker processors, then
+        // the workers' halves of keyed views.
+        let flow_ids: Vec<&str> = cfg.flow_sources().map(|(id, _)| id).collect();
+        let worker_procs: Vec<_> = cfg
+            .processors
+            .iter()
+            .filter(|p| p.spec.placement() == Placement::Worker)
+            .collect();
+        let views: Vec<_> = global_procs
+            .iter()
+            .filter_map(|p| Some((*p, p.spec.flow_view()?)))
+            .collect();
+        let mut worker_nodes: Vec<Node> = Vec::new();
+        let mut node_of: HashMap<&str, usize> = HashMap::new();
+        for id in flow_ids
+            .iter()
+            .copied()
+            .chain(worker_procs.iter().map(|p| p.id.as_str()))
+        {
+            node_of.insert(id, worker_nodes.len());
+            worker_nodes.push(Node {
+                targets: Targets {
+                    local: Vec::new(),
+                    ports: wiring.ports(id, true),
+                },
+                sent: Some(counters[id].clone()),
+                id: Arc::from(id),
+            });
+        }
+        for (k, p) in worker_procs.iter().enumerate() {
+            for i in &p.inputs {
+                if let Some(&n) = node_of.get(i.as_str()) {
+                    worker_nodes[n].targets.local.push((k, p.spec.accepts()));
+                }
+            }
+        }
+        for (v, (p, _)) in views.iter().enumerate() {
+            let slot = worker_procs.len() + v;
+            for i in &p.inputs {
+                if let Some(&n) = node_of.get(i.as_str()) {
+                    worker_nodes[n]
+                        .targets
+                        .local
+                        .push((slot, StreamSet::of(&[StreamKind::Flows])));
+                }
+            }
+            let port = global_tx.as_ref().map(|g| {
+                (
+                    Port::Global(g.clone(), global_nodes[&view_node(&p.id)]),
+                    StreamSet::of(&[StreamKind::FlowView]),
+                )
+            });
+            worker_nodes.push(Node {
+                targets: Targets {
+                    local: Vec::new(),
+                    ports: port.into_iter().collect(),
+                },
+                sent: None,
+                id: Arc::from(p.id.as_str()),
+            });
+        }
+        let worker_graph = Arc::new(Graph {
+            nodes: worker_nodes,
+            events: Some(events.clone()),
+        });
+        let worker_slots = |w: usize| -> Vec<Slot> {
+            let mut slots: Vec<Slot> = worker_procs
+                .iter()
+                .map(|p| Slot {
+                    node: node_of[p.id.as_str()],
+                    processor: p.spec.build(&ProcessorContext {
+                        id: Arc::from(p.id.as_str()),
+                        worker: Some(w),
+                        interfaces: interfaces.clone(),
+                    }),
+                    counters: Some(counters[&p.id].clone()),
+                })
+                .collect();
+            for (v, (_, (key_by, max_keys))) in views.iter().enumerate() {
+                slots.push(Slot {
+                    node: flow_ids.len() + worker_procs.len() + v,
+                    processor: Box::new(FlowViewBuilder::new(*key_by, *max_keys)),
+                    counters: None,
+                });
+            }
+            slots
+        };
 
         // Sources: bind every socket before starting anything that could need undoing.
         let mut inputs: Vec<Vec<RingReceiver>> = (0..workers).map(|_| Vec::new()).collect();
@@ -149,7 +440,7 @@ impl Topology {
         let mut receivers = Vec::new();
         let mut sources = Vec::new();
         let mut next_worker = 0usize;
-        for (source_index, src) in cfg.sources.netflow.iter().enumerate() {
+        for (source_index, (name, src)) in cfg.flow_sources().enumerate() {
             let source_index = u8::try_from(source_index)
                 .context("more than 256 netflow sources (check-config refuses this)")?;
             let count = if src.sockets == 0 {
@@ -158,12 +449,12 @@ impl Topology {
                 src.sockets
             };
             let bound = netflow::bind_sockets(src, count)
-                .with_context(|| format!("starting netflow source \"{}\"", src.name))?;
+                .with_context(|| format!("starting netflow source \"{name}\""))?;
             let buffers: Vec<usize> = bound.iter().map(|b| b.receive_buffer).collect();
             let wanted = src.receive_buffer.0 as usize;
             if buffers.iter().any(|&b| b < wanted) {
                 tracing::warn!(
-                    source = %src.name,
+                    source = %name,
                     "receive buffer is {} bytes, less than the {} asked for: the kernel caps \
                      SO_RCVBUF at net.core.rmem_max unless nmsd runs as root (or with \
                      CAP_NET_ADMIN); raise it with `sysctl -w net.core.rmem_max={}`",
@@ -179,12 +470,12 @@ impl Topology {
                 .map(|b| Ok((b.index, b.socket.try_clone()?)))
                 .collect::<std::io::Result<Vec<_>>>()
                 .context("cloning the flow sockets for the drop monitor")?;
-            let (name, stop) = (src.name.clone(), stop_receivers.clone());
-            receivers.push(spawn(format!("nmsd-drops-{}", src.name), move || {
-                netflow::run_drop_monitor(&name, watched, stop)
+            let (monitor_name, stop) = (name.to_string(), stop_receivers.clone());
+            receivers.push(spawn(format!("nmsd-drops-{name}"), move || {
+                netflow::run_drop_monitor(&monitor_name, watched, stop)
             })?);
             for b in bound {
-                let ring_name = format!("{}-{}", src.name, b.index);
+                let ring_name = format!("{name}-{}", b.index);
                 let (tx, rx) = datagram_ring(
                     &ring_name,
                     src.ring_capacity,
@@ -199,136 +490,29 @@ impl Topology {
                 input_sources[w].push(source_index);
                 next_worker += 1;
                 let stop = stop_receivers.clone();
-                let name = src.name.clone();
+                let rx_name = name.to_string();
                 let opts = netflow::ReceiveOptions {
                     max_datagram: src.max_datagram_size.0 as usize,
                     coalesce: src.receive_coalesce.0,
                 };
                 receivers.push(spawn(format!("nmsd-rx-{ring_name}"), move || {
-                    netflow::run_receiver(&name, b, opts, tx, stop)
+                    netflow::run_receiver(&rx_name, b, opts, tx, stop)
                 })?);
             }
             tracing::info!(
-                source = %src.name,
+                source = %name,
                 listen = %src.listen,
                 sockets = count,
                 receive_buffer = buffers.first().copied().unwrap_or(0),
                 "receiving NetFlow v5/v9/IPFIX"
             );
             sources.push(SourceStatus {
-                name: src.name.clone(),
+                name: name.to_string(),
                 kind: "netflow",
                 listen: src.listen,
                 sockets: count,
                 receive_buffer_bytes: buffers,
             });
-        }
-
-        // SNMP polling: one thread with its own current-thread runtime (docs/snmp-design.md §4).
-        let mut snmp = None;
-        let mut snmp_board = None;
-        let mut snmp_topology = None;
-        if let Some(sc) = &cfg.sources.snmp {
-            let plan = sc
-                .plan()
-                .map_err(|(k, m)| anyhow::anyhow!("[sources.snmp] {k}: {m}"))?;
-            let devices = plan.devices.len();
-            let board: nmsd_snmp::engine::StatusBoard = Default::default();
-            let queue = routes.first().map(|r| r.queue.clone());
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            let (bind4, bind6) = (sc.bind, sc.bind6);
-            let shared = nmsd_snmp::engine::EngineShared {
-                board: board.clone(),
-                directory: directory.clone(),
-                topology: Default::default(),
-            };
-            snmp_topology = Some(shared.topology.clone());
-            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-            let handle = spawn("nmsd-snmp".into(), move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(format!("cannot start the SNMP runtime: {e}")));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let output = Box::new(move |o: nmsd_snmp::engine::PollOutput| {
-                        if let Some(q) = &queue {
-                            if !o.interfaces.is_empty() {
-                                q.try_send(nmsd_pipeline::SinkMessage::SnmpInterfaces(
-                                    o.interfaces,
-                                ));
-                            }
-                            q.try_send(nmsd_pipeline::SinkMessage::SnmpDevices(vec![o.device]));
-                            if !o.links.is_empty() {
-                                q.try_send(nmsd_pipeline::SinkMessage::TopologyLinks(o.links));
-                            }
-                            if !o.custom.is_empty() {
-                                q.try_send(nmsd_pipeline::SinkMessage::SnmpCustom(o.custom));
-                            }
-                        }
-                    });
-                    match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, output, shared).await {
-                        Ok(engine) => {
-                            let _ = ready_tx.send(Ok(()));
-                            engine.run(rx).await;
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(format!(
-                                "cannot bind the SNMP polling socket ({bind4} / {bind6}): {e}"
-                            )));
-                        }
-                    }
-                });
-            })?;
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => anyhow::bail!("{e}"),
-                Err(_) => anyhow::bail!("the SNMP thread stopped during start-up"),
-            }
-            tracing::info!(devices, "polling SNMP devices");
-            snmp = Some((tx, handle));
-            snmp_board = Some(board);
-
-            // The trap receiver: a thread per listen address.
-            let engine = crate::state::snmp_engine(
-                &cfg.general.state_dir,
-                sc.traps.as_ref().and_then(|t| t.engine_id.as_deref()),
-            )?;
-            if let Some(tc) = sc
-                .trap_config(engine)
-                .map_err(|(k, m)| anyhow::anyhow!("[sources.snmp] {k}: {m}"))?
-            {
-                let tc = Arc::new(tc);
-                for addr in sc
-                    .traps
-                    .as_ref()
-                    .map(|t| t.listen.clone())
-                    .unwrap_or_default()
-                {
-                    let rcvbuf = sc.traps.as_ref().map_or(0, |t| t.receive_buffer_bytes());
-                    let sock = nmsd_snmp::traps::TrapSocket::bind(addr, rcvbuf).with_context(|| {
-                        format!("cannot listen for traps on {addr}; ports below 1024 need root or CAP_NET_BIND_SERVICE")
-                    })?;
-                    let receive_buffer = sock.receive_buffer();
-                    let receiver = nmsd_snmp::traps::TrapReceiver::new(tc.clone());
-                    let stop = stop_receivers.clone();
-                    let queue = routes.first().map(|r| r.queue.clone());
-                    receivers.push(spawn(format!("nmsd-traps-{}", addr.port()), move || {
-                        // Batches, under the queue's full policy; refusals are counted there.
-                        nmsd_snmp::traps::run(sock, receiver, stop, Default::default(), |rows| {
-                            queue
-                                .as_ref()
-                                .is_none_or(|q| q.send(nmsd_pipeline::SinkMessage::SnmpTraps(rows)))
-                        })
-                    })?);
-                    tracing::info!(%addr, receive_buffer, "receiving SNMP traps and informs");
-                }
-            }
         }
 
         let overrides: Vec<_> = cfg
@@ -352,8 +536,8 @@ impl Topology {
                 limits: cfg.pipeline.decoder_limits(),
                 sampling_overrides: overrides.clone(),
                 restore: (!restore.is_empty()).then(|| restore.clone()),
-                processors: cfg.processors.iter().map(|p| p.build()).collect(),
-                sinks: routes.clone(),
+                graph: worker_graph.clone(),
+                slots: worker_slots(id),
                 snapshot_every: cfg.pipeline.template_save_interval.get(),
                 snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
                 exporter_labels: exporter_labels.clone(),
@@ -362,41 +546,115 @@ impl Topology {
             let worker = ParseWorker::new(setup);
             worker_handles.push(spawn(format!("nmsd-parse-{id}"), move || worker.run())?);
         }
-        // Workers hold the only queue senders now: when they finish, sinks see the end.
-        drop(routes);
+
+        // Other sources, on their own threads.
+        let mut stoppable = Vec::new();
+        let mut boards = Vec::new();
+        let mut topologies = Vec::new();
+        let mut max_series = 0;
+        let mut extras: HashMap<String, serde_json::Map<String, serde_json::Value>> =
+            HashMap::new();
+        for c in cfg
+            .sources
+            .iter()
+            .filter(|c| c.spec.as_flow_listener().is_none())
+        {
+            let output = SourceOutput::new(Node {
+                targets: Targets {
+                    local: Vec::new(),
+                    ports: wiring.ports(&c.id, false),
+                },
+                sent: Some(counters[&c.id].clone()),
+                id: Arc::from(c.id.as_str()),
+            });
+            let running: RunningSource = c
+                .spec
+                .start(SourceContext {
+                    id: Arc::from(c.id.as_str()),
+                    output,
+                    stop: stop_receivers.clone(),
+                    state_dir: cfg.general.state_dir.clone(),
+                    liveness: liveness.clone(),
+                    counters: counters[&c.id].clone(),
+                    interfaces: directories.get(&c.id).cloned(),
+                })
+                .with_context(|| format!("starting source \"{}\"", c.id))?;
+            receivers.extend(running.threads);
+            stoppable.extend(running.stoppable);
+            boards.extend(running.devices);
+            topologies.extend(running.topology);
+            max_series = max_series.max(running.max_series);
+            extras.insert(c.id.clone(), running.status);
+        }
+        // Workers, sources and the global stage hold the only queue senders now: when they
+        // finish, the sinks see the end.
+        drop(global_tx);
+        drop(sink_queues);
+        drop(worker_graph);
         liveness
             .spawn_sampler()
             .context("cannot start thread nmsd-liveness")?;
 
-        let processors: Vec<_> = cfg.processors.iter().map(|p| p.name()).collect();
+        let mut components = Vec::new();
+        for c in &cfg.sources {
+            components.push(ComponentEntry {
+                stats: counters[&c.id].stats(),
+                sink: None,
+                placement: None,
+                inputs: Vec::new(),
+                extra: extras.remove(&c.id).unwrap_or_default(),
+            });
+        }
+        for c in &cfg.processors {
+            components.push(ComponentEntry {
+                stats: counters[&c.id].stats(),
+                sink: None,
+                placement: Some(match c.spec.placement() {
+                    Placement::Worker => "worker",
+                    Placement::Global => "global",
+                }),
+                inputs: c.inputs.clone(),
+                extra: Default::default(),
+            });
+        }
+        for c in &cfg.sinks {
+            components.push(ComponentEntry {
+                stats: counters[&c.id].stats(),
+                sink: sink_statuses.get(&c.id).cloned(),
+                placement: None,
+                inputs: c.inputs.clone(),
+                extra: Default::default(),
+            });
+        }
+
+        let processors: Vec<_> = cfg.processors.iter().map(|p| p.id.as_str()).collect();
+        let sink_ids: Vec<_> = cfg.sinks.iter().map(|p| p.id.as_str()).collect();
         tracing::info!(
             workers = worker_handles.len(),
             processors = ?processors,
-            questdb = q.enabled,
+            sinks = ?sink_ids,
             state_dir = %cfg.general.state_dir.display(),
             "pipeline started"
         );
         Ok(Topology {
             stop_receivers,
-            snmp,
+            stoppable,
             sink_shutdown,
-            shutdown_timeout: q.shutdown_timeout.get(),
+            shutdown_timeout: cfg.shutdown_timeout(),
             ledgers,
             receivers,
             workers: worker_handles,
+            global,
             sinks,
             status: Arc::new(RuntimeStatus {
                 started: Instant::now(),
                 workers,
                 sources,
-                questdb,
-                snmp: snmp_board,
-                topology: snmp_topology,
-                snmp_max_series: cfg
-                    .sources
-                    .snmp
-                    .as_ref()
-                    .map_or(0, |s| s.prometheus_max_series),
+                components,
+                snmp: boards,
+                topology: topologies,
+                snmp_max_series: max_series,
+                events,
                 ready: AtomicBool::new(true),
                 liveness,
             }),
@@ -419,13 +677,17 @@ impl Topology {
         for h in self.receivers {
             join_until(h, deadline, &mut stuck);
         }
-        // The SNMP engine holds a sink queue sender: stop it before the sinks are drained.
-        if let Some((tx, handle)) = self.snmp {
-            let _ = tx.try_send(nmsd_snmp::engine::Command::Stop);
+        // The SNMP engine holds queue senders: stop it before the sinks are drained.
+        for (stop, handle) in self.stoppable {
+            stop();
             join_until(handle, deadline, &mut stuck);
         }
         tracing::info!("receiving stopped; draining rings and flushing processors");
         for h in self.workers {
+            join_until(h, deadline, &mut stuck);
+        }
+        // Workers and sources were its only senders: it flushes and stops.
+        if let Some(h) = self.global {
             join_until(h, deadline, &mut stuck);
         }
         // A sink that gave up at the deadline still counts what it held: a moment for that.

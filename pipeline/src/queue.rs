@@ -7,45 +7,51 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use metrics::{Counter, Gauge};
 
-use crate::records::SinkMessage;
+use crate::component::ComponentCounters;
 use crate::ring::FullPolicy;
+use crate::stream::Batch;
 
 /// Worker end of a sink's queue; cloned once per worker.
 #[derive(Clone)]
 pub struct SinkQueue {
-    name: &'static str,
-    tx: Sender<SinkMessage>,
+    name: Arc<str>,
+    tx: Sender<Batch>,
     policy: FullPolicy,
     dropped_rows: Counter,
     occupancy: Gauge,
     accepted_rows: Arc<AtomicU64>,
+    /// The sink's component counters: a full queue is the sink discarding.
+    counters: Option<ComponentCounters>,
 }
 
 /// Sink end of a queue. Taking a message updates the occupancy gauge as well: set only by
 /// senders, it kept the last sender's value once the sink had drained the queue and traffic
 /// stopped.
 pub struct SinkQueueReceiver {
-    rx: Receiver<SinkMessage>,
+    rx: Receiver<Batch>,
     occupancy: Gauge,
     accepted_rows: Arc<AtomicU64>,
 }
 
 /// Make a queue of `capacity` messages for the sink `name`.
 pub fn sink_queue(
-    name: &'static str,
+    name: &str,
     capacity: usize,
     policy: FullPolicy,
 ) -> (SinkQueue, SinkQueueReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
-    metrics::gauge!("nmsd_sink_queue_capacity_messages", "sink" => name).set(capacity as f64);
-    let occupancy = metrics::gauge!("nmsd_sink_queue_occupancy_messages", "sink" => name);
+    let label = name.to_string();
+    metrics::gauge!("nmsd_sink_queue_capacity_messages", "sink" => label.clone())
+        .set(capacity as f64);
+    let occupancy = metrics::gauge!("nmsd_sink_queue_occupancy_messages", "sink" => label.clone());
     let q = SinkQueue {
-        name,
+        name: Arc::from(name),
         tx,
         policy,
-        dropped_rows: metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => name),
+        dropped_rows: metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => label),
         occupancy: occupancy.clone(),
         accepted_rows: Arc::default(),
+        counters: None,
     };
     let accepted_rows = q.accepted_rows.clone();
     (
@@ -71,44 +77,40 @@ impl SinkQueueReceiver {
     }
 
     /// Next message, waiting up to `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<SinkMessage, RecvTimeoutError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Batch, RecvTimeoutError> {
         self.taken(self.rx.recv_timeout(timeout))
     }
 
     /// Next message if one is waiting.
-    pub fn try_recv(&self) -> Result<SinkMessage, TryRecvError> {
+    pub fn try_recv(&self) -> Result<Batch, TryRecvError> {
         self.taken(self.rx.try_recv())
     }
 
     /// Every message until all senders are gone.
-    pub fn iter(&self) -> impl Iterator<Item = SinkMessage> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Batch> + '_ {
         std::iter::from_fn(|| self.taken(self.rx.recv().ok()))
     }
 
     /// Every message waiting now.
-    pub fn try_iter(&self) -> impl Iterator<Item = SinkMessage> + '_ {
+    pub fn try_iter(&self) -> impl Iterator<Item = Batch> + '_ {
         std::iter::from_fn(|| self.taken(self.rx.try_recv().ok()))
     }
 }
 
 impl SinkQueue {
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Queue a message without ever blocking (for senders that must not stall, like the SNMP
-    /// engine); a full queue drops it and counts the rows.
-    pub fn try_send(&self, msg: SinkMessage) -> bool {
-        let rows = msg.rows() as u64;
-        let ok = self.tx.try_send(msg).is_ok();
-        self.count(ok, rows);
-        self.occupancy.set(self.tx.len() as f64);
-        ok
+    /// Count drops at this queue as the sink's discards too (`reason="queue_full"`).
+    pub fn with_counters(mut self, counters: ComponentCounters) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// Queue a message under the queue's full policy. Returns false if it was dropped (and
     /// counted): queue full under `drop`, or the sink has stopped.
-    pub fn send(&self, msg: SinkMessage) -> bool {
+    pub fn send(&self, msg: Batch) -> bool {
         let rows = msg.rows() as u64;
         let ok = match self.policy {
             FullPolicy::Block => self.tx.send(msg).is_ok(),
@@ -127,6 +129,9 @@ impl SinkQueue {
             self.accepted_rows.fetch_add(rows, Ordering::Relaxed);
         } else {
             self.dropped_rows.increment(rows);
+            if let Some(c) = &self.counters {
+                c.discarded("queue_full", rows);
+            }
         }
     }
 }
@@ -143,7 +148,7 @@ mod tests {
             crate::test_metrics::value(&rec, "nmsd_sink_queue_occupancy_messages{sink=\"test\"}")
         };
         for _ in 0..3 {
-            assert!(q.send(SinkMessage::Flows(Vec::new())));
+            assert!(q.send(Batch::flows(vec![nmsd_parsers::FlowRecord::default()])));
         }
         assert_eq!(occupancy(), Some(3.0));
         // The sink takes everything; no sender runs again (traffic stopped).

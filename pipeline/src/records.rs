@@ -1,6 +1,9 @@
 //! What travels through the pipeline.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::enrich::IfInfo;
 
 pub use nmsd_parsers::{Direction, FlowRecord, FlowVersion};
 
@@ -94,7 +97,7 @@ impl DatagramBatch {
 }
 
 /// A one-minute (or configured window) aggregate, as the roll-up processor emits it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RollupRow {
     /// Window start, Unix ms.
     pub window_start_ms: u64,
@@ -110,52 +113,10 @@ pub struct RollupRow {
     pub bytes: u64,
     pub packets: u64,
     pub flows: u64,
-}
-
-/// What parse workers hand to sinks.
-#[derive(Clone, Debug)]
-pub enum SinkMessage {
-    /// Raw decoded flows.
-    Flows(Vec<FlowRecord>),
-    /// Closed roll-up windows.
-    Rollups(Vec<RollupRow>),
-    /// Interface rows of SNMP polls.
-    SnmpInterfaces(Vec<crate::snmp::InterfaceRow>),
-    /// Device rows of SNMP polls.
-    SnmpDevices(Vec<crate::snmp::DeviceRow>),
-    /// Received traps and informs.
-    SnmpTraps(Vec<crate::snmp::TrapRow>),
-    /// Topology changes.
-    TopologyLinks(Vec<crate::snmp::LinkRow>),
-    /// Rows of user-defined SNMP modules.
-    SnmpCustom(Vec<crate::snmp::CustomRow>),
-}
-
-impl SinkMessage {
-    /// Rows this message will become.
-    pub fn rows(&self) -> usize {
-        match self {
-            SinkMessage::Flows(f) => f.len(),
-            SinkMessage::Rollups(r) => r.len(),
-            SinkMessage::SnmpInterfaces(r) => r.len(),
-            SinkMessage::SnmpDevices(r) => r.len(),
-            SinkMessage::SnmpTraps(r) => r.len(),
-            SinkMessage::TopologyLinks(r) => r.len(),
-            SinkMessage::SnmpCustom(r) => r.len(),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkMessage::Flows(_) => "flows",
-            SinkMessage::Rollups(_) => "rollups",
-            SinkMessage::SnmpInterfaces(_) => "snmp_interfaces",
-            SinkMessage::SnmpDevices(_) => "snmp_devices",
-            SinkMessage::SnmpTraps(_) => "snmp_traps",
-            SinkMessage::TopologyLinks(_) => "topology_links",
-            SinkMessage::SnmpCustom(_) => "snmp_custom",
-        }
-    }
+    /// What SNMP polling knows about `in_if` / `out_if` (set by the `interface_names`
+    /// processor).
+    pub in_if_info: Option<Arc<IfInfo>>,
+    pub out_if_info: Option<Arc<IfInfo>>,
 }
 
 #[cfg(test)]

@@ -10,27 +10,20 @@ use crate::clock::unix_ms;
 use metrics::{Counter, Gauge};
 use nmsd_parsers::{DecodeError, DecoderLimits, DecoderStats, FlowDecoder};
 
-use crate::processors::{Emitter, Processor};
-use crate::queue::SinkQueue;
 use crate::records::{DatagramBatch, FlowRecord};
 use crate::ring::{RingReceiver, Waker};
+use crate::route::{Graph, Slot};
+use crate::stream::Batch;
 
 /// Called with (worker id, template cache snapshot) to persist it; the collector writes files.
 pub type SnapshotHook = Box<dyn FnMut(usize, String) + Send>;
-
-/// A sink as a worker sees it: its queue and whether it takes raw flows.
-#[derive(Clone)]
-pub struct SinkRoute {
-    pub queue: SinkQueue,
-    /// Send raw flow records (not only processor output).
-    pub raw_flows: bool,
-}
 
 /// Everything a worker needs, built by the collector's topology.
 pub struct WorkerSetup {
     pub id: usize,
     pub inputs: Vec<RingReceiver>,
-    /// The flow source (position in the config) each input belongs to, in `inputs` order.
+    /// The flow source (position among flow sources, which is also its node in `graph`) each
+    /// input belongs to, in `inputs` order.
     pub input_sources: Vec<u8>,
     /// The waker the inputs' senders were given (see [`Waker`]).
     pub waker: Arc<Waker>,
@@ -38,8 +31,10 @@ pub struct WorkerSetup {
     pub sampling_overrides: Vec<(IpAddr, u32)>,
     /// Template cache text to restore before the first datagram.
     pub restore: Option<String>,
-    pub processors: Vec<Box<dyn Processor>>,
-    pub sinks: Vec<SinkRoute>,
+    /// Where flows of each source and output of each processor go (shared by the workers).
+    pub graph: Arc<Graph>,
+    /// This worker's instances of the per-worker processors, in topological order.
+    pub slots: Vec<Slot>,
     pub snapshot_every: Duration,
     pub snapshot_hook: Option<SnapshotHook>,
     /// Shared by the workers of a process (see [`ExporterLabels`]).
@@ -216,11 +211,9 @@ pub struct ParseWorker {
     input_sources: Vec<u8>,
     waker: Arc<Waker>,
     decoder: FlowDecoder,
-    processors: Vec<Box<dyn Processor>>,
-    /// Sends raw flows to the sinks that want them.
-    raw: Emitter,
+    graph: Arc<Graph>,
+    slots: Vec<Slot>,
     flows: Vec<FlowRecord>,
-    emitter: Emitter,
     metrics: WorkerMetrics,
     last_stats: DecoderStats,
     snapshot_every: Duration,
@@ -248,19 +241,15 @@ impl ParseWorker {
                 }
             }
         }
-        let raw_queues = setup.sinks.iter().filter(|s| s.raw_flows);
-        let raw = Emitter::to_sinks(raw_queues.map(|s| s.queue.clone()).collect());
-        let emitter = Emitter::to_sinks(setup.sinks.into_iter().map(|s| s.queue).collect());
         ParseWorker {
             id: setup.id,
             inputs: setup.inputs,
             input_sources: setup.input_sources,
             waker: setup.waker,
             decoder,
-            processors: setup.processors,
-            raw,
-            flows: Vec::with_capacity(4096),
-            emitter,
+            graph: setup.graph,
+            slots: setup.slots,
+            flows: Vec::with_capacity(FLOWS_CAPACITY),
             metrics: WorkerMetrics::new(setup.id),
             last_stats: DecoderStats::default(),
             snapshot_every: setup.snapshot_every,
@@ -309,9 +298,7 @@ impl ParseWorker {
             if now.duration_since(last_tick) >= TICK {
                 last_tick = now;
                 let now_ms = unix_ms();
-                for p in &mut self.processors {
-                    p.tick(now_ms, &mut self.emitter);
-                }
+                self.graph.tick(now_ms, &mut self.slots);
                 if now.duration_since(last_expire) >= EXPIRE_EVERY {
                     last_expire = now;
                     self.decoder.expire(now_ms);
@@ -323,9 +310,7 @@ impl ParseWorker {
                 }
             }
         }
-        for p in &mut self.processors {
-            p.flush(&mut self.emitter);
-        }
+        self.graph.flush(&mut self.slots);
         self.export_stats();
         self.snapshot();
         tracing::debug!(worker = self.id, "parse worker stopped");
@@ -352,14 +337,21 @@ impl ParseWorker {
         if self.flows.is_empty() {
             return;
         }
-        for p in &mut self.processors {
-            p.process(&mut self.flows, &mut self.emitter);
-        }
-        if self.raw.has_sinks() && !self.flows.is_empty() {
-            // The sinks get the buffer itself (copies when there are several).
-            let flows = std::mem::replace(&mut self.flows, Vec::with_capacity(4096));
-            self.raw.flows(flows);
-        }
+        // The batch is shared with every processor and sink that takes this source's flows;
+        // when none kept it (no sink stores raw flows), the buffer comes back for the next one.
+        let flows = Arc::new(std::mem::take(&mut self.flows));
+        self.graph.dispatch(
+            source as usize,
+            Batch::Flows(flows.clone()),
+            &mut self.slots,
+            0,
+        );
+        self.flows = Arc::try_unwrap(flows)
+            .map(|mut v| {
+                v.clear();
+                v
+            })
+            .unwrap_or_else(|_| Vec::with_capacity(FLOWS_CAPACITY));
     }
 
     fn export_stats(&mut self) {
@@ -395,6 +387,9 @@ impl ParseWorker {
         }
     }
 }
+
+/// Records a worker's flow buffer is allocated for (a full batch of large datagrams).
+const FLOWS_CAPACITY: usize = 4096;
 
 /// Empty polls before an idle worker parks: a burst is often mid-flight.
 const SPIN_BEFORE_PARK: u32 = 128;

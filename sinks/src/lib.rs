@@ -1,11 +1,9 @@
-//! nmsd's sinks. Each sink runs on its own thread, takes [`nmsd_pipeline::SinkMessage`]s from a
+//! nmsd's sinks. Each sink runs on its own thread, takes typed [`nmsd_pipeline::Batch`]es from a
 //! bounded queue, batches them by rows and time, and retries with backoff. One file (or folder)
 //! per sink, its config struct beside it.
 
 pub mod backoff;
 pub mod questdb;
-pub mod shutdown;
-pub mod status;
 
-pub use shutdown::ShutdownSignal;
-pub use status::SinkStatus;
+pub use nmsd_pipeline::shutdown::ShutdownSignal;
+pub use nmsd_pipeline::sink_status::SinkStatus;

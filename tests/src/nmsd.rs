@@ -37,7 +37,7 @@ pub struct Nmsd {
 /// Settings for a test instance; everything else comes from defaults.
 #[derive(Clone, Debug)]
 pub struct NmsdOptions {
-    /// QuestDB URL, or None to disable the sink.
+    /// QuestDB URL, or None for no sink.
     pub questdb: Option<String>,
     pub table_prefix: String,
     pub raw_flows: bool,
@@ -55,7 +55,7 @@ pub struct NmsdOptions {
     pub control_extra: String,
     /// `receive_buffer` of the flow socket.
     pub receive_buffer: String,
-    /// Extra lines for `[[sources.netflow]]`.
+    /// Extra lines for `[sources.netflow]`.
     pub netflow_extra: String,
     /// The flow port, or None for a free one.
     pub flow_port: Option<u16>,
@@ -63,6 +63,8 @@ pub struct NmsdOptions {
     pub nofile_limit: Option<u64>,
     /// Extra environment variables of the nmsd process.
     pub env: Vec<(String, String)>,
+    /// Inputs of the roll-up (quoted ids): the netflow source and any flow source in `extra`.
+    pub rollup_inputs: Vec<String>,
 }
 
 impl Default for NmsdOptions {
@@ -82,6 +84,7 @@ impl Default for NmsdOptions {
             flow_port: None,
             nofile_limit: None,
             env: Vec::new(),
+            rollup_inputs: vec!["\"netflow\"".into()],
         }
     }
 }
@@ -92,29 +95,46 @@ impl Nmsd {
         let control_port = crate::free_tcp_port();
         let flow_port = opts.flow_port.unwrap_or_else(crate::free_udp_port);
         let state = opts.state_dir.clone().unwrap_or_else(|| dir.join("state"));
+        // Sources the test adds in `extra` feed the sink too (e.g. `[sources.snmp]`).
+        let extra_sources: Vec<String> = opts
+            .extra
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("[sources.")?.strip_suffix(']'))
+            .filter(|id| !id.contains('.'))
+            .map(|id| format!("\"{id}\""))
+            .collect();
+        let mut inputs = vec!["\"names\"".to_string()];
+        if opts.raw_flows {
+            inputs.push("\"netflow\"".into());
+        }
+        inputs.extend(extra_sources);
         let sink = match &opts.questdb {
             Some(url) => format!(
-                "[sinks.questdb]\nurl = \"{url}\"\ntable_prefix = \"{}\"\nraw_flows = {}\n\
-                 batch_interval = \"{}\"\nretry_initial = \"{}\"\nretry_max = \"{}\"\n{}\n",
+                "[sinks.questdb]\ntype = \"questdb\"\ninputs = [{}]\nurl = \"{url}\"\n\
+                 table_prefix = \"{}\"\nbatch_interval = \"{}\"\nretry_initial = \"{}\"\n\
+                 retry_max = \"{}\"\n{}\n",
+                inputs.join(", "),
                 opts.table_prefix,
-                opts.raw_flows,
                 opts.batch_interval,
                 opts.retry.0,
                 opts.retry.1,
                 opts.sink_extra
             ),
-            None => "[sinks.questdb]\nenabled = false\n".to_string(),
+            None => String::new(),
         };
         let config = format!(
             "[general]\nstate_dir = \"{}\"\nlog_level = \"debug\"\n\n\
              [control]\nlisten = \"127.0.0.1:{control_port}\"\n{}\n\
-             [[sources.netflow]]\nlisten = \"127.0.0.1:{flow_port}\"\nsockets = 1\n\
-             receive_buffer = \"{}\"\nring_full_policy = \"block\"\n{}\n\n\
-             [[processors]]\ntype = \"rollup\"\nflush_delay = \"0s\"\n\n{sink}\n{}",
+             [sources.netflow]\ntype = \"netflow\"\nlisten = \"127.0.0.1:{flow_port}\"\n\
+             sockets = 1\nreceive_buffer = \"{}\"\nring_full_policy = \"block\"\n{}\n\n\
+             [processors.rollup]\ntype = \"rollup\"\ninputs = [{}]\nflush_delay = \"0s\"\n\n\
+             [processors.names]\ntype = \"interface_names\"\ninputs = [\"rollup\"]\n\n\
+             {sink}\n{}",
             state.display(),
             opts.control_extra,
             opts.receive_buffer,
             opts.netflow_extra,
+            opts.rollup_inputs.join(", "),
             opts.extra
         );
         let cfg_path = dir.join("config.toml");

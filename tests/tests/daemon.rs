@@ -253,7 +253,7 @@ fn check_config_accepts_the_shipped_file_and_refuses_bad_ones() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "[general]\nlog_level = \"info\"\n\n[[sources.netflow]]\nlisten = \"0.0.0.0:2055\"\nrecieve_buffer = \"4MiB\"\n",
+        "[general]\nlog_level = \"info\"\n\n[sources.netflow]\ntype = \"netflow\"\nlisten = \"0.0.0.0:2055\"\nrecieve_buffer = \"4MiB\"\n",
     )
     .expect("write bad config");
     let out = Command::new(binary())
@@ -263,7 +263,7 @@ fn check_config_accepts_the_shipped_file_and_refuses_bad_ones() {
         .expect("nmsd runs");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:6"), "file and line: {err}");
+    assert!(err.contains("bad.toml:7"), "file and line: {err}");
     assert!(err.contains("recieve_buffer"), "the key: {err}");
     assert!(err.contains("receive_buffer"), "what is allowed: {err}");
 
@@ -274,7 +274,7 @@ fn check_config_accepts_the_shipped_file_and_refuses_bad_ones() {
         .output()
         .expect("nmsd runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:6"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:7"));
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn configs_run_cannot_use_are_refused_by_check_config_and_run_alike() {
     let dir = nmsd_acceptance::scratch("unusable-configs");
     let netflow = |extra: &str| {
         format!(
-            "[general]\nstate_dir = \"{}\"\n\n[[sources.netflow]]\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
+            "[general]\nstate_dir = \"{}\"\n\n[sources.netflow]\ntype = \"netflow\"\nlisten = \"127.0.0.1:{}\"\n{extra}\n",
             dir.join("state").display(),
             nmsd_acceptance::free_udp_port()
         )
@@ -418,35 +418,38 @@ fn configs_run_cannot_use_are_refused_by_check_config_and_run_alike() {
         (
             "queue-capacity",
             format!(
-                "{}[sinks.questdb]\nqueue_capacity = 9223372036854775807\n",
+                "{}[sinks.questdb]\ntype = \"questdb\"\ninputs = [\"netflow\"]\n\
+                 queue_capacity = 9223372036854775807\n",
                 netflow("")
             ),
             "sinks.questdb.queue_capacity",
-            8,
+            11,
         ),
         (
             "ring-capacity",
             netflow("ring_capacity = 4611686018427387903"),
-            "sources.netflow[0].ring_capacity",
-            6,
+            "sources.netflow.ring_capacity",
+            7,
         ),
         (
             "zero-window",
             format!(
-                "{}[[processors]]\ntype = \"rollup\"\nwindow = \"0s\"\n",
+                "{}[processors.rollup]\ntype = \"rollup\"\ninputs = [\"netflow\"]\n\
+                 window = \"0s\"\n",
                 netflow("")
             ),
-            "processors[0].window",
-            9,
+            "processors.rollup.window",
+            11,
         ),
         (
             "same-table",
             format!(
-                "{}[sinks.questdb]\nflows_table = \"flows\"\nrollup_table = \"flows\"\n",
+                "{}[sinks.questdb]\ntype = \"questdb\"\ninputs = [\"netflow\"]\n\
+                 flows_table = \"flows\"\nrollup_table = \"flows\"\n",
                 netflow("")
             ),
             "sinks.questdb.rollup_table",
-            9,
+            12,
         ),
     ];
     for (name, text, key, line) in cases {
@@ -601,8 +604,7 @@ fn refuses_to_share_the_flow_port_with_a_foreign_socket() {
         &cfg,
         format!(
             "[general]\nstate_dir = \"{}\"\n\n[control]\nlisten = \"127.0.0.1:{}\"\n\n\
-             [[sources.netflow]]\nlisten = \"127.0.0.1:{port}\"\nsockets = 2\n\n\
-             [sinks.questdb]\nenabled = false\n",
+             [sources.netflow]\ntype = \"netflow\"\nlisten = \"127.0.0.1:{port}\"\nsockets = 2\n",
             dir.join("state").display(),
             nmsd_acceptance::free_tcp_port()
         ),

@@ -324,9 +324,10 @@ fn two_listeners_keep_exporters_on_one_host_apart() {
             questdb: Some(q.url()),
             table_prefix: prefix.into(),
             extra: format!(
-                "[[sources.netflow]]\nname = \"edge-b\"\nlisten = \"127.0.0.1:{second}\"\n\
+                "[sources.edge-b]\ntype = \"netflow\"\nlisten = \"127.0.0.1:{second}\"\n\
                  sockets = 1\nreceive_buffer = \"8MiB\"\n"
             ),
+            rollup_inputs: vec!["\"netflow\"".into(), "\"edge-b\"".into()],
             ..NmsdOptions::default()
         },
     );

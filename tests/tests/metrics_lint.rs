@@ -64,6 +64,7 @@ fn promtool_accepts_metrics_with_every_source_configured() {
     let extra = format!(
         r#"
 [sources.snmp]
+type = "snmp"
 [sources.snmp.defaults]
 interval = "5s"
 timeout = "1s"

@@ -30,7 +30,7 @@ fn flows_1m_carries_interface_names_of_polled_exporters() {
     let community = dir.join("community");
     std::fs::write(&community, "public").expect("secret");
     let extra = format!(
-        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
+        "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
          [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n\
          [[sources.snmp.devices]]\nname = \"router\"\naddress = \"{}\"\nprofile = \"v2\"\n\
          flow_exporters = [\"127.0.0.1\"]\n",

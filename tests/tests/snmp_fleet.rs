@@ -93,7 +93,7 @@ fn a_thousand_devices_with_dead_and_slow_ones() {
     let community = dir.join("community");
     std::fs::write(&community, "public").expect("secret");
     let mut extra = format!(
-        "[sources.snmp]\nmax_in_flight = 1024\n[sources.snmp.defaults]\ninterval = \"10s\"\n\
+        "[sources.snmp]\ntype = \"snmp\"\nmax_in_flight = 1024\n[sources.snmp.defaults]\ninterval = \"10s\"\n\
          timeout = \"1s\"\nretries = 1\nport = {port}\n\
          [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n",
         community.display()

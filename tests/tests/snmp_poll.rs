@@ -44,6 +44,7 @@ fn polls_net_snmp_and_matches_snmpbulkwalk() {
     let extra = format!(
         r#"
 [sources.snmp]
+type = "snmp"
 [sources.snmp.defaults]
 interval = "5s"
 timeout = "1s"

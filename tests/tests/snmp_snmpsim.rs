@@ -152,7 +152,7 @@ fn lldp_and_cdp_from_snmpsim() {
     let sim = Snmpsim::start("snmpsim", &files, &addresses);
     let secrets = nmsd_acceptance::scratch("snmpsim-secrets");
     let mut extra = format!(
-        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\n\
+        "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\n\
          retries = 1\nport = {}\nmodules = [\"system\", \"interfaces\", \"lldp\"]\n",
         sim.port
     );

@@ -31,7 +31,7 @@ fn lldp_ring_topology() {
     let community = dir.join("community");
     std::fs::write(&community, "public").expect("secret");
     let mut extra = format!(
-        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
+        "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
          modules = [\"system\", \"interfaces\", \"lldp\"]\n\
          [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n",
         community.display()
@@ -115,7 +115,7 @@ fn lldp_and_cdp_ring_topology() {
     let community = dir.join("community");
     std::fs::write(&community, "public").expect("secret");
     let mut extra = format!(
-        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
+        "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
          modules = [\"system\", \"interfaces\", \"lldp\"]\n\
          [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n",
         community.display()
@@ -238,7 +238,7 @@ fn lldp_ring_with_locally_assigned_port_ids() {
     let community = dir.join("community");
     std::fs::write(&community, "public").expect("secret");
     let mut extra = format!(
-        "[sources.snmp]\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
+        "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.defaults]\ninterval = \"5s\"\ntimeout = \"1s\"\nport = {port}\n\
          modules = [\"system\", \"interfaces\", \"lldp\"]\n\
          [[sources.snmp.profiles]]\nname = \"v2\"\nversion = \"2c\"\ncommunity = {{ file = \"{}\" }}\n",
         community.display()

@@ -58,7 +58,7 @@ fn start(name: &str, q: &QuestDb, traps: &str, profiles: &str) -> (Nmsd, String)
             questdb: Some(q.url()),
             table_prefix: format!("{}_", name.replace('-', "_")),
             extra: format!(
-                "[sources.snmp]\n[sources.snmp.traps]\nlisten = [\"127.0.0.1:{port}\"]\n\
+                "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.traps]\nlisten = [\"127.0.0.1:{port}\"]\n\
                  {traps}\n{profiles}"
             ),
             ..NmsdOptions::default()

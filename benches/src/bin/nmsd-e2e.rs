@@ -818,28 +818,35 @@ impl Harness<'_> {
             | Target::QuestDbSink => {
                 let sink = match (self.qdb, t) {
                     (Some(q), Target::QuestDbSink) => format!(
-                        "[sinks.questdb]\nurl = \"{}\"\nraw_flows = true\ntable_prefix = \"{prefix}\"\n\
+                        "[sinks.questdb]\ntype = \"questdb\"\ninputs = [\"netflow\", \"rollup\"]\n\
+                         url = \"{}\"\ntable_prefix = \"{prefix}\"\n\
                          batch_rows = {}\nbatch_bytes = {}\n",
                         q.url(),
                         self.args.sink_batch,
                         self.args.sink_batch_bytes
                     ),
                     (Some(q), Target::QuestDb | Target::QuestDbRaw) => format!(
-                        "[sinks.questdb]\nurl = \"{}\"\nraw_flows = {}\ntable_prefix = \"{prefix}\"\n",
-                        q.url(),
-                        t == Target::QuestDbRaw
+                        "[sinks.questdb]\ntype = \"questdb\"\ninputs = [{}\"rollup\"]\n\
+                         url = \"{}\"\ntable_prefix = \"{prefix}\"\n",
+                        if t == Target::QuestDbRaw {
+                            "\"netflow\", "
+                        } else {
+                            ""
+                        },
+                        q.url()
                     ),
-                    _ => "[sinks.questdb]\nenabled = false\n".into(),
+                    _ => String::new(),
                 };
                 let processors = match t {
                     Target::NmsdDecode => "",
-                    _ => "[[processors]]\ntype = \"rollup\"\n\n",
+                    _ => "[processors.rollup]\ntype = \"rollup\"\ninputs = [\"netflow\"]\n\n",
                 };
                 let config = format!(
                     "# written by nmsd-e2e\n[general]\nstate_dir = \"{}\"\nlog_level = \"info\"\n\n\
                      [control]\nlisten = \"127.0.0.1:{cport}\"\n\n\
                      [pipeline]\nworkers = {}\n\n\
-                     [[sources.netflow]]\nlisten = \"{flow_addr}\"\nring_full_policy = \"{}\"\n\n\
+                     [sources.netflow]\ntype = \"netflow\"\nlisten = \"{flow_addr}\"\n\
+                     ring_full_policy = \"{}\"\n\n\
                      {processors}{sink}",
                     dir.join("state").display(),
                     self.args.workers,

@@ -1,4 +1,4 @@
-//! `[[sources.netflow]]`: NetFlow v5/v9 and IPFIX over UDP.
+//! `[sources.<id>] type = "netflow"`: NetFlow v5/v9 and IPFIX over UDP.
 //!
 //! N sockets bound to one address with SO_REUSEPORT; the kernel hashes each exporter (by its
 //! address and port) to one socket, and each socket feeds one parse worker, which therefore owns
@@ -21,13 +21,11 @@ use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// One NetFlow/IPFIX listener.
+/// One NetFlow/IPFIX listener: `[sources.<id>] type = "netflow"`. The id names it in logs,
+/// metric labels and the `source` column of flow tables.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetflowSourceConfig {
-    /// Name in logs and metric labels.
-    #[serde(default = "default_name")]
-    pub name: String,
     /// Address and port to receive on; one port takes v5, v9 and IPFIX alike.
     pub listen: SocketAddr,
     /// Sockets (and receive threads) sharing the port; 0 means one per parse worker.
@@ -55,9 +53,6 @@ pub struct NetflowSourceConfig {
     pub receive_coalesce: HumanDuration,
 }
 
-fn default_name() -> String {
-    "netflow".into()
-}
 fn default_receive_buffer() -> ByteSize {
     ByteSize(4 << 20)
 }
@@ -458,6 +453,24 @@ fn sockaddr_ip(s: &libc::sockaddr_storage) -> IpAddr {
     }
 }
 
+impl super::SourceSpec for NetflowSourceConfig {
+    fn outputs(&self) -> nmsd_pipeline::StreamSet {
+        nmsd_pipeline::StreamSet::of(&[nmsd_pipeline::StreamKind::Flows])
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        NetflowSourceConfig::validate(self)
+    }
+
+    fn as_flow_listener(&self) -> Option<&NetflowSourceConfig> {
+        Some(self)
+    }
+
+    fn start(&self, _ctx: super::SourceContext) -> anyhow::Result<super::RunningSource> {
+        anyhow::bail!("a netflow source is started by the topology, with the parse workers")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,7 +489,6 @@ mod tests {
         let foreign = reuseport_socket("127.0.0.1:0".parse().unwrap());
         let addr = foreign.local_addr().unwrap().as_socket().unwrap();
         let cfg = NetflowSourceConfig {
-            name: "t".into(),
             listen: addr,
             sockets: 2,
             receive_buffer: ByteSize(1 << 20),
@@ -524,7 +536,6 @@ mod tests {
     #[test]
     fn receives_bursts_with_source_addresses() {
         let cfg = NetflowSourceConfig {
-            name: "t".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             sockets: 1,
             receive_buffer: ByteSize(1 << 20),

@@ -832,3 +832,174 @@ fn check_timing(
     }
     Ok(())
 }
+
+/// Keys of this file's checks are written `sources.snmp.…`; the config layer puts the source's
+/// own id in front.
+fn relative(e: SnmpConfigError) -> (String, String) {
+    let (k, m) = e;
+    let k = k
+        .strip_prefix("sources.snmp.")
+        .map(str::to_string)
+        .unwrap_or(k);
+    (k, m)
+}
+
+impl super::SourceSpec for SnmpSourceConfig {
+    fn outputs(&self) -> nmsd_pipeline::StreamSet {
+        use nmsd_pipeline::StreamKind as K;
+        let mut s = nmsd_pipeline::StreamSet::of(&[
+            K::SnmpInterfaces,
+            K::SnmpDevices,
+            K::TopologyLinks,
+            K::SnmpCustom,
+        ]);
+        if self.traps.is_some() {
+            s.insert(K::Traps);
+        }
+        s
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        SnmpSourceConfig::validate(self).map_err(relative)
+    }
+
+    fn check_environment(&self) -> Result<(), (String, String)> {
+        self.plan()
+            .and_then(|_| self.check_trap_secrets())
+            .map(|_| ())
+            .map_err(relative)
+    }
+
+    fn publishes_interfaces(&self) -> bool {
+        true
+    }
+
+    fn custom_tables(&self) -> Vec<nmsd_pipeline::snmp::CustomTableSchema> {
+        self.custom_schemas()
+    }
+
+    fn start(&self, ctx: super::SourceContext) -> anyhow::Result<super::RunningSource> {
+        start(self, ctx)
+    }
+}
+
+/// Start the polling engine (one thread with its own current-thread runtime,
+/// docs/snmp-design.md §4) and the trap receivers (a thread per listen address).
+fn start(sc: &SnmpSourceConfig, ctx: super::SourceContext) -> anyhow::Result<super::RunningSource> {
+    use anyhow::Context;
+    use nmsd_pipeline::Batch;
+
+    let id = ctx.id.clone();
+    let plan = sc
+        .plan()
+        .map_err(relative)
+        .map_err(|(k, m)| anyhow::anyhow!("[sources.{id}] {k}: {m}"))?;
+    let devices = plan.devices.len();
+    let board: nmsd_snmp::engine::StatusBoard = Default::default();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (bind4, bind6) = (sc.bind, sc.bind6);
+    let shared = nmsd_snmp::engine::EngineShared {
+        board: board.clone(),
+        directory: ctx.interfaces.clone(),
+        topology: Default::default(),
+    };
+    let topology = shared.topology.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let output = ctx.output.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("nmsd-snmp-{id}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start the SNMP runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                // Each poll's rows go on as batches, under the queues' full policies.
+                let emit = Box::new(move |o: nmsd_snmp::engine::PollOutput| {
+                    output.send(Batch::SnmpInterfaces(Arc::new(o.interfaces)));
+                    output.send(Batch::SnmpDevices(Arc::new(vec![o.device])));
+                    output.send(Batch::TopologyLinks(Arc::new(o.links)));
+                    output.send(Batch::SnmpCustom(Arc::new(o.custom)));
+                });
+                match nmsd_snmp::engine::Engine::new(plan, bind4, bind6, emit, shared).await {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(()));
+                        engine.run(rx).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!(
+                            "cannot bind the SNMP polling socket ({bind4} / {bind6}): {e}"
+                        )));
+                    }
+                }
+            });
+        })
+        .context("cannot start the SNMP thread")?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => anyhow::bail!("{e}"),
+        Err(_) => anyhow::bail!("the SNMP thread stopped during start-up"),
+    }
+    tracing::info!(source = %id, devices, "polling SNMP devices");
+    let mut running = super::RunningSource {
+        devices: Some(board),
+        topology: Some(topology),
+        max_series: sc.prometheus_max_series,
+        ..Default::default()
+    };
+    running.stoppable.push((
+        Box::new(move || {
+            let _ = tx.try_send(nmsd_snmp::engine::Command::Stop);
+        }),
+        handle,
+    ));
+    running
+        .status
+        .insert("devices".into(), serde_json::Value::from(devices));
+
+    // The trap receiver: a thread per listen address.
+    let engine = crate::state::snmp_engine(
+        &ctx.state_dir,
+        sc.traps.as_ref().and_then(|t| t.engine_id.as_deref()),
+    )?;
+    if let Some(tc) = sc
+        .trap_config(engine)
+        .map_err(relative)
+        .map_err(|(k, m)| anyhow::anyhow!("[sources.{id}] {k}: {m}"))?
+    {
+        let tc = Arc::new(tc);
+        let t = sc.traps.as_ref();
+        for addr in t.map(|t| t.listen.clone()).unwrap_or_default() {
+            let rcvbuf = t.map_or(0, |t| t.receive_buffer_bytes());
+            let sock = nmsd_snmp::traps::TrapSocket::bind(addr, rcvbuf).with_context(|| {
+                format!(
+                    "cannot listen for traps on {addr}; ports below 1024 need root or \
+                     CAP_NET_BIND_SERVICE"
+                )
+            })?;
+            let receive_buffer = sock.receive_buffer();
+            let receiver = nmsd_snmp::traps::TrapReceiver::new(tc.clone());
+            let stop = ctx.stop.clone();
+            let output = ctx.output.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("nmsd-traps-{}", addr.port()))
+                .spawn(move || {
+                    // Batches, under the queues' full policies; refusals are counted there.
+                    nmsd_snmp::traps::run(sock, receiver, stop, Default::default(), |rows| {
+                        output.send(Batch::Traps(Arc::new(rows)));
+                        true
+                    })
+                })
+                .context("cannot start a trap receiver thread")?;
+            running.threads.push(h);
+            tracing::info!(source = %id, %addr, receive_buffer, "receiving SNMP traps and informs");
+        }
+    }
+    Ok(running)
+}

@@ -13,11 +13,13 @@ use std::net::IpAddr;
 use nmsd_parsers::hash::SeededHashMap;
 use serde::Deserialize;
 
-use super::{BuildProcessor, Emitter, Processor};
+use super::{Emitter, Processor};
+use crate::component::{ProcessorContext, ProcessorSpec};
 use crate::records::{FlowRecord, RollupRow};
+use crate::stream::{Batch, StreamKind, StreamSet};
 use crate::units::HumanDuration;
 
-/// `[[processors]] type = "rollup"`.
+/// `[processors.<id>] type = "rollup"`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RollupConfig {
@@ -70,8 +72,20 @@ impl RollupConfig {
     }
 }
 
-impl BuildProcessor for RollupConfig {
-    fn build(&self) -> Box<dyn Processor> {
+impl ProcessorSpec for RollupConfig {
+    fn accepts(&self) -> StreamSet {
+        StreamSet::of(&[StreamKind::Flows])
+    }
+
+    fn outputs(&self, _inputs: StreamSet) -> StreamSet {
+        StreamSet::of(&[StreamKind::Rollups])
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        RollupConfig::validate(self).map_err(|(k, m)| (k.to_string(), m))
+    }
+
+    fn build(&self, _ctx: &ProcessorContext) -> Box<dyn Processor> {
         Box::new(Rollup::new(self))
     }
 }
@@ -153,6 +167,8 @@ impl KeyRest {
             bytes: 0,
             packets: 0,
             flows: 0,
+            in_if_info: None,
+            out_if_info: None,
         }
     }
 }
@@ -401,11 +417,25 @@ impl Rollup {
 }
 
 impl Processor for Rollup {
-    fn name(&self) -> &'static str {
-        "rollup"
+    fn process(&mut self, input: Batch, out: &mut Emitter) {
+        if let Batch::Flows(flows) = input {
+            self.add_flows(&flows, out);
+        }
     }
 
-    fn process(&mut self, flows: &mut Vec<FlowRecord>, out: &mut Emitter) {
+    fn tick(&mut self, now_ms: u64, out: &mut Emitter) {
+        self.on_tick(now_ms, out);
+    }
+
+    fn flush(&mut self, out: &mut Emitter) {
+        self.emit_where(out, |_| true);
+        self.report_keys();
+    }
+}
+
+impl Rollup {
+    /// Count a batch of flows into their windows.
+    pub fn add_flows(&mut self, flows: &[FlowRecord], out: &mut Emitter) {
         let window_ms = self.window_ms;
         // Records of a batch almost always share a window: look it up once per change, and
         // test each record against the window's start with a subtraction, not a division.
@@ -449,7 +479,7 @@ impl Processor for Rollup {
         self.report_keys();
     }
 
-    fn tick(&mut self, now_ms: u64, out: &mut Emitter) {
+    fn on_tick(&mut self, now_ms: u64, out: &mut Emitter) {
         let (window, delay) = (self.window_ms, self.flush_delay_ms);
         if now_ms >= self.next_emit_ms {
             // Next boundary + delay after now.
@@ -462,17 +492,11 @@ impl Processor for Rollup {
         }
         self.report_keys();
     }
-
-    fn flush(&mut self, out: &mut Emitter) {
-        self.emit_where(out, |_| true);
-        self.report_keys();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::SinkMessage;
 
     fn flow(end_ms: u64, dst_port: u16, bytes: u64) -> FlowRecord {
         FlowRecord {
@@ -489,7 +513,7 @@ mod tests {
     fn rows(e: &mut Emitter) -> Vec<RollupRow> {
         e.drain()
             .flat_map(|m| match m {
-                SinkMessage::Rollups(r) => r,
+                Batch::Rollups(r) => std::sync::Arc::unwrap_or_clone(r),
                 _ => vec![],
             })
             .collect()
@@ -503,8 +527,8 @@ mod tests {
             source: 1,
             ..flow(60_000, 80, 7)
         };
-        let mut flows = vec![flow(60_000, 80, 100), second];
-        r.process(&mut flows, &mut e);
+        let flows = vec![flow(60_000, 80, 100), second];
+        r.add_flows(&flows, &mut e);
         r.flush(&mut e);
         let mut out: Vec<_> = rows(&mut e).iter().map(|r| (r.source, r.bytes)).collect();
         out.sort_unstable();
@@ -517,12 +541,12 @@ mod tests {
         // signed column showed it negative).
         let mut r = Rollup::new(&RollupConfig::default());
         let mut e = Emitter::default();
-        let mut flows = vec![
+        let flows = vec![
             flow(60_000, 80, u64::MAX - 10),
             flow(60_001, 80, 100),
             flow(60_002, 80, 5),
         ];
-        r.process(&mut flows, &mut e);
+        r.add_flows(&flows, &mut e);
         r.flush(&mut e);
         let out = rows(&mut e);
         assert_eq!(out.len(), 1);
@@ -541,8 +565,8 @@ mod tests {
         });
         let open = || crate::test_metrics::value(&rec, "nmsd_rollup_open_keys");
         let mut e = Emitter::default();
-        a.process(&mut vec![flow(60_000, 80, 1), flow(60_000, 443, 1)], &mut e);
-        b.process(&mut vec![flow(60_000, 53, 1)], &mut e);
+        a.add_flows(&[flow(60_000, 80, 1), flow(60_000, 443, 1)], &mut e);
+        b.add_flows(&[flow(60_000, 53, 1)], &mut e);
         // One worker's tick must not overwrite the other's share.
         a.tick(61_000, &mut e);
         assert_eq!(open(), Some(3.0));
@@ -558,13 +582,13 @@ mod tests {
     fn aggregates_per_window_and_key() {
         let mut r = Rollup::new(&RollupConfig::default());
         let mut e = Emitter::default();
-        let mut flows = vec![
+        let flows = vec![
             flow(60_000, 80, 100),
             flow(119_999, 80, 50),
             flow(120_000, 80, 7),
             flow(61_000, 443, 1),
         ];
-        r.process(&mut flows, &mut e);
+        r.add_flows(&flows, &mut e);
         // Window [60s,120s) closes at 120s + 30s.
         r.tick(149_999, &mut e);
         assert!(rows(&mut e).is_empty());
@@ -584,11 +608,11 @@ mod tests {
     fn late_records_wait_for_the_next_emission_point() {
         let mut r = Rollup::new(&RollupConfig::default());
         let mut e = Emitter::default();
-        r.process(&mut vec![flow(60_000, 80, 1)], &mut e);
+        r.add_flows(&[flow(60_000, 80, 1)], &mut e);
         r.tick(150_000, &mut e);
         assert_eq!(rows(&mut e).len(), 1);
         // A late record for the emitted window, ticks every 250 ms: no row until 210 s.
-        r.process(&mut vec![flow(61_000, 80, 2), flow(62_000, 80, 3)], &mut e);
+        r.add_flows(&[flow(61_000, 80, 2), flow(62_000, 80, 3)], &mut e);
         let mut t = 150_250;
         while t < 210_000 {
             r.tick(t, &mut e);
@@ -620,7 +644,7 @@ mod tests {
             protocol: 17,
             ..flow(61_000, 53, 3)
         };
-        r.process(&mut vec![v4, v6, v4, v6], &mut e);
+        r.add_flows(&[v4, v6, v4, v6], &mut e);
         r.flush(&mut e);
         let mut got = rows(&mut e);
         got.sort_by_key(|r| r.dst_port);
@@ -649,13 +673,13 @@ mod tests {
         let mut r = Rollup::new(&RollupConfig::default());
         let mut e = Emitter::default();
         let n = ROWS_PER_MESSAGE * 2 + 5;
-        let mut flows: Vec<_> = (0..n as u32)
+        let flows: Vec<_> = (0..n as u32)
             .map(|i| FlowRecord {
                 src_addr: IpAddr::from(i.to_be_bytes()),
                 ..flow(0, 80, 1)
             })
             .collect();
-        r.process(&mut flows, &mut e);
+        r.add_flows(&flows, &mut e);
         r.flush(&mut e);
         let sizes: Vec<usize> = e.drain().map(|m| m.rows()).collect();
         assert_eq!(sizes, [ROWS_PER_MESSAGE, ROWS_PER_MESSAGE, 5]);
@@ -668,8 +692,8 @@ mod tests {
             ..RollupConfig::default()
         });
         let mut e = Emitter::default();
-        let mut flows: Vec<_> = (0..3).map(|p| flow(0, p, 1)).collect();
-        r.process(&mut flows, &mut e);
+        let flows: Vec<_> = (0..3).map(|p| flow(0, p, 1)).collect();
+        r.add_flows(&flows, &mut e);
         assert_eq!(rows(&mut e).len(), 3);
     }
 }

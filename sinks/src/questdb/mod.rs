@@ -16,17 +16,19 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use metrics::{Counter, Histogram};
-use nmsd_pipeline::SinkMessage;
+use nmsd_pipeline::Batch;
+use nmsd_pipeline::component::{ComponentCounters, Sink, SinkContext, SinkSpec};
 use nmsd_pipeline::heartbeat::Heartbeat;
 use nmsd_pipeline::queue::SinkQueueReceiver;
 use nmsd_pipeline::ring::FullPolicy;
+use nmsd_pipeline::stream::StreamSet;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use questdb::ingress::{Buffer, ProtocolVersion, Sender};
 use serde::Deserialize;
 
 use crate::backoff::Backoff;
-use crate::shutdown::ShutdownSignal;
-use crate::status::SinkStatus;
+use nmsd_pipeline::shutdown::ShutdownSignal;
+use nmsd_pipeline::sink_status::SinkStatus;
 pub use rows::RowWriter;
 pub use schema::TableNames;
 
@@ -51,16 +53,12 @@ impl Partition {
     }
 }
 
-/// `[sinks.questdb]`.
+/// `[sinks.<id>] type = "questdb"`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuestDbConfig {
-    /// Turn the sink off entirely.
-    pub enabled: bool,
     /// `http://host:port` of QuestDB's HTTP server (ILP and `/exec`).
     pub url: String,
-    /// Write every decoded flow to the raw `flows` table (roll-ups are always written).
-    pub raw_flows: bool,
     /// Prefix for table names, e.g. `"lab_"` → `lab_flows`.
     pub table_prefix: String,
     pub flows_table: String,
@@ -69,6 +67,7 @@ pub struct QuestDbConfig {
     pub snmp_device_table: String,
     pub snmp_trap_table: String,
     pub topology_link_table: String,
+    pub events_table: String,
     pub flows_partition: Partition,
     pub rollup_partition: Partition,
     /// Flush a table's buffer at this many rows...
@@ -90,12 +89,6 @@ pub struct QuestDbConfig {
     /// How long stopping may take, from the moment it begins (the collector holds every stage
     /// to it); rows still unwritten then are counted as lost.
     pub shutdown_timeout: HumanDuration,
-    /// User-defined SNMP tables (set by the collector from `[[sources.snmp.modules]]`).
-    #[serde(skip)]
-    pub custom_tables: Vec<nmsd_pipeline::snmp::CustomTableSchema>,
-    /// Flow source names by position (set by the collector): the `source` column.
-    #[serde(skip)]
-    pub source_names: Vec<String>,
 }
 
 /// Default `batch_bytes`. A buffer is checked after each message (up to 4,096 roll-up rows,
@@ -108,9 +101,7 @@ pub const MIN_BATCH_BYTES: u64 = 64 << 10;
 impl Default for QuestDbConfig {
     fn default() -> Self {
         QuestDbConfig {
-            enabled: true,
             url: "http://127.0.0.1:9000".into(),
-            raw_flows: true,
             table_prefix: String::new(),
             flows_table: "flows".into(),
             rollup_table: "flows_1m".into(),
@@ -118,6 +109,7 @@ impl Default for QuestDbConfig {
             snmp_device_table: "snmp_device".into(),
             snmp_trap_table: "snmp_trap".into(),
             topology_link_table: "topology_link".into(),
+            events_table: "events".into(),
             flows_partition: Partition::Hour,
             rollup_partition: Partition::Day,
             batch_rows: 50_000,
@@ -129,8 +121,6 @@ impl Default for QuestDbConfig {
             retry_max: HumanDuration::from_secs(30),
             request_timeout: HumanDuration::from_secs(10),
             shutdown_timeout: HumanDuration::from_secs(10),
-            custom_tables: Vec::new(),
-            source_names: Vec::new(),
         }
     }
 }
@@ -145,6 +135,7 @@ impl QuestDbConfig {
             snmp_device: format!("{p}{}", self.snmp_device_table),
             snmp_trap: format!("{p}{}", self.snmp_trap_table),
             topology_link: format!("{p}{}", self.topology_link_table),
+            events: format!("{p}{}", self.events_table),
         }
     }
 
@@ -228,7 +219,8 @@ impl QuestDbConfig {
                     2 => "snmp_interface_table",
                     3 => "snmp_device_table",
                     4 => "snmp_trap_table",
-                    _ => "topology_link_table",
+                    5 => "topology_link_table",
+                    _ => "events_table",
                 };
                 return Err((
                     key,
@@ -258,6 +250,38 @@ impl QuestDbConfig {
     }
 }
 
+/// What this sink stores: every stream there is a table for.
+const STORES: StreamSet = StreamSet::STORABLE;
+
+impl SinkSpec for QuestDbConfig {
+    fn accepts(&self) -> StreamSet {
+        STORES
+    }
+
+    fn queue(&self) -> (usize, FullPolicy) {
+        (self.queue_capacity, self.queue_full_policy)
+    }
+
+    fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout.get()
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        QuestDbConfig::validate(self).map_err(|m| ("url".to_string(), m))?;
+        self.validate_ranges().map_err(|(k, m)| (k.to_string(), m))
+    }
+
+    fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, String> {
+        Ok(Box::new(QuestDbSink::new(self.clone(), ctx)))
+    }
+}
+
+impl Sink for QuestDbSink {
+    fn run(self: Box<Self>) {
+        QuestDbSink::run(*self);
+    }
+}
+
 /// Metric handles.
 struct SinkMetrics {
     /// Per table in `TableNames::all` order: its label and, for the flow tables, its
@@ -272,8 +296,8 @@ struct SinkMetrics {
 }
 
 impl SinkMetrics {
-    fn new(names: &TableNames) -> Self {
-        let s = "questdb";
+    fn new(names: &TableNames, id: &str) -> Self {
+        let s = id.to_string();
         SinkMetrics {
             written: names
                 .all()
@@ -283,15 +307,15 @@ impl SinkMetrics {
                 .enumerate()
                 .map(|(i, t)| {
                     let flows = i == Table::Flows as usize || i == Table::Rollups as usize;
-                    let c = flows.then(|| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s, "table" => t.clone()));
+                    let c = flows.then(|| metrics::counter!("nmsd_sink_rows_written_total", "sink" => s.clone(), "table" => t.clone()));
                     (t, c)
                 })
                 .collect(),
-            failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "rejected"),
-            failed_encode: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "encode"),
-            failed_shutdown: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s, "reason" => "shutdown"),
-            retries: metrics::counter!("nmsd_sink_retries_total", "sink" => s),
-            flush_seconds: metrics::histogram!("nmsd_sink_flush_duration_seconds", "sink" => s),
+            failed_rejected: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s.clone(), "reason" => "rejected"),
+            failed_encode: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s.clone(), "reason" => "encode"),
+            failed_shutdown: metrics::counter!("nmsd_sink_rows_failed_total", "sink" => s.clone(), "reason" => "shutdown"),
+            retries: metrics::counter!("nmsd_sink_retries_total", "sink" => s.clone()),
+            flush_seconds: metrics::histogram!("nmsd_sink_flush_duration_seconds", "sink" => s.clone()),
             up: metrics::gauge!("nmsd_sink_up", "sink" => s),
         }
     }
@@ -306,9 +330,10 @@ enum Table {
     SnmpDevice = 3,
     SnmpTrap = 4,
     TopologyLink = 5,
+    Events = 6,
     /// All user-defined SNMP tables share one buffer, flushed non-transactionally (DEDUP keys
     /// make a retried flush idempotent).
-    Custom = 6,
+    Custom = 7,
 }
 
 /// One table's pending rows.
@@ -319,6 +344,8 @@ struct TableBuffer {
     /// tables from their first row, so /metrics lists no SNMP series when SNMP is not set up.
     written: Option<Counter>,
     table: String,
+    /// The sink's id, the `sink` label.
+    sink: Arc<str>,
     /// One table per buffer makes every flush one transaction; the shared buffer of the
     /// user-defined tables cannot be.
     transactional: bool,
@@ -335,9 +362,10 @@ impl TableBuffer {
 
     fn count_written(&mut self, rows: u64) {
         let table = &self.table;
+        let sink = &self.sink;
         self.written
             .get_or_insert_with(|| {
-                metrics::counter!("nmsd_sink_rows_written_total", "sink" => "questdb", "table" => table.clone())
+                metrics::counter!("nmsd_sink_rows_written_total", "sink" => sink.to_string(), "table" => table.clone())
             })
             .increment(rows);
     }
@@ -358,10 +386,11 @@ pub struct QuestDbSink {
     last_encode_log: Option<Instant>,
     encode_discards_unlogged: u64,
     /// Messages taken off the queue while waiting for the server during shutdown.
-    stash: Vec<SinkMessage>,
-    /// Interface names from SNMP polling, for roll-up rows.
-    directory:
-        Option<nmsd_pipeline::published::PublishedReader<nmsd_pipeline::enrich::IfDirectory>>,
+    stash: Vec<Batch>,
+    id: Arc<str>,
+    counters: ComponentCounters,
+    /// User-defined SNMP tables of the polling sources upstream.
+    custom_tables: Vec<nmsd_pipeline::snmp::CustomTableSchema>,
     /// Liveness: beats between requests and while backing off, idle while waiting for rows;
     /// a request that hangs stops the beats.
     heartbeat: Arc<Heartbeat>,
@@ -376,45 +405,28 @@ enum FlushError {
 }
 
 impl QuestDbSink {
-    /// `shutdown` is begun by the collector when it starts stopping; the sink then drains its
-    /// queue and gives up on an unreachable server at its deadline.
-    pub fn new(
-        cfg: QuestDbConfig,
-        rx: SinkQueueReceiver,
-        shutdown: Arc<ShutdownSignal>,
-        status: Arc<SinkStatus>,
-    ) -> Self {
+    /// Build the sink from its config and what the topology gives it (queue, shutdown
+    /// signal, status, heartbeat, counters, upstream tables).
+    pub fn new(cfg: QuestDbConfig, ctx: SinkContext) -> Self {
         let names = cfg.table_names();
         QuestDbSink {
             backoff: Backoff::new(cfg.retry_initial.get(), cfg.retry_max.get()),
-            writer: RowWriter::new(names.clone()).with_source_names(cfg.source_names.clone()),
-            metrics: SinkMetrics::new(&names),
+            writer: RowWriter::new(names.clone())
+                .with_source_names(ctx.upstream.flow_source_names.clone()),
+            metrics: SinkMetrics::new(&names, &ctx.id),
             cfg,
-            rx,
-            shutdown,
-            status,
+            rx: ctx.input,
+            shutdown: ctx.shutdown,
+            status: ctx.status,
             last_outage_log: None,
             last_encode_log: None,
             encode_discards_unlogged: 0,
             stash: Vec::new(),
-            directory: None,
-            heartbeat: Heartbeat::new("nmsd-sink-questdb"),
+            id: ctx.id,
+            counters: ctx.counters,
+            custom_tables: ctx.upstream.custom_tables,
+            heartbeat: ctx.heartbeat,
         }
-    }
-
-    /// Add interface names from SNMP polling to roll-up rows.
-    pub fn with_directory(
-        mut self,
-        reader: nmsd_pipeline::published::PublishedReader<nmsd_pipeline::enrich::IfDirectory>,
-    ) -> Self {
-        self.directory = Some(reader);
-        self
-    }
-
-    /// Report liveness to `heartbeat` (see [`nmsd_pipeline::heartbeat`]).
-    pub fn with_heartbeat(mut self, heartbeat: Arc<Heartbeat>) -> Self {
-        self.heartbeat = heartbeat;
-        self
     }
 
     fn sender(&self) -> Result<Sender, String> {
@@ -443,6 +455,7 @@ impl QuestDbSink {
                 // Keep draining so workers never block on a dead sink.
                 self.heartbeat.idle();
                 for m in self.rx.iter() {
+                    self.counters.received(m.rows() as u64);
                     self.rejected(m.rows() as u64);
                 }
                 return;
@@ -463,10 +476,12 @@ impl QuestDbSink {
                 oldest: None,
                 written: c.clone(),
                 table: table.clone(),
+                sink: self.id.clone(),
                 transactional: i != Table::Custom as usize,
             })
             .collect();
         for m in std::mem::take(&mut self.stash) {
+            self.counters.received(m.rows() as u64);
             self.append(m, &mut tables);
         }
         let interval = self.cfg.batch_interval.get();
@@ -483,6 +498,7 @@ impl QuestDbSink {
             self.heartbeat.beat();
             let closed = matches!(msg, Err(RecvTimeoutError::Disconnected));
             if let Ok(m) = msg {
+                self.counters.received(m.rows() as u64);
                 self.append(m, &mut tables);
             }
             for t in tables.iter_mut() {
@@ -515,65 +531,66 @@ impl QuestDbSink {
         );
     }
 
-    fn append(&mut self, m: SinkMessage, tables: &mut [TableBuffer]) {
+    fn append(&mut self, m: Batch, tables: &mut [TableBuffer]) {
         let w = &mut self.writer;
+        let kind = m.kind().name();
         let (i, discarded) = match &m {
-            SinkMessage::Flows(recs) => (
+            Batch::Flows(r) => (
                 Table::Flows,
-                write_rows(&mut tables[Table::Flows as usize].buf, recs, |b, f| {
+                write_rows(&mut tables[Table::Flows as usize].buf, r, |b, f| {
                     w.flow(b, f)
                 }),
             ),
-            SinkMessage::Rollups(rows) => {
-                // One atomic load per batch; names change at most once per SNMP poll.
-                let dir = self.directory.as_mut().and_then(|r| r.get());
-                (
-                    Table::Rollups,
-                    write_rows(&mut tables[Table::Rollups as usize].buf, rows, |b, r| {
-                        w.rollup(b, r, dir)
-                    }),
-                )
-            }
-            SinkMessage::SnmpInterfaces(rows) => (
+            Batch::Rollups(r) => (
+                Table::Rollups,
+                write_rows(&mut tables[Table::Rollups as usize].buf, r, |b, x| {
+                    w.rollup(b, x)
+                }),
+            ),
+            Batch::SnmpInterfaces(r) => (
                 Table::SnmpInterface,
-                write_rows(
-                    &mut tables[Table::SnmpInterface as usize].buf,
-                    rows,
-                    |b, r| w.snmp_interface(b, r),
-                ),
+                write_rows(&mut tables[Table::SnmpInterface as usize].buf, r, |b, x| {
+                    w.snmp_interface(b, x)
+                }),
             ),
-            SinkMessage::SnmpDevices(rows) => (
+            Batch::SnmpDevices(r) => (
                 Table::SnmpDevice,
-                write_rows(&mut tables[Table::SnmpDevice as usize].buf, rows, |b, r| {
-                    w.snmp_device(b, r)
+                write_rows(&mut tables[Table::SnmpDevice as usize].buf, r, |b, x| {
+                    w.snmp_device(b, x)
                 }),
             ),
-            SinkMessage::SnmpTraps(rows) => (
+            Batch::Traps(r) => (
                 Table::SnmpTrap,
-                write_rows(&mut tables[Table::SnmpTrap as usize].buf, rows, |b, r| {
-                    w.snmp_trap(b, r)
+                write_rows(&mut tables[Table::SnmpTrap as usize].buf, r, |b, x| {
+                    w.snmp_trap(b, x)
                 }),
             ),
-            SinkMessage::TopologyLinks(rows) => (
+            Batch::TopologyLinks(r) => (
                 Table::TopologyLink,
-                write_rows(
-                    &mut tables[Table::TopologyLink as usize].buf,
-                    rows,
-                    |b, r| w.topology_link(b, r),
-                ),
+                write_rows(&mut tables[Table::TopologyLink as usize].buf, r, |b, x| {
+                    w.topology_link(b, x)
+                }),
             ),
-            SinkMessage::SnmpCustom(rows) => {
+            Batch::Events(r) => (
+                Table::Events,
+                write_rows(&mut tables[Table::Events as usize].buf, r, |b, x| {
+                    w.event(b, x)
+                }),
+            ),
+            Batch::SnmpCustom(r) => {
                 let prefix = &self.cfg.table_prefix;
                 (
                     Table::Custom,
-                    write_rows(&mut tables[Table::Custom as usize].buf, rows, |b, r| {
-                        w.snmp_custom(b, prefix, r)
+                    write_rows(&mut tables[Table::Custom as usize].buf, r, |b, x| {
+                        w.snmp_custom(b, prefix, x)
                     }),
                 )
             }
+            // Internal to the global stage; the topology never routes it to a sink.
+            Batch::FlowView(_) => return,
         };
         if let Some((n, e)) = discarded {
-            self.discard_unencodable(m.kind(), n, &e);
+            self.discard_unencodable(kind, n, &e);
         }
         let t = &mut tables[i as usize];
         if t.oldest.is_none() && t.rows() > 0 {
@@ -584,6 +601,7 @@ impl QuestDbSink {
     /// Count rows that could not be encoded; log the first and then at most every 30 s.
     fn discard_unencodable(&mut self, kind: &str, n: u64, e: &questdb::Error) {
         self.metrics.failed_encode.increment(n);
+        self.counters.discarded("encode", n);
         // Counted as refused rows in the ledger, so shutdown does not report them as lost.
         self.status.add_rejected(n);
         let why = format!("{n} {kind} row(s) could not be encoded and were discarded: {e}");
@@ -620,6 +638,7 @@ impl QuestDbSink {
                     t.oldest = None;
                     t.count_written(rows);
                     self.status.add_rows(rows);
+                    self.counters.sent(rows);
                     self.mark_up();
                     return true;
                 }
@@ -637,6 +656,7 @@ impl QuestDbSink {
                     return true;
                 }
                 Err(FlushError::Transient(e)) => {
+                    self.counters.error();
                     self.mark_down(&e);
                     if self.gave_up() {
                         tracing::error!(
@@ -708,7 +728,7 @@ impl QuestDbSink {
             self.cfg.flows_partition,
             self.cfg.rollup_partition,
         );
-        for t in &self.cfg.custom_tables {
+        for t in &self.custom_tables {
             ddl.push(schema::custom_ddl(
                 &self.cfg.table_prefix,
                 t,
@@ -797,12 +817,14 @@ impl QuestDbSink {
     /// Rows the server refused, or that could not be encoded.
     fn rejected(&self, rows: u64) {
         self.metrics.failed_rejected.increment(rows);
+        self.counters.discarded("rejected", rows);
         self.status.add_rejected(rows);
     }
 
     /// Rows given up on at shutdown.
     fn lost(&self, rows: u64) {
         self.metrics.failed_shutdown.increment(rows);
+        self.counters.discarded("shutdown", rows);
         self.status.add_lost(rows);
     }
 
@@ -814,6 +836,7 @@ impl QuestDbSink {
         {
             rows += m.rows() as u64;
         }
+        self.counters.received(rows);
         self.lost(rows);
         if rows > 0 {
             tracing::error!(

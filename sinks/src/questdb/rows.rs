@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use nmsd_pipeline::enrich::IfDirectory;
+use nmsd_pipeline::event::{Event, FieldValue};
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
 use nmsd_pipeline::snmp::{CustomRow, CustomValue, DeviceRow, InterfaceRow, LinkRow, TrapRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
@@ -88,21 +88,17 @@ impl RowWriter {
             .at(TimestampMicros::new(micros(f.end_ms)))
     }
 
-    /// Append one roll-up row; `dir` adds interface names where SNMP polling knows them.
-    pub fn rollup(
-        &mut self,
-        buf: &mut Buffer,
-        r: &RollupRow,
-        dir: Option<&IfDirectory>,
-    ) -> questdb::Result<()> {
+    /// Append one roll-up row, with the interface names an `interface_names` processor
+    /// upstream added.
+    pub fn rollup(&mut self, buf: &mut Buffer, r: &RollupRow) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.rollup);
         let exporter = Self::exporter_str(&mut self.exporter_cache, r.exporter);
         buf.table(table)?.symbol(c("exporter"), exporter)?;
         if let Some(n) = self.source_names.get(r.source as usize) {
             buf.symbol(c("source"), n)?;
         }
-        let in_if = dir.and_then(|d| d.get(r.exporter, r.in_if));
-        let out_if = dir.and_then(|d| d.get(r.exporter, r.out_if));
+        let in_if = r.in_if_info.as_deref();
+        let out_if = r.out_if_info.as_deref();
         // Symbols come before the other columns in ILP.
         if let Some(n) = in_if.and_then(|i| i.name.as_deref()) {
             buf.symbol(c("in_if_name"), n)?;
@@ -281,6 +277,37 @@ impl RowWriter {
             .column_i64(c("varbinds"), r.varbinds as i64)?
             .column_i64(c("interfaces"), r.interfaces as i64)?
             .at(TimestampMicros::new(micros(r.ts_ms)))
+    }
+
+    /// Append one event; its labels and fields become JSON objects.
+    pub fn event(&mut self, buf: &mut Buffer, e: &Event) -> questdb::Result<()> {
+        let table = TableName::new_unchecked(&self.names.events);
+        let labels: serde_json::Map<String, serde_json::Value> = e
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
+            .collect();
+        let fields: serde_json::Map<String, serde_json::Value> = e
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    FieldValue::Number(n) => serde_json::Value::from(*n),
+                    FieldValue::Integer(i) => serde_json::Value::from(*i),
+                    FieldValue::Text(t) => serde_json::Value::from(t.as_str()),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        buf.table(table)?
+            .symbol(c("kind"), &*e.kind)?
+            .symbol(c("severity"), e.severity.name())?
+            .symbol(c("component"), &*e.component)?
+            .column_str(c("subject"), e.subject.as_str())?
+            .column_str(c("message"), e.message.as_str())?
+            .column_str(c("labels"), serde_json::Value::Object(labels).to_string())?
+            .column_str(c("fields"), serde_json::Value::Object(fields).to_string())?
+            .at(TimestampMicros::new(micros(e.ts_ms)))
     }
 }
 

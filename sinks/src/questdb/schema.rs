@@ -17,11 +17,12 @@ pub struct TableNames {
     pub snmp_device: String,
     pub snmp_trap: String,
     pub topology_link: String,
+    pub events: String,
 }
 
 impl TableNames {
     /// Every table, in the sink's buffer order.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.flows,
             &self.rollup,
@@ -29,6 +30,7 @@ impl TableNames {
             &self.snmp_device,
             &self.snmp_trap,
             &self.topology_link,
+            &self.events,
         ]
     }
 }
@@ -152,6 +154,16 @@ pub fn ddl(
              ) TIMESTAMP(ts) PARTITION BY MONTH WAL \
              DEDUP UPSERT KEYS(ts, protocol, local_device, local_port)",
             names.topology_link
+        ),
+        // Events (alerts, incidents) of any kind: labels and fields as JSON objects, since
+        // each kind has its own. No natural key, so no DEDUP.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\
+             ts TIMESTAMP, kind SYMBOL CAPACITY 1024 CACHE, severity SYMBOL CAPACITY 8 CACHE, \
+             component SYMBOL CAPACITY 256 CACHE, subject VARCHAR, message VARCHAR, \
+             labels VARCHAR, fields VARCHAR\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL",
+            names.events
         ),
     ]
 }
@@ -303,6 +315,7 @@ mod tests {
             snmp_interface: "lab_snmp_interface".into(),
             snmp_device: "lab_snmp_device".into(),
             snmp_trap: "lab_snmp_trap".into(),
+            events: "lab_events".into(),
             topology_link: "lab_topology_link".into(),
         };
         let d = ddl(&names, Partition::Hour, Partition::Day);

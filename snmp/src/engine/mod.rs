@@ -10,7 +10,10 @@
 pub mod cdp;
 pub mod plan;
 pub mod prom;
+mod status;
 pub mod walk;
+
+pub use status::{DeviceStatus, ErrorStatus, IfGauges, StatusBoard, TAG_PREFIX};
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -40,6 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::rates::{self, Counter, DeviceRates, IfSample, Raw};
 use plan::{Credentials, DeviceSpec, Plan};
+use status::PollSummary;
 use walk::{IfRowBuild, IfTable, Walk, WalkError};
 
 /// What a finished poll produced.
@@ -61,61 +65,6 @@ pub struct EngineShared {
     pub directory: Option<Arc<Published<IfDirectory>>>,
     pub topology: Arc<Mutex<crate::topology::TopologySnapshot>>,
 }
-
-/// What a tag's QuestDB column name starts with (`site` → `tag_site`).
-pub const TAG_PREFIX: &str = "tag_";
-
-/// Health of one device, as `/api/v1/devices` shows it.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct DeviceStatus {
-    pub name: String,
-    pub address: String,
-    pub version: &'static str,
-    /// Operator tags from config.
-    pub tags: BTreeMap<String, String>,
-    pub state: &'static str,
-    pub last_success_ms: Option<u64>,
-    pub consecutive_failures: u32,
-    pub last_error: Option<ErrorStatus>,
-    pub rtt_ms_last: Option<f64>,
-    pub rtt_ms_ewma: Option<f64>,
-    pub poll_ms: Option<u32>,
-    pub polls_ok: u64,
-    pub polls_failed: u64,
-    pub polls_overrun: u64,
-    pub requests: u64,
-    pub timeouts: u64,
-    pub sys_name: Option<String>,
-    pub sys_uptime_ticks: Option<u32>,
-    pub engine_id: Option<String>,
-    pub engine_boots: Option<u32>,
-    pub interfaces: u32,
-    /// Latest rates per interface, kept only for devices with `prometheus = true`.
-    #[serde(skip)]
-    pub gauges: Vec<IfGauges>,
-}
-
-/// One interface's latest values, for /metrics.
-#[derive(Clone, Debug, Default)]
-pub struct IfGauges {
-    pub if_index: u32,
-    pub if_name: Option<Arc<str>>,
-    pub in_bps: Option<f64>,
-    pub out_bps: Option<f64>,
-    pub in_util: Option<f64>,
-    pub out_util: Option<f64>,
-    pub oper_up: Option<bool>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ErrorStatus {
-    pub at_ms: u64,
-    pub kind: &'static str,
-    pub message: String,
-}
-
-/// Shared, read by the control plane; written once per finished poll.
-pub type StatusBoard = Arc<Mutex<Vec<DeviceStatus>>>;
 
 /// Commands to a running engine.
 #[derive(Debug)]
@@ -437,21 +386,7 @@ impl Engine {
             .into_iter()
             .map(|spec| Device {
                 phase: phase_of(&spec.name, spec.interval),
-                status: DeviceStatus {
-                    name: spec.name.to_string(),
-                    address: spec.addr.to_string(),
-                    version: spec.credentials.version_label(),
-                    tags: spec
-                        .tags
-                        .iter()
-                        .map(|(k, v)| {
-                            let k = k.strip_prefix(TAG_PREFIX).unwrap_or(k);
-                            (k.to_string(), v.to_string())
-                        })
-                        .collect(),
-                    state: "new",
-                    ..DeviceStatus::default()
-                },
+                status: DeviceStatus::new_device(&spec),
                 spec,
                 v3: None,
                 poll: None,
@@ -1634,58 +1569,27 @@ impl Engine {
             && poll.error.as_ref().is_some_and(|(k, _)| {
                 matches!(*k, "timeout" | "discovery_timeout" | "poll_timeout")
             });
-        let st = &mut dev.status;
-        log_transition(&dev.spec.name, st, poll.error.as_ref());
+        dev.status.record_poll(
+            &dev.spec.name,
+            &PollSummary {
+                error: poll.error.as_ref(),
+                poll_ms,
+                rtt_ms,
+                sys_name: poll.sys.name.as_deref(),
+                sys_uptime_ticks: poll.sys.uptime,
+                interfaces: &interfaces,
+                gauges: (dev.spec.prometheus && walks_ok).then_some(interfaces.as_slice()),
+                engine_boots: dev.v3.as_ref().map(|s| s.boots),
+            },
+            now_ms,
+        );
         if ok {
-            st.state = "up";
-            st.last_success_ms = Some(now_ms);
-            st.consecutive_failures = 0;
-            st.polls_ok += 1;
             self.metrics.polls_ok.increment(1);
         } else {
-            st.consecutive_failures += 1;
-            st.polls_failed += 1;
-            st.state = if st.consecutive_failures >= 3 {
-                "down"
-            } else {
-                "failing"
-            };
             self.metrics.polls_failed.increment(1);
-            if let Some((kind, msg)) = &poll.error {
-                st.last_error = Some(ErrorStatus {
-                    at_ms: now_ms,
-                    kind,
-                    message: msg.clone(),
-                });
+            if let Some((kind, _)) = &poll.error {
                 metrics::counter!("nmsd_snmp_device_errors_total", "kind" => *kind).increment(1);
             }
-        }
-        st.poll_ms = Some(poll_ms);
-        if let Some(r) = rtt_ms {
-            st.rtt_ms_last = Some(r);
-            st.rtt_ms_ewma = Some(st.rtt_ms_ewma.map_or(r, |e| 0.8 * e + 0.2 * r));
-        }
-        if poll.sys.name.is_some() {
-            st.sys_name = poll.sys.name.clone();
-        }
-        st.sys_uptime_ticks = poll.sys.uptime.or(st.sys_uptime_ticks);
-        st.interfaces = interfaces.len() as u32;
-        if dev.spec.prometheus && walks_ok {
-            st.gauges = interfaces
-                .iter()
-                .map(|r| IfGauges {
-                    if_index: r.if_index,
-                    if_name: r.if_name.clone(),
-                    in_bps: r.in_bps,
-                    out_bps: r.out_bps,
-                    in_util: r.in_util,
-                    out_util: r.out_util,
-                    oper_up: r.oper_status.map(|s| s == 1),
-                })
-                .collect();
-        }
-        if let Some(s) = &dev.v3 {
-            st.engine_boots = Some(s.boots);
         }
         self.metrics
             .poll_seconds
@@ -1814,37 +1718,6 @@ fn build_custom_rows(
 
 /// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's
 /// 32-bit ones (NUcast standing in for multicast, broadcast unknown).
-/// Tell the journal when a device changes state (before `st` is updated with this poll): its
-/// first answer, its first failure and the reason, the reason changing, going down (the
-/// third failure in a row) and coming back. One line per change, never one per poll, so a
-/// dead device or a wrong password is visible without flooding the log.
-fn log_transition(device: &str, st: &DeviceStatus, error: Option<&(&'static str, String)>) {
-    let was = st.state;
-    let failures = st.consecutive_failures;
-    match error {
-        None if was == "new" => tracing::info!(device, "SNMP device answering"),
-        None if failures > 0 => tracing::info!(
-            device,
-            failed_polls = failures,
-            "SNMP device answering again"
-        ),
-        None => {}
-        Some((kind, message)) => {
-            let same_kind = st.last_error.as_ref().is_some_and(|e| e.kind == *kind);
-            if failures == 0 || !same_kind {
-                tracing::warn!(device, kind, "SNMP device failing: {message}");
-            } else if failures + 1 == 3 {
-                tracing::warn!(
-                    device,
-                    kind,
-                    "SNMP device down (3 failed polls in a row; a device that does not answer \
-                     is probed with one request per interval): {message}"
-                );
-            }
-        }
-    }
-}
-
 fn if_sample(r: &IfRowBuild, device_uptime: Option<u32>) -> IfSample {
     let mut c = [None; rates::COUNTERS];
     if r.has_hc() {

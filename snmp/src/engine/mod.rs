@@ -10,14 +10,13 @@
 pub mod cdp;
 pub mod plan;
 pub mod prom;
+mod schedule;
 mod status;
 pub mod walk;
 
 pub use status::{DeviceStatus, ErrorStatus, IfGauges, StatusBoard, TAG_PREFIX};
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::rates::{self, Counter, DeviceRates, IfSample, Raw};
 use plan::{Credentials, DeviceSpec, Plan};
+use schedule::{Timer, Timers};
 use status::PollSummary;
 use walk::{IfRowBuild, IfTable, Walk, WalkError};
 
@@ -74,8 +74,6 @@ pub enum Command {
 
 /// Most varbinds asked per GETBULK response (net-snmp's cap is 100).
 const MAX_VARBINDS: u32 = 100;
-/// Upper bound on a poll, whatever the interval.
-const MAX_POLL_TIME: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum JobKind {
@@ -269,18 +267,6 @@ struct Outstanding {
     generation: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// Start a poll of this device.
-    PollDue(usize),
-    /// A request's attempt ran out of time.
-    Deadline { id: i32, attempt: u32 },
-    /// A poll ran out of time.
-    PollDeadline { device: usize, generation: u64 },
-    /// Rebuild and publish the interface directory (changes are batched, at most once a second).
-    PublishDirectory,
-}
-
 /// Metric handles.
 struct EngineMetrics {
     requests: metrics::Counter,
@@ -331,7 +317,7 @@ pub struct Engine {
     sock6: Option<UdpSocket>,
     outstanding: FxHashMap<i32, Outstanding>,
     next_id: i32,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: Timers,
     waiting: VecDeque<usize>,
     wbuf: BackWriter,
     scratch: Vec<u8>,
@@ -344,13 +330,6 @@ pub struct Engine {
     topology: crate::topology::Topology,
     topology_board: Arc<Mutex<crate::topology::TopologySnapshot>>,
     custom: Arc<Vec<plan::CustomModule>>,
-}
-
-fn phase_of(name: &str, interval: Duration) -> Duration {
-    let mut h = rustc_hash::FxHasher::default();
-    name.hash(&mut h);
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
 }
 
 impl Engine {
@@ -385,7 +364,7 @@ impl Engine {
             .devices
             .into_iter()
             .map(|spec| Device {
-                phase: phase_of(&spec.name, spec.interval),
+                phase: schedule::phase_of(&spec.name, spec.interval),
                 status: DeviceStatus::new_device(&spec),
                 spec,
                 v3: None,
@@ -416,7 +395,7 @@ impl Engine {
             sock6,
             outstanding: FxHashMap::default(),
             next_id: (seed as i32 & 0x3FFF_FFFF).max(1),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             waiting: VecDeque::new(),
             wbuf: BackWriter::with_capacity(1500),
             scratch: Vec::with_capacity(1500),
@@ -447,8 +426,7 @@ impl Engine {
         loop {
             let next = self
                 .timers
-                .peek()
-                .map(|Reverse((t, _))| *t)
+                .next_at()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -490,11 +468,7 @@ impl Engine {
 
     fn fire_timers(&mut self) {
         let now = Instant::now();
-        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::PollDue(d) => self.on_poll_due(d, now),
                 Timer::Deadline { id, attempt } => self.on_deadline(id, attempt),
@@ -506,26 +480,14 @@ impl Engine {
         }
     }
 
-    /// Schedule a device's next poll: its next wall-clock slot (phase + k × interval) after the
-    /// slot just taken. Slots advance from the previous one rather than from the clock, so a
-    /// timer firing a hair early can never schedule the same slot twice.
+    /// Schedule a device's next poll (see [`schedule::next_slot_ms`]).
     fn schedule_next(&mut self, d: usize, now: Instant) {
         let dev = &mut self.devices[d];
-        let interval = dev.spec.interval.as_millis().max(1) as u64;
         let wall = unix_ms();
-        if dev.next_slot_ms == 0 {
-            let phase = dev.phase.as_millis() as u64;
-            let base = wall - wall % interval + phase;
-            dev.next_slot_ms = if base > wall { base } else { base + interval };
-        } else {
-            dev.next_slot_ms += interval;
-            // After a stall, skip the slots already missed.
-            while dev.next_slot_ms + interval <= wall {
-                dev.next_slot_ms += interval;
-            }
-        }
+        dev.next_slot_ms =
+            schedule::next_slot_ms(dev.next_slot_ms, dev.spec.interval, dev.phase, wall);
         let at = now + Duration::from_millis(dev.next_slot_ms.saturating_sub(wall));
-        self.timers.push(Reverse((at, Timer::PollDue(d))));
+        self.timers.push(at, Timer::PollDue(d));
     }
 
     fn on_poll_due(&mut self, d: usize, now: Instant) {
@@ -611,15 +573,15 @@ impl Engine {
             custom_scalars: BTreeMap::new(),
             custom_rows: BTreeMap::new(),
         });
-        let limit = dev.spec.interval.min(MAX_POLL_TIME);
+        let limit = schedule::poll_time_limit(dev.spec.interval);
         let generation = dev.poll_generation;
-        self.timers.push(Reverse((
+        self.timers.push(
             now + limit,
             Timer::PollDeadline {
                 device: d,
                 generation,
             },
-        )));
+        );
         self.pump(d);
     }
 
@@ -721,7 +683,7 @@ impl Engine {
         );
         self.metrics.in_flight.set(self.outstanding.len() as f64);
         self.timers
-            .push(Reverse((now + timeout, Timer::Deadline { id, attempt })));
+            .push(now + timeout, Timer::Deadline { id, attempt });
     }
 
     fn encode(&mut self, d: usize, job: usize, id: i32) -> Result<(), String> {
@@ -808,11 +770,9 @@ impl Engine {
         let d = o.device;
         self.metrics.timeouts.increment(1);
         self.devices[d].status.timeouts += 1;
-        let retries = match self.devices[d].poll.as_ref() {
-            // A probe is one request: the device already failed a whole poll.
-            Some(p) if p.probing() => 0,
-            _ => self.devices[d].spec.retries,
-        };
+        // A probe is one request: the device already failed a whole poll.
+        let probing = self.devices[d].poll.as_ref().is_some_and(Poll::probing);
+        let retries = schedule::retries_for(probing, self.devices[d].spec.retries);
         if let Some(p) = self.devices[d].poll.as_mut() {
             p.timeouts += 1;
         }
@@ -1556,19 +1516,15 @@ impl Engine {
                 dev.if_info = info;
                 if self.directory.is_some() && !self.directory_dirty {
                     self.directory_dirty = true;
-                    self.timers.push(Reverse((
+                    self.timers.push(
                         Instant::now() + Duration::from_secs(1),
                         Timer::PublishDirectory,
-                    )));
+                    );
                 }
             }
         }
         let ok = poll.error.is_none();
-        dev.unreachable = !ok
-            && !poll.answered()
-            && poll.error.as_ref().is_some_and(|(k, _)| {
-                matches!(*k, "timeout" | "discovery_timeout" | "poll_timeout")
-            });
+        dev.unreachable = schedule::unreachable_after(poll.error.as_ref(), poll.answered());
         dev.status.record_poll(
             &dev.spec.name,
             &PollSummary {

@@ -10,6 +10,7 @@
 pub mod cdp;
 pub mod plan;
 pub mod prom;
+mod rows;
 mod schedule;
 mod status;
 pub mod walk;
@@ -40,8 +41,9 @@ use rustc_hash::FxHashMap;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::rates::{self, Counter, DeviceRates, IfSample, Raw};
+use crate::rates::DeviceRates;
 use plan::{Credentials, DeviceSpec, Plan};
+use rows::{CustomBaselines, CustomPolled, custom_cell};
 use schedule::{Timer, Timers};
 use status::PollSummary;
 use walk::{IfRowBuild, IfTable, Walk, WalkError};
@@ -134,10 +136,8 @@ struct Poll {
     lldp: LldpBuild,
     /// CISCO-CDP-MIB cdpCacheTable rows.
     cdp: cdp::CdpCache,
-    /// User-defined scalars by module, in config order.
-    custom_scalars: BTreeMap<u16, Vec<Option<CustomCell>>>,
-    /// User-defined table rows by (module, table), then row index.
-    custom_rows: BTreeMap<(u16, u16), CustomTableRows>,
+    /// What the user-defined modules' requests collected.
+    custom: CustomPolled,
 }
 
 impl Poll {
@@ -149,47 +149,6 @@ impl Poll {
     /// Still probing: nothing answered yet in a poll of a device that did not answer.
     fn probing(&self) -> bool {
         self.probe && !self.answered()
-    }
-}
-
-/// Rows of one user-defined table: row index → cells in column order.
-type CustomTableRows = BTreeMap<Vec<u32>, Vec<Option<CustomCell>>>;
-
-/// (module, table or u16::MAX for scalars, row index, column) of a user-defined counter.
-type CustomKey = (u16, u16, Vec<u32>, u16);
-
-/// A polled user-defined value, before rates.
-#[derive(Clone, Debug, PartialEq)]
-enum CustomCell {
-    Num(f64),
-    Raw(u64),
-    Text(String),
-}
-
-fn custom_cell(kind: nmsd_pipeline::snmp::CustomKind, v: &Value<'_>) -> Option<CustomCell> {
-    use nmsd_pipeline::snmp::CustomKind;
-    match kind {
-        CustomKind::Label => match v {
-            Value::ObjectId(o) => Some(CustomCell::Text(o.to_string())),
-            Value::IpAddress(a) => Some(CustomCell::Text(format!(
-                "{}.{}.{}.{}",
-                a[0], a[1], a[2], a[3]
-            ))),
-            Value::Integer(i) => Some(CustomCell::Text(i.to_string())),
-            other => other.as_text().map(|t| CustomCell::Text(t.into_owned())),
-        },
-        CustomKind::Counter => v.as_u64().map(CustomCell::Raw),
-        CustomKind::Gauge => match v {
-            Value::Integer(i) => Some(CustomCell::Num(*i as f64)),
-            // Many MIBs put numbers in DisplayStrings ("12.5").
-            Value::OctetString(b) => std::str::from_utf8(b)
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-                .map(CustomCell::Num),
-            other => other.as_u64().map(|x| CustomCell::Num(x as f64)),
-        },
     }
 }
 
@@ -251,7 +210,7 @@ struct Device {
     /// Interface names, aliases and speeds from the last interfaces poll, for flow enrichment.
     if_info: BTreeMap<u32, IfInfo>,
     /// Last raw value and agent time of each user-defined counter, for rates.
-    custom_last: FxHashMap<CustomKey, (u64, u32)>,
+    custom_last: CustomBaselines,
     /// Queued for a global in-flight slot.
     waiting: bool,
     /// Its last poll got no answer at all: the next one starts with a single probe.
@@ -374,7 +333,7 @@ impl Engine {
                 poll_generation: 0,
                 next_slot_ms: 0,
                 if_info: BTreeMap::new(),
-                custom_last: FxHashMap::default(),
+                custom_last: CustomBaselines::default(),
                 waiting: false,
                 unreachable: false,
             })
@@ -570,8 +529,7 @@ impl Engine {
             probe: dev.unreachable,
             lldp: LldpBuild::default(),
             cdp: cdp::CdpCache::default(),
-            custom_scalars: BTreeMap::new(),
-            custom_rows: BTreeMap::new(),
+            custom: CustomPolled::default(),
         });
         let limit = schedule::poll_time_limit(dev.spec.interval);
         let generation = dev.poll_generation;
@@ -1169,7 +1127,7 @@ impl Engine {
                             cells[i] = custom_cell(m.scalars[i].kind, &v);
                         }
                     }
-                    poll.custom_scalars.insert(mi, cells);
+                    poll.custom.scalars.insert(mi, cells);
                 }
                 self.complete_job(d, o.job);
             }
@@ -1194,7 +1152,7 @@ impl Engine {
                     sys,
                     lldp,
                     cdp,
-                    custom_rows,
+                    custom: custom_polled,
                     ..
                 } = poll;
                 let custom = &self.custom;
@@ -1224,7 +1182,7 @@ impl Engine {
                             .and_then(|m| m.tables.get(ti as usize))
                             .map(|t| t.columns.iter().map(|c| c.kind).collect::<Vec<_>>())
                             .unwrap_or_default();
-                        let table = custom_rows.entry((mi, ti)).or_default();
+                        let table = custom_polled.tables.entry((mi, ti)).or_default();
                         w.absorb_cells(p.varbinds(), |col, idx, v, _| {
                             let Some(kind) = cols.get(col as usize) else {
                                 return;
@@ -1343,49 +1301,21 @@ impl Engine {
             .all(|j| j.state == JobState::Done);
         let mut interfaces = Vec::new();
         if walks_ok && dev.spec.modules.interfaces {
-            if !poll.rows.is_empty() && poll.rows.values().all(|r| !r.has_hc()) {
+            if rows::lacks_hc(&poll.rows) {
                 // No HC counters: poll ifTable's 32-bit ones from now on.
                 dev.c32 = true;
             }
-            let boots = dev.v3.as_ref().map(|s| s.boots);
-            let note = poll
-                .sys
-                .uptime
-                .map(|u| dev.rates.begin_poll(u, boots))
-                .unwrap_or(Some(rates::RateNote::First));
-            dev.rates.retain(|i| poll.rows.contains_key(&i));
-            for (&if_index, r) in &poll.rows {
-                let sample = if_sample(r, poll.sys.uptime);
-                let rr = dev.rates.interface(note, if_index, &sample);
-                if rr.dropped > 0
-                    && let Some(n) = rr.note
-                {
-                    metrics::counter!("nmsd_snmp_rate_dropped_total", "reason" => n.label())
-                        .increment(rr.dropped as u64);
-                }
-                interfaces.push(InterfaceRow {
+            interfaces = rows::interface_rows(
+                &mut dev.rates,
+                &poll.rows,
+                poll.sys.uptime,
+                dev.v3.as_ref().map(|s| s.boots),
+                &rows::RowKey {
+                    device: &dev.spec.name,
+                    tags: &dev.spec.tags,
                     ts_ms: poll.slot_ms,
-                    device: dev.spec.name.clone(),
-                    tags: dev.spec.tags.clone(),
-                    if_index,
-                    if_name: r.name.clone(),
-                    if_alias: r.alias.clone(),
-                    if_descr: r.descr.clone(),
-                    if_type: r.if_type,
-                    speed_mbps: rates::speed_bps(r.high_speed, r.speed).map(|b| b / 1_000_000),
-                    admin_status: r.admin,
-                    oper_status: r.oper,
-                    counter_bits: if r.has_hc() { 64 } else { 32 },
-                    counters: sample.counters.map(|c| c.map(Raw::value)),
-                    interval_s: rr.interval_s,
-                    in_bps: rr.in_bps,
-                    out_bps: rr.out_bps,
-                    in_util: rr.in_util,
-                    out_util: rr.out_util,
-                    per_second: rr.per_second,
-                    rate_note: rr.note.map(|n| n.label()),
-                });
-            }
+                },
+            );
         }
         let lldp_ok = dev.spec.modules.lldp
             && poll
@@ -1406,7 +1336,13 @@ impl Engine {
                 .iter()
                 .filter(|j| j.kind == JobKind::Walk(IfTable::CdpCache))
                 .all(|j| j.state == JobState::Done);
-        let custom_rows = build_custom_rows(&self.custom, dev, &poll);
+        let custom_rows = dev.custom_last.rows(
+            &self.custom,
+            &poll.custom,
+            poll.sys.uptime,
+            &dev.spec.name,
+            poll.slot_ms,
+        );
         let mut links = Vec::new();
         if lldp_ok || cdp_ok {
             if let Some(name) = poll.sys.name.as_deref() {
@@ -1497,21 +1433,7 @@ impl Engine {
             *t = self.topology.snapshot();
         }
         if walks_ok && dev.spec.modules.interfaces && !dev.spec.flow_exporters.is_empty() {
-            let info: BTreeMap<u32, IfInfo> = poll
-                .rows
-                .iter()
-                .map(|(i, r)| {
-                    (
-                        *i,
-                        IfInfo {
-                            name: r.name.clone().or_else(|| r.descr.clone()),
-                            alias: r.alias.clone().filter(|a| !a.is_empty()),
-                            speed_mbps: rates::speed_bps(r.high_speed, r.speed)
-                                .map(|b| b / 1_000_000),
-                        },
-                    )
-                })
-                .collect();
+            let info = rows::if_info(&poll.rows);
             if info != dev.if_info {
                 dev.if_info = info;
                 if self.directory.is_some() && !self.directory_dirty {
@@ -1589,125 +1511,6 @@ impl Job {
             walk,
             resynced: false,
         }
-    }
-}
-
-/// Rows of the user-defined modules of a finished poll, with counter rates against the
-/// previous poll (agent time; none on the first poll, after a restart or a counter going back).
-fn build_custom_rows(
-    modules: &[plan::CustomModule],
-    dev: &mut Device,
-    poll: &Poll,
-) -> Vec<nmsd_pipeline::snmp::CustomRow> {
-    use nmsd_pipeline::snmp::{CustomRow, CustomValue};
-    let uptime = poll.sys.uptime;
-    let mut out = Vec::new();
-    let mut convert = |key: CustomKey, cell: &CustomCell| -> CustomValue {
-        match cell {
-            CustomCell::Num(x) => CustomValue::Gauge(*x),
-            CustomCell::Text(t) => CustomValue::Label(t.clone()),
-            CustomCell::Raw(raw) => {
-                let rate = match (uptime, dev.custom_last.get(&key)) {
-                    (Some(now), Some(&(prev, then))) if now > then && *raw >= prev => {
-                        Some((*raw - prev) as f64 / ((now - then) as f64 / 100.0))
-                    }
-                    _ => None,
-                };
-                if let Some(u) = uptime {
-                    dev.custom_last.insert(key, (*raw, u));
-                }
-                CustomValue::Counter { raw: *raw, rate }
-            }
-        }
-    };
-    for (&mi, cells) in &poll.custom_scalars {
-        let Some(m) = modules.get(mi as usize) else {
-            continue;
-        };
-        let values = m
-            .scalars
-            .iter()
-            .zip(cells)
-            .enumerate()
-            .filter_map(|(ci, (c, cell))| {
-                let v = convert((mi, u16::MAX, Vec::new(), ci as u16), cell.as_ref()?);
-                Some((c.name.clone(), v))
-            })
-            .collect();
-        out.push(CustomRow {
-            table: m.scalar_table.clone(),
-            ts_ms: poll.slot_ms,
-            device: dev.spec.name.clone(),
-            idx: None,
-            values,
-        });
-    }
-    for (&(mi, ti), rows) in &poll.custom_rows {
-        let Some(t) = modules
-            .get(mi as usize)
-            .and_then(|m| m.tables.get(ti as usize))
-        else {
-            continue;
-        };
-        for (idx, cells) in rows {
-            let values = t
-                .columns
-                .iter()
-                .zip(cells)
-                .enumerate()
-                .filter_map(|(ci, (c, cell))| {
-                    let v = convert((mi, ti, idx.clone(), ci as u16), cell.as_ref()?);
-                    Some((c.name.clone(), v))
-                })
-                .collect();
-            out.push(CustomRow {
-                table: t.table.clone(),
-                ts_ms: poll.slot_ms,
-                device: dev.spec.name.clone(),
-                idx: Some(idx.iter().map(u32::to_string).collect::<Vec<_>>().join(".")),
-                values,
-            });
-        }
-    }
-    out
-}
-
-/// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's
-/// 32-bit ones (NUcast standing in for multicast, broadcast unknown).
-fn if_sample(r: &IfRowBuild, device_uptime: Option<u32>) -> IfSample {
-    let mut c = [None; rates::COUNTERS];
-    if r.has_hc() {
-        c[Counter::InOctets as usize] = r.hc[0].map(Raw::C64);
-        c[Counter::InUcastPkts as usize] = r.hc[1].map(Raw::C64);
-        c[Counter::InMulticastPkts as usize] = r.hc[2].map(Raw::C64);
-        c[Counter::InBroadcastPkts as usize] = r.hc[3].map(Raw::C64);
-        c[Counter::OutOctets as usize] = r.hc[4].map(Raw::C64);
-        c[Counter::OutUcastPkts as usize] = r.hc[5].map(Raw::C64);
-        c[Counter::OutMulticastPkts as usize] = r.hc[6].map(Raw::C64);
-        c[Counter::OutBroadcastPkts as usize] = r.hc[7].map(Raw::C64);
-    } else {
-        c[Counter::InOctets as usize] = r.in_octets32.map(Raw::C32);
-        c[Counter::InUcastPkts as usize] = r.in_ucast32.map(Raw::C32);
-        c[Counter::InMulticastPkts as usize] = r.in_nucast32.map(Raw::C32);
-        c[Counter::OutOctets as usize] = r.out_octets32.map(Raw::C32);
-        c[Counter::OutUcastPkts as usize] = r.out_ucast32.map(Raw::C32);
-        c[Counter::OutMulticastPkts as usize] = r.out_nucast32.map(Raw::C32);
-    }
-    c[Counter::InErrors as usize] = r.in_errors.map(Raw::C32);
-    c[Counter::OutErrors as usize] = r.out_errors.map(Raw::C32);
-    c[Counter::InDiscards as usize] = r.in_discards.map(Raw::C32);
-    c[Counter::OutDiscards as usize] = r.out_discards.map(Raw::C32);
-    IfSample {
-        uptime_ticks: r.counters_uptime.or(device_uptime).unwrap_or(0),
-        discontinuity_ticks: r.discontinuity,
-        identity: r
-            .name
-            .as_deref()
-            .or(r.descr.as_deref())
-            .unwrap_or_default()
-            .to_string(),
-        speed_bps: rates::speed_bps(r.high_speed, r.speed),
-        counters: c,
     }
 }
 

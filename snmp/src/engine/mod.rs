@@ -8,6 +8,7 @@
 //! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
 
 pub mod cdp;
+mod lldp;
 pub mod plan;
 pub mod prom;
 mod rows;
@@ -42,6 +43,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::rates::DeviceRates;
+use lldp::LldpBuild;
 use plan::{Credentials, DeviceSpec, Plan};
 use rows::{CustomBaselines, CustomPolled, custom_cell};
 use schedule::{Timer, Timers};
@@ -149,34 +151,6 @@ impl Poll {
     /// Still probing: nothing answered yet in a poll of a device that did not answer.
     fn probing(&self) -> bool {
         self.probe && !self.answered()
-    }
-}
-
-/// LLDP-MIB data of one poll.
-#[derive(Debug, Default)]
-struct LldpBuild {
-    chassis_id: Option<String>,
-    sys_name: Option<String>,
-    /// lldpLocPortNum → (PortIdSubtype, PortId, PortDesc).
-    ports: BTreeMap<u32, (i64, String, String)>,
-    /// (lldpRemLocalPortNum, lldpRemIndex) → columns 4..9.
-    remotes: BTreeMap<(u32, u32), [Option<String>; 6]>,
-}
-
-/// LLDP identifiers as text: printable strings as they are, anything else as hex bytes
-/// (chassis and port IDs are often MAC addresses).
-pub(crate) fn lldp_text(v: &Value<'_>) -> Option<String> {
-    match v {
-        Value::OctetString(b) => Some(match std::str::from_utf8(b) {
-            Ok(t) if !t.is_empty() && t.chars().all(|c| !c.is_control()) => t.to_string(),
-            _ => b
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-        }),
-        Value::Integer(i) => Some(i.to_string()),
-        _ => None,
     }
 }
 
@@ -1133,15 +1107,7 @@ impl Engine {
             }
             JobKind::LldpLocal => {
                 for (oid, v) in p.varbinds().flatten() {
-                    match oid.as_bytes().last() {
-                        Some(0) if oid.as_bytes().ends_with(&[3, 2, 0]) => {
-                            poll.lldp.chassis_id = lldp_text(&v)
-                        }
-                        Some(0) if oid.as_bytes().ends_with(&[3, 3, 0]) => {
-                            poll.lldp.sys_name = v.as_text().map(|t| t.into_owned())
-                        }
-                        _ => {}
-                    }
+                    poll.lldp.local(oid, &v);
                 }
                 self.complete_job(d, o.job);
             }
@@ -1162,19 +1128,7 @@ impl Engine {
                 let absorbed = match table {
                     IfTable::If | IfTable::IfX => w.absorb(p.varbinds(), rows),
                     IfTable::LldpLocPort => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                        let Some(&port) = idx.first() else { return };
-                        let e = lldp.ports.entry(port).or_default();
-                        match col {
-                            2 => {
-                                e.0 = match v {
-                                    Value::Integer(i) => *i,
-                                    _ => 0,
-                                }
-                            }
-                            3 => e.1 = lldp_text(v).unwrap_or_default(),
-                            4 => e.2 = v.as_text().map(|t| t.into_owned()).unwrap_or_default(),
-                            _ => {}
-                        }
+                        lldp.local_port_cell(col, idx, v)
                     }),
                     IfTable::Custom(mi, ti) => {
                         let cols = custom
@@ -1196,20 +1150,9 @@ impl Engine {
                     IfTable::CdpCache => {
                         w.absorb_cells(p.varbinds(), |col, idx, v, _| cdp.cell(col, idx, v))
                     }
-                    IfTable::LldpRem => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                        // Index: TimeMark.LocalPortNum.RemIndex; TimeMark is not identity.
-                        let (Some(&port), Some(&rem)) = (idx.get(1), idx.get(2)) else {
-                            return;
-                        };
-                        if let Some(slot) = (col as usize).checked_sub(4).filter(|i| *i < 6) {
-                            let text = if col == 8 || col == 9 {
-                                v.as_text().map(|t| t.into_owned())
-                            } else {
-                                lldp_text(v)
-                            };
-                            lldp.remotes.entry((port, rem)).or_default()[slot] = text;
-                        }
-                    }),
+                    IfTable::LldpRem => {
+                        w.absorb_cells(p.varbinds(), |col, idx, v, _| lldp.remote_cell(col, idx, v))
+                    }
                 };
                 match absorbed {
                     Ok(uptime) => {
@@ -1366,59 +1309,7 @@ impl Engine {
             }
         }
         if lldp_ok {
-            // ifName, then ifDescr → ifIndex.
-            let mut by_name: BTreeMap<&str, u32> = BTreeMap::new();
-            for (i, r) in &poll.rows {
-                for label in [r.descr.as_deref(), r.name.as_deref()]
-                    .into_iter()
-                    .flatten()
-                {
-                    if !label.is_empty() {
-                        by_name.insert(label, *i);
-                    }
-                }
-            }
-            // lldpLocPortNum is not an ifIndex: name the port by its PortId when that is an
-            // interface name (subtype 5), by its description when that names an interface
-            // (Junos' locally assigned PortIds (7) are numbers, its descriptions names), else
-            // by a locally assigned PortId, else its description, else the number.
-            let port_name = |num: u32| -> String {
-                match poll.lldp.ports.get(&num) {
-                    Some((5, id, _)) if !id.is_empty() => id.clone(),
-                    Some((_, _, descr)) if by_name.contains_key(descr.as_str()) => descr.clone(),
-                    Some((7, id, _)) if !id.is_empty() => id.clone(),
-                    Some((_, _, descr)) if !descr.is_empty() => descr.clone(),
-                    _ => num.to_string(),
-                }
-            };
-            let mut view = crate::topology::LldpView {
-                chassis_id: poll.lldp.chassis_id.clone(),
-                sys_name: poll.lldp.sys_name.clone(),
-                neighbours: BTreeMap::new(),
-                ports: poll
-                    .lldp
-                    .ports
-                    .iter()
-                    .filter(|(_, (_, id, _))| !id.is_empty())
-                    .map(|(num, (_, id, _))| (id.clone(), port_name(*num)))
-                    .collect(),
-            };
-            for ((port, _), cols) in &poll.lldp.remotes {
-                let port_name = port_name(*port);
-                let [_, chassis, _, port_id, port_descr, sys_name] = cols.clone();
-                view.neighbours.insert(
-                    port_name.clone(),
-                    crate::topology::Neighbour {
-                        local_if_index: by_name.get(port_name.as_str()).copied(),
-                        chassis_id: chassis.unwrap_or_default(),
-                        port_id: port_id.unwrap_or_default(),
-                        port_descr: port_descr.unwrap_or_default(),
-                        sys_name: sys_name.unwrap_or_default(),
-                        address: None,
-                        platform: String::new(),
-                    },
-                );
-            }
+            let view = poll.lldp.view(&poll.rows);
             links = self.topology.observe(&dev.spec.name, view, now_ms);
         }
         if cdp_ok {

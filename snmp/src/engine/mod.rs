@@ -10,10 +10,13 @@
 pub mod cdp;
 mod lldp;
 pub mod plan;
+mod poll;
 pub mod prom;
 mod rows;
 mod schedule;
 mod status;
+#[cfg(test)]
+mod testutil;
 pub mod walk;
 
 pub use status::{DeviceStatus, ErrorStatus, IfGauges, StatusBoard, TAG_PREFIX};
@@ -43,12 +46,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::rates::DeviceRates;
-use lldp::LldpBuild;
 use plan::{Credentials, DeviceSpec, Plan};
-use rows::{CustomBaselines, CustomPolled, custom_cell};
+use poll::{Absorbed, JobKind, JobState, Poll};
+use rows::CustomBaselines;
 use schedule::{Timer, Timers};
 use status::PollSummary;
-use walk::{IfRowBuild, IfTable, Walk, WalkError};
 
 /// What a finished poll produced.
 #[derive(Clone, Debug)]
@@ -78,81 +80,6 @@ pub enum Command {
 
 /// Most varbinds asked per GETBULK response (net-snmp's cap is 100).
 const MAX_VARBINDS: u32 = 100;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobKind {
-    Discover,
-    System,
-    Walk(IfTable),
-    /// GET of lldpLocChassisId.0 and lldpLocSysName.0.
-    LldpLocal,
-    /// GET of a user-defined module's scalars.
-    CustomGet(u16),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-#[derive(Debug)]
-struct Job {
-    kind: JobKind,
-    state: JobState,
-    walk: Option<Walk>,
-    /// A notInTimeWindow resend already happened for the current request.
-    resynced: bool,
-}
-
-#[derive(Debug, Default)]
-struct SysInfo {
-    descr: Option<String>,
-    object_id: Option<String>,
-    uptime: Option<u32>,
-    contact: Option<String>,
-    name: Option<String>,
-    location: Option<String>,
-}
-
-#[derive(Debug)]
-struct Poll {
-    slot_ms: u64,
-    started: Instant,
-    jobs: Vec<Job>,
-    in_flight: u32,
-    sys: SysInfo,
-    rows: BTreeMap<u32, IfRowBuild>,
-    requests: u32,
-    timeouts: u32,
-    varbinds: u32,
-    rtt_sum: Duration,
-    rtt_n: u32,
-    error: Option<(&'static str, String)>,
-    generation: u64,
-    /// The device did not answer its last poll: send one request, without retries, until
-    /// something answers (then the poll goes on as usual).
-    probe: bool,
-    lldp: LldpBuild,
-    /// CISCO-CDP-MIB cdpCacheTable rows.
-    cdp: cdp::CdpCache,
-    /// What the user-defined modules' requests collected.
-    custom: CustomPolled,
-}
-
-impl Poll {
-    /// Anything in this poll was answered.
-    fn answered(&self) -> bool {
-        self.rtt_n > 0 || self.jobs.iter().any(|j| j.state == JobState::Done)
-    }
-
-    /// Still probing: nothing answered yet in a poll of a device that did not answer.
-    fn probing(&self) -> bool {
-        self.probe && !self.answered()
-    }
-}
 
 #[derive(Debug)]
 struct V3State {
@@ -434,77 +361,15 @@ impl Engine {
         }
         let dev = &mut self.devices[d];
         dev.poll_generation += 1;
-        let mut jobs = Vec::new();
-        let is_v3 = matches!(dev.spec.credentials, Credentials::V3 { .. });
-        if is_v3 && dev.v3.is_none() {
-            jobs.push(Job::new(JobKind::Discover, None));
-        }
-        if dev.spec.modules.system {
-            jobs.push(Job::new(JobKind::System, None));
-        }
-        for &mi in &dev.spec.custom {
-            let Some(m) = self.custom.get(mi) else {
-                continue;
-            };
-            if !m.scalars.is_empty() {
-                jobs.push(Job::new(JobKind::CustomGet(mi as u16), None));
-            }
-            for (ti, t) in m.tables.iter().enumerate() {
-                let table = IfTable::Custom(mi as u16, ti as u16);
-                let bases: Vec<Oid> = t.columns.iter().map(|c| c.oid.clone()).collect();
-                jobs.push(Job::new(
-                    JobKind::Walk(table),
-                    Some(Walk::columns(table, &bases)),
-                ));
-            }
-        }
-        if dev.spec.modules.lldp {
-            jobs.push(Job::new(JobKind::LldpLocal, None));
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::LldpLocPort),
-                Some(Walk::new(IfTable::LldpLocPort, false)),
-            ));
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::LldpRem),
-                Some(Walk::new(IfTable::LldpRem, false)),
-            ));
-        }
-        if dev.spec.modules.cdp {
-            // Agents without CISCO-CDP-MIB end this walk at once, silently.
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::CdpCache),
-                Some(Walk::new(IfTable::CdpCache, false)),
-            ));
-        }
-        if dev.spec.modules.interfaces {
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::If),
-                Some(Walk::new(IfTable::If, dev.c32)),
-            ));
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::IfX),
-                Some(Walk::new(IfTable::IfX, false)),
-            ));
-        }
-        dev.poll = Some(Poll {
+        let discover = matches!(dev.spec.credentials, Credentials::V3 { .. }) && dev.v3.is_none();
+        let jobs = poll::jobs_for(&dev.spec, &self.custom, discover, dev.c32);
+        dev.poll = Some(Poll::new(
             slot_ms,
-            started: now,
+            now,
             jobs,
-            in_flight: 0,
-            sys: SysInfo::default(),
-            rows: BTreeMap::new(),
-            requests: 0,
-            timeouts: 0,
-            varbinds: 0,
-            rtt_sum: Duration::ZERO,
-            rtt_n: 0,
-            error: None,
-            generation: dev.poll_generation,
-            probe: dev.unreachable,
-            lldp: LldpBuild::default(),
-            cdp: cdp::CdpCache::default(),
-            custom: CustomPolled::default(),
-        });
+            dev.poll_generation,
+            dev.unreachable,
+        ));
         let limit = schedule::poll_time_limit(dev.spec.interval);
         let generation = dev.poll_generation;
         self.timers.push(
@@ -1037,146 +902,23 @@ impl Engine {
         let n = p.varbinds().count() as u32;
         poll.varbinds += n;
         self.metrics.varbinds.increment(n as u64);
-        if p.error_status != error_status::NO_ERROR {
-            let job = &mut poll.jobs[o.job];
-            match (job.walk.as_mut(), p.error_status) {
-                // tooBig at the smallest request, or noSuchName (v1 semantics): end the walk.
-                (Some(w), error_status::TOO_BIG | error_status::NO_SUCH_NAME) => {
-                    w.abandon();
-                    self.complete_job(d, o.job);
-                }
-                _ => {
-                    let msg = format!(
-                        "agent returned {} ({}) for varbind {}",
-                        error_status::name(p.error_status),
-                        p.error_status,
-                        p.error_index
-                    );
-                    self.fail_job(d, o.job, "agent_error", msg);
-                    self.release(d);
-                }
+        let absorbed = if p.error_status != error_status::NO_ERROR {
+            poll.agent_error(o.job, p)
+        } else {
+            poll.absorb(o.job, p, &self.custom)
+        };
+        match absorbed {
+            Absorbed::Done => self.complete_job(d, o.job),
+            Absorbed::NextPage => {
+                // Next page of the same walk, under a fresh id.
+                let id = self.alloc_id();
+                self.send(d, o.job, id, 0);
             }
-            return;
-        }
-        let kind = poll.jobs[o.job].kind;
-        match kind {
-            JobKind::Discover => self.complete_job(d, o.job),
-            JobKind::System => {
-                for (oid, v) in p.varbinds().flatten() {
-                    let arcs: Vec<u32> = oid.arcs().collect();
-                    let s = &mut poll.sys;
-                    match arcs.as_slice() {
-                        [1, 3, 6, 1, 2, 1, 1, 1, 0] => {
-                            s.descr = v.as_text().map(|t| t.into_owned())
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 2, 0] => {
-                            s.object_id = match v {
-                                Value::ObjectId(o) => Some(o.to_string()),
-                                _ => None,
-                            }
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 3, 0] => {
-                            s.uptime = match v {
-                                Value::TimeTicks(t) => Some(t),
-                                _ => None,
-                            }
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 4, 0] => {
-                            s.contact = v.as_text().map(|t| t.into_owned())
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 5, 0] => s.name = v.as_text().map(|t| t.into_owned()),
-                        [1, 3, 6, 1, 2, 1, 1, 6, 0] => {
-                            s.location = v.as_text().map(|t| t.into_owned())
-                        }
-                        _ => {}
-                    }
-                }
-                self.complete_job(d, o.job);
+            Absorbed::Failed(kind, message) => {
+                self.fail_job(d, o.job, kind, message);
+                self.release(d);
             }
-            JobKind::CustomGet(mi) => {
-                if let Some(m) = self.custom.get(mi as usize) {
-                    let mut cells = vec![None; m.scalars.len()];
-                    for (oid, v) in p.varbinds().flatten() {
-                        if let Some(i) = m.scalars.iter().position(|c| c.oid.as_ref() == oid) {
-                            cells[i] = custom_cell(m.scalars[i].kind, &v);
-                        }
-                    }
-                    poll.custom.scalars.insert(mi, cells);
-                }
-                self.complete_job(d, o.job);
-            }
-            JobKind::LldpLocal => {
-                for (oid, v) in p.varbinds().flatten() {
-                    poll.lldp.local(oid, &v);
-                }
-                self.complete_job(d, o.job);
-            }
-            JobKind::Walk(table) => {
-                let Poll {
-                    jobs,
-                    rows,
-                    sys,
-                    lldp,
-                    cdp,
-                    custom: custom_polled,
-                    ..
-                } = poll;
-                let custom = &self.custom;
-                let Some(w) = jobs[o.job].walk.as_mut() else {
-                    return;
-                };
-                let absorbed = match table {
-                    IfTable::If | IfTable::IfX => w.absorb(p.varbinds(), rows),
-                    IfTable::LldpLocPort => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                        lldp.local_port_cell(col, idx, v)
-                    }),
-                    IfTable::Custom(mi, ti) => {
-                        let cols = custom
-                            .get(mi as usize)
-                            .and_then(|m| m.tables.get(ti as usize))
-                            .map(|t| t.columns.iter().map(|c| c.kind).collect::<Vec<_>>())
-                            .unwrap_or_default();
-                        let table = custom_polled.tables.entry((mi, ti)).or_default();
-                        w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                            let Some(kind) = cols.get(col as usize) else {
-                                return;
-                            };
-                            let row = table
-                                .entry(idx.to_vec())
-                                .or_insert_with(|| vec![None; cols.len()]);
-                            row[col as usize] = custom_cell(*kind, v);
-                        })
-                    }
-                    IfTable::CdpCache => {
-                        w.absorb_cells(p.varbinds(), |col, idx, v, _| cdp.cell(col, idx, v))
-                    }
-                    IfTable::LldpRem => {
-                        w.absorb_cells(p.varbinds(), |col, idx, v, _| lldp.remote_cell(col, idx, v))
-                    }
-                };
-                match absorbed {
-                    Ok(uptime) => {
-                        if sys.uptime.is_none() {
-                            sys.uptime = uptime;
-                        }
-                        if w.is_done() {
-                            self.complete_job(d, o.job);
-                        } else {
-                            // Next page of the same walk, under a fresh id.
-                            let id = self.alloc_id();
-                            self.send(d, o.job, id, 0);
-                        }
-                    }
-                    Err(WalkError::TooManyRows) => {
-                        self.fail_job(d, o.job, "walk", "table longer than 100,000 rows".into());
-                        self.release(d);
-                    }
-                    Err(WalkError::Decode(e)) => {
-                        self.fail_job(d, o.job, "decode", format!("undecodable response: {e}"));
-                        self.release(d);
-                    }
-                }
-            }
+            Absorbed::Ignored => {}
         }
     }
 
@@ -1193,11 +935,7 @@ impl Engine {
 
     /// Finish the poll once no job is pending or running.
     fn maybe_finish(&mut self, d: usize) {
-        let done = self.devices[d].poll.as_ref().is_some_and(|p| {
-            p.jobs
-                .iter()
-                .all(|j| matches!(j.state, JobState::Done | JobState::Failed))
-        });
+        let done = self.devices[d].poll.as_ref().is_some_and(Poll::is_over);
         if !done {
             return;
         }
@@ -1237,11 +975,7 @@ impl Engine {
             (poll.rtt_n > 0).then(|| poll.rtt_sum.as_secs_f64() * 1000.0 / poll.rtt_n as f64);
         // The interface rows need both IF-MIB walks; topology and user-defined walks have their
         // own checks below.
-        let walks_ok = poll
-            .jobs
-            .iter()
-            .filter(|j| matches!(j.kind, JobKind::Walk(IfTable::If | IfTable::IfX)))
-            .all(|j| j.state == JobState::Done);
+        let walks_ok = poll.if_walks_ok();
         let mut interfaces = Vec::new();
         if walks_ok && dev.spec.modules.interfaces {
             if rows::lacks_hc(&poll.rows) {
@@ -1260,25 +994,8 @@ impl Engine {
                 },
             );
         }
-        let lldp_ok = dev.spec.modules.lldp
-            && poll
-                .jobs
-                .iter()
-                .filter(|j| {
-                    matches!(
-                        j.kind,
-                        JobKind::LldpLocal
-                            | JobKind::Walk(IfTable::LldpLocPort)
-                            | JobKind::Walk(IfTable::LldpRem)
-                    )
-                })
-                .all(|j| j.state == JobState::Done);
-        let cdp_ok = dev.spec.modules.cdp
-            && poll
-                .jobs
-                .iter()
-                .filter(|j| j.kind == JobKind::Walk(IfTable::CdpCache))
-                .all(|j| j.state == JobState::Done);
+        let lldp_ok = dev.spec.modules.lldp && poll.lldp_ok();
+        let cdp_ok = dev.spec.modules.cdp && poll.cdp_ok();
         let custom_rows = dev.custom_last.rows(
             &self.custom,
             &poll.custom,
@@ -1390,17 +1107,6 @@ impl Engine {
             interfaces,
             links,
             custom: custom_rows,
-        }
-    }
-}
-
-impl Job {
-    fn new(kind: JobKind, walk: Option<Walk>) -> Self {
-        Job {
-            kind,
-            state: JobState::Pending,
-            walk,
-            resynced: false,
         }
     }
 }

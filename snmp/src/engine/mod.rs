@@ -17,6 +17,7 @@ mod schedule;
 mod status;
 #[cfg(test)]
 mod testutil;
+mod transport;
 pub mod walk;
 
 pub use status::{DeviceStatus, ErrorStatus, IfGauges, StatusBoard, TAG_PREFIX};
@@ -26,23 +27,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nmsd_parsers::snmp::ber::BackWriter;
 use nmsd_parsers::snmp::hex;
-use nmsd_parsers::snmp::pdu::{
-    self, AnyPdu, Message, Pdu, PduHeader, encode_community_message, error_status,
-};
-use nmsd_parsers::snmp::usm::LocalKeys;
+use nmsd_parsers::snmp::pdu::{self, AnyPdu, Message, Pdu, error_status};
 use nmsd_parsers::snmp::v3::{
-    self, ReportKind, ScopedData, V3Message, V3Params, classify_report, decode_decrypted,
-    decode_scoped,
+    ReportKind, ScopedData, V3Message, classify_report, decode_decrypted, decode_scoped,
 };
-use nmsd_parsers::snmp::{Oid, PduKind, Value, Version};
+use nmsd_parsers::snmp::{PduKind, Version};
 use nmsd_pipeline::clock::unix_ms;
 use nmsd_pipeline::enrich::{IfDirectory, IfInfo};
 use nmsd_pipeline::published::Published;
 use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
 use rustc_hash::FxHashMap;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::rates::DeviceRates;
@@ -51,6 +46,7 @@ use poll::{Absorbed, JobKind, JobState, Poll};
 use rows::CustomBaselines;
 use schedule::{Timer, Timers};
 use status::PollSummary;
+use transport::{Encoder, Sockets, V3State};
 
 /// What a finished poll produced.
 #[derive(Clone, Debug)]
@@ -76,25 +72,6 @@ pub struct EngineShared {
 #[derive(Debug)]
 pub enum Command {
     Stop,
-}
-
-/// Most varbinds asked per GETBULK response (net-snmp's cap is 100).
-const MAX_VARBINDS: u32 = 100;
-
-#[derive(Debug)]
-struct V3State {
-    engine_id: Vec<u8>,
-    boots: u32,
-    time: u32,
-    synced: Instant,
-    keys: Option<LocalKeys>,
-}
-
-impl V3State {
-    fn time_now(&self) -> u32 {
-        self.time
-            .saturating_add(self.synced.elapsed().as_secs().min(u32::MAX as u64) as u32)
-    }
 }
 
 struct Device {
@@ -173,15 +150,12 @@ impl EngineMetrics {
 pub struct Engine {
     devices: Vec<Device>,
     max_in_flight: usize,
-    sock4: Option<UdpSocket>,
-    sock6: Option<UdpSocket>,
+    sockets: Sockets,
     outstanding: FxHashMap<i32, Outstanding>,
     next_id: i32,
     timers: Timers,
     waiting: VecDeque<usize>,
-    wbuf: BackWriter,
-    scratch: Vec<u8>,
-    salt: u64,
+    encoder: Encoder,
     output: Box<dyn FnMut(PollOutput) + Send>,
     board: StatusBoard,
     metrics: EngineMetrics,
@@ -210,16 +184,7 @@ impl Engine {
         let custom = Arc::new(plan.custom);
         let need4 = plan.devices.iter().any(|d| d.addr.is_ipv4());
         let need6 = plan.devices.iter().any(|d| d.addr.is_ipv6());
-        let sock4 = if need4 {
-            Some(UdpSocket::bind(bind4).await?)
-        } else {
-            None
-        };
-        let sock6 = if need6 {
-            Some(UdpSocket::bind(bind6).await?)
-        } else {
-            None
-        };
+        let sockets = Sockets::bind(need4.then_some(bind4), need6.then_some(bind6)).await?;
         let devices: Vec<Device> = plan
             .devices
             .into_iter()
@@ -251,15 +216,12 @@ impl Engine {
         Ok(Engine {
             devices,
             max_in_flight: plan.max_in_flight.max(1),
-            sock4,
-            sock6,
+            sockets,
             outstanding: FxHashMap::default(),
-            next_id: (seed as i32 & 0x3FFF_FFFF).max(1),
+            next_id: transport::first_request_id(seed),
             timers: Timers::default(),
             waiting: VecDeque::new(),
-            wbuf: BackWriter::with_capacity(1500),
-            scratch: Vec::with_capacity(1500),
-            salt: seed,
+            encoder: Encoder::new(seed),
             output,
             board,
             metrics: EngineMetrics::new(),
@@ -273,7 +235,7 @@ impl Engine {
 
     /// The local address of the IPv4 polling socket (tests use it).
     pub fn local_addr4(&self) -> Option<SocketAddr> {
-        self.sock4.as_ref().and_then(|s| s.local_addr().ok())
+        self.sockets.local_addr4()
     }
 
     /// Poll until told to stop.
@@ -292,12 +254,12 @@ impl Engine {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Stop) | None => break,
                 },
-                r = readable(self.sock4.as_ref()) => {
+                r = self.sockets.readable(false) => {
                     if r.is_ok() {
                         self.drain(false, &mut rbuf);
                     }
                 }
-                r = readable(self.sock6.as_ref()) => {
+                r = self.sockets.readable(true) => {
                     if r.is_ok() {
                         self.drain(true, &mut rbuf);
                     }
@@ -310,19 +272,11 @@ impl Engine {
     /// Receive everything queued (bounded, so timers still run under a flood).
     fn drain(&mut self, v6: bool, rbuf: &mut [u8]) {
         for _ in 0..256 {
-            let sock = if v6 {
-                self.sock6.as_ref()
-            } else {
-                self.sock4.as_ref()
+            let Some((n, from)) = self.sockets.try_recv(v6, rbuf) else {
+                return;
             };
-            let Some(sock) = sock else { return };
-            match sock.try_recv_from(rbuf) {
-                Ok((n, from)) => {
-                    let data = rbuf[..n].to_vec();
-                    self.on_datagram(&data, from);
-                }
-                Err(_) => return,
-            }
+            let data = rbuf[..n].to_vec();
+            self.on_datagram(&data, from);
         }
     }
 
@@ -424,23 +378,21 @@ impl Engine {
     }
 
     fn alloc_id(&mut self) -> i32 {
-        loop {
-            self.next_id = if self.next_id >= 0x3FFF_FFFF {
-                1
-            } else {
-                self.next_id + 1
-            };
-            if !self.outstanding.contains_key(&self.next_id) {
-                return self.next_id;
-            }
-        }
+        self.next_id =
+            transport::next_request_id(self.next_id, |id| self.outstanding.contains_key(&id));
+        self.next_id
     }
 
     /// Encode and send the current request of a job under `id`.
     fn send(&mut self, d: usize, job: usize, id: i32, attempt: u32) {
         let now = Instant::now();
-        let encoded = self.encode(d, job, id);
         let dev = &mut self.devices[d];
+        let encoded = match dev.poll.as_ref().and_then(|p| p.jobs.get(job)) {
+            Some(j) => self
+                .encoder
+                .encode(&dev.spec, dev.v3.as_ref(), j, &self.custom, id, now),
+            None => Err("no poll".into()),
+        };
         let Some(poll) = dev.poll.as_mut() else {
             return;
         };
@@ -455,12 +407,7 @@ impl Engine {
         dev.status.requests += 1;
         let addr = dev.spec.addr;
         let timeout = dev.spec.timeout;
-        let sock = if addr.is_ipv6() {
-            self.sock6.as_ref()
-        } else {
-            self.sock4.as_ref()
-        };
-        let sent = sock.map(|s| s.try_send_to(self.wbuf.as_bytes(), addr));
+        let sent = self.sockets.try_send(self.encoder.bytes(), addr);
         if let Some(Err(e)) = &sent {
             // Not fatal: the deadline will retry; note why.
             if let Some(p) = self.devices[d].poll.as_mut() {
@@ -481,80 +428,6 @@ impl Engine {
         self.metrics.in_flight.set(self.outstanding.len() as f64);
         self.timers
             .push(now + timeout, Timer::Deadline { id, attempt });
-    }
-
-    fn encode(&mut self, d: usize, job: usize, id: i32) -> Result<(), String> {
-        let dev = &self.devices[d];
-        let Some(poll) = dev.poll.as_ref() else {
-            return Err("no poll".into());
-        };
-        let j = &poll.jobs[job];
-        let uptime = walk::sys_uptime_oid();
-        let sys: Vec<Oid> = [1u32, 2, 3, 4, 5, 6]
-            .iter()
-            .filter_map(|c| Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 1, *c, 0]).ok())
-            .collect();
-        let (header, oids): (PduHeader, Vec<Oid>) = match (j.kind, &j.walk) {
-            (JobKind::Discover, _) => {
-                v3::encode_discovery(&mut self.wbuf, id, id);
-                return Ok(());
-            }
-            (JobKind::System, _) => (PduHeader::new(PduKind::Get, id), sys),
-            (JobKind::CustomGet(mi), _) => (
-                PduHeader::new(PduKind::Get, id),
-                self.custom
-                    .get(mi as usize)
-                    .map(|m| m.scalars.iter().map(|c| c.oid.clone()).collect())
-                    .unwrap_or_default(),
-            ),
-            (JobKind::LldpLocal, _) => (
-                PduHeader::new(PduKind::Get, id),
-                [2u32, 3]
-                    .iter()
-                    .filter_map(|c| Oid::from_arcs(&[1, 0, 8802, 1, 1, 2, 1, 3, *c, 0]).ok())
-                    .collect(),
-            ),
-            (JobKind::Walk(_), Some(w)) => {
-                let (cols, reps) = w.next_request(dev.spec.max_repetitions, MAX_VARBINDS);
-                let mut oids = vec![uptime];
-                oids.extend(cols);
-                (PduHeader::bulk(id, 1, reps as i64), oids)
-            }
-            (JobKind::Walk(_), None) => return Err("walk without state".into()),
-        };
-        let vbs: Vec<_> = oids.iter().map(|o| (o.as_ref(), Value::Null)).collect();
-        match &dev.spec.credentials {
-            Credentials::V2c { community } => {
-                encode_community_message(&mut self.wbuf, Version::V2c, community, &header, &vbs);
-                Ok(())
-            }
-            Credentials::V3 { user, .. } => {
-                let Some(v3s) = dev.v3.as_ref() else {
-                    return Err("v3 request before discovery".into());
-                };
-                self.salt = self.salt.wrapping_add(1);
-                let p = V3Params {
-                    msg_id: id,
-                    reportable: true,
-                    engine_id: &v3s.engine_id,
-                    engine_boots: v3s.boots,
-                    engine_time: v3s.time_now(),
-                    user,
-                    context_engine_id: &v3s.engine_id,
-                    context_name: b"",
-                };
-                v3::encode_v3(
-                    &mut self.wbuf,
-                    &mut self.scratch,
-                    &p,
-                    v3s.keys.as_ref(),
-                    self.salt,
-                    &header,
-                    &vbs,
-                )
-                .map_err(|e| e.to_string())
-            }
-        }
     }
 
     fn on_deadline(&mut self, id: i32, attempt: u32) {
@@ -701,10 +574,7 @@ impl Engine {
             return None;
         };
         let expected = self.devices[o.device].spec.addr;
-        if expected != from
-            && !(expected.ip().to_canonical() == from.ip().to_canonical()
-                && expected.port() == from.port())
-        {
+        if !transport::from_device(expected, from) {
             self.metrics.dropped_source.increment(1);
             return None;
         }
@@ -801,9 +671,7 @@ impl Engine {
                 dev.rates.reset();
             }
             if let Some(s) = dev.v3.as_mut() {
-                s.boots = m.engine_boots;
-                s.time = m.engine_time;
-                s.synced = Instant::now();
+                s.sync(m.engine_boots, m.engine_time, Instant::now());
             }
         }
         self.on_response(o, &p);
@@ -843,9 +711,7 @@ impl Engine {
                 if let Some(s) = self.devices[d].v3.as_mut()
                     && m.is_authenticated()
                 {
-                    s.boots = m.engine_boots;
-                    s.time = m.engine_time;
-                    s.synced = Instant::now();
+                    s.sync(m.engine_boots, m.engine_time, Instant::now());
                 }
                 if !resynced {
                     if let Some(p) = self.devices[d].poll.as_mut() {
@@ -1108,13 +974,6 @@ impl Engine {
             links,
             custom: custom_rows,
         }
-    }
-}
-
-async fn readable(sock: Option<&UdpSocket>) -> std::io::Result<()> {
-    match sock {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
     }
 }
 

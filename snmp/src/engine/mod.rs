@@ -8,10 +8,12 @@
 //! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
 
 pub mod cdp;
+mod links;
 mod lldp;
 pub mod plan;
 mod poll;
 pub mod prom;
+mod responses;
 mod rows;
 mod schedule;
 mod status;
@@ -27,12 +29,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nmsd_parsers::snmp::hex;
-use nmsd_parsers::snmp::pdu::{self, AnyPdu, Message, Pdu, error_status};
-use nmsd_parsers::snmp::v3::{
-    ReportKind, ScopedData, V3Message, classify_report, decode_decrypted, decode_scoped,
-};
-use nmsd_parsers::snmp::{PduKind, Version};
 use nmsd_pipeline::clock::unix_ms;
 use nmsd_pipeline::enrich::{IfDirectory, IfInfo};
 use nmsd_pipeline::published::Published;
@@ -42,9 +38,9 @@ use tokio::sync::mpsc;
 
 use crate::rates::DeviceRates;
 use plan::{Credentials, DeviceSpec, Plan};
-use poll::{Absorbed, JobKind, JobState, Poll};
+use poll::{JobKind, JobState, Poll};
 use rows::CustomBaselines;
-use schedule::{Timer, Timers};
+use schedule::{Clock, SystemClock, Timer, Timers};
 use status::PollSummary;
 use transport::{Encoder, Sockets, V3State};
 
@@ -164,6 +160,7 @@ pub struct Engine {
     topology: crate::topology::Topology,
     topology_board: Arc<Mutex<crate::topology::TopologySnapshot>>,
     custom: Arc<Vec<plan::CustomModule>>,
+    clock: Box<dyn Clock>,
 }
 
 impl Engine {
@@ -230,6 +227,7 @@ impl Engine {
             topology: topo,
             topology_board: topology,
             custom,
+            clock: Box::new(SystemClock),
         })
     }
 
@@ -238,18 +236,23 @@ impl Engine {
         self.sockets.local_addr4()
     }
 
-    /// Poll until told to stop.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let now = Instant::now();
+    /// Schedule every device's first poll.
+    fn start(&mut self) {
+        let now = self.clock.now();
         for i in 0..self.devices.len() {
             self.schedule_next(i, now);
         }
+    }
+
+    /// Poll until told to stop.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.start();
         let mut rbuf = vec![0u8; 65536];
         loop {
             let next = self
                 .timers
                 .next_at()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                .unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Stop) | None => break,
@@ -281,7 +284,7 @@ impl Engine {
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::PollDue(d) => self.on_poll_due(d, now),
@@ -297,7 +300,7 @@ impl Engine {
     /// Schedule a device's next poll (see [`schedule::next_slot_ms`]).
     fn schedule_next(&mut self, d: usize, now: Instant) {
         let dev = &mut self.devices[d];
-        let wall = unix_ms();
+        let wall = self.clock.unix_ms();
         dev.next_slot_ms =
             schedule::next_slot_ms(dev.next_slot_ms, dev.spec.interval, dev.phase, wall);
         let at = now + Duration::from_millis(dev.next_slot_ms.saturating_sub(wall));
@@ -385,7 +388,7 @@ impl Engine {
 
     /// Encode and send the current request of a job under `id`.
     fn send(&mut self, d: usize, job: usize, id: i32, attempt: u32) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let dev = &mut self.devices[d];
         let encoded = match dev.poll.as_ref().and_then(|p| p.jobs.get(job)) {
             Some(j) => self
@@ -430,123 +433,6 @@ impl Engine {
             .push(now + timeout, Timer::Deadline { id, attempt });
     }
 
-    fn on_deadline(&mut self, id: i32, attempt: u32) {
-        let Some(o) = self.outstanding.get(&id).copied() else {
-            return;
-        };
-        if o.attempt != attempt {
-            return;
-        }
-        let d = o.device;
-        self.metrics.timeouts.increment(1);
-        self.devices[d].status.timeouts += 1;
-        // A probe is one request: the device already failed a whole poll.
-        let probing = self.devices[d].poll.as_ref().is_some_and(Poll::probing);
-        let retries = schedule::retries_for(probing, self.devices[d].spec.retries);
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            p.timeouts += 1;
-        }
-        if attempt < retries
-            && self.devices[d]
-                .poll
-                .as_ref()
-                .is_some_and(|p| p.generation == o.generation)
-        {
-            self.metrics.retries.increment(1);
-            self.outstanding.remove(&id);
-            // v2c resends the same id, so a late answer to any attempt completes the request;
-            // v3 re-encodes (fresh time and salt) under the same msgID.
-            self.send(d, o.job, id, attempt + 1);
-            return;
-        }
-        self.outstanding.remove(&id);
-        self.metrics.in_flight.set(self.outstanding.len() as f64);
-        let kind = if self.devices[d].poll.as_ref().is_some_and(|p| {
-            p.jobs
-                .get(o.job)
-                .is_some_and(|j| j.kind == JobKind::Discover)
-        }) {
-            "discovery_timeout"
-        } else {
-            "timeout"
-        };
-        let addr = self.devices[d].spec.addr;
-        let hint = match self.devices[d].spec.credentials {
-            Credentials::V2c { .. } => {
-                " (host down, ACL, or wrong community: agents do not answer a wrong community)"
-            }
-            Credentials::V3 { .. } if kind == "timeout" => {
-                " (discovery worked, so the agent is up: check the privacy password and protocol)"
-            }
-            Credentials::V3 { .. } => " (host down or ACL)",
-        };
-        self.fail_job(
-            d,
-            o.job,
-            kind,
-            format!(
-                "no response from {addr} after {} attempts{hint}",
-                attempt + 1
-            ),
-        );
-        self.release(d);
-    }
-
-    fn on_poll_deadline(&mut self, d: usize, generation: u64) {
-        if self.devices[d]
-            .poll
-            .as_ref()
-            .is_none_or(|p| p.generation != generation)
-        {
-            return;
-        }
-        // Cancel what is still out for this device.
-        self.outstanding.retain(|_, o| o.device != d);
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            for j in &mut p.jobs {
-                if matches!(j.state, JobState::Pending | JobState::Running) {
-                    j.state = JobState::Failed;
-                }
-            }
-            p.in_flight = 0;
-            p.error.get_or_insert((
-                "poll_timeout",
-                "the poll did not finish within its interval".into(),
-            ));
-        }
-        self.maybe_finish(d);
-        self.release(d);
-    }
-
-    fn fail_job(&mut self, d: usize, job: usize, kind: &'static str, message: String) {
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            if let Some(j) = p.jobs.get_mut(job) {
-                j.state = JobState::Failed;
-            }
-            p.in_flight = p.in_flight.saturating_sub(1);
-            p.error.get_or_insert((kind, message));
-            // A failed discovery or credential problem fails everything still pending; so does
-            // a timeout before anything in this poll was answered (the device is not
-            // answering: each pending job would only wait out its own retries).
-            let fatal = matches!(
-                kind,
-                "discovery_timeout"
-                    | "wrong_digest"
-                    | "unknown_user"
-                    | "unsupported_sec_level"
-                    | "decryption_error"
-            ) || (kind == "timeout" && !p.answered());
-            if fatal {
-                for j in &mut p.jobs {
-                    if j.state == JobState::Pending {
-                        j.state = JobState::Failed;
-                    }
-                }
-            }
-        }
-        self.pump(d);
-    }
-
     /// A request finished: give waiting devices a chance at the freed global slot.
     fn release(&mut self, _d: usize) {
         self.metrics.in_flight.set(self.outstanding.len() as f64);
@@ -557,246 +443,6 @@ impl Engine {
             self.devices[w].waiting = false;
             self.pump(w);
         }
-    }
-
-    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        match pdu::peek_version(data) {
-            Ok(Version::V3) => self.on_v3(data, from),
-            Ok(_) => self.on_community(data, from),
-            Err(_) => self.metrics.dropped_decode.increment(1),
-        }
-    }
-
-    /// Find and check the request a reply answers.
-    fn claim(&mut self, id: i32, from: SocketAddr) -> Option<Outstanding> {
-        let Some(o) = self.outstanding.get(&id).copied() else {
-            self.metrics.dropped_late.increment(1);
-            return None;
-        };
-        let expected = self.devices[o.device].spec.addr;
-        if !transport::from_device(expected, from) {
-            self.metrics.dropped_source.increment(1);
-            return None;
-        }
-        Some(o)
-    }
-
-    fn on_community(&mut self, data: &[u8], from: SocketAddr) {
-        let Ok(m) = Message::decode(data) else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let AnyPdu::Standard(p) = m.pdu else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let Some(o) = self.claim(p.request_id, from) else {
-            return;
-        };
-        if let Credentials::V2c { community } = &self.devices[o.device].spec.credentials
-            && community.as_slice() != m.community
-        {
-            self.metrics.dropped_source.increment(1);
-            return;
-        }
-        self.outstanding.remove(&p.request_id);
-        self.on_response(o, &p);
-    }
-
-    fn on_v3(&mut self, data: &[u8], from: SocketAddr) {
-        let Ok(m) = V3Message::decode(data) else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let Some(o) = self.claim(m.msg_id, from) else {
-            return;
-        };
-        let d = o.device;
-        // Authenticated messages must verify with this device's keys.
-        let keys = self.devices[d].v3.as_ref().and_then(|s| s.keys.as_ref());
-        if m.is_authenticated() {
-            match keys {
-                Some(k)
-                    if m.auth_params.len() == k.auth.mac_len() && k.verify(data, m.auth_offset) => {
-                }
-                _ => {
-                    self.metrics.dropped_auth.increment(1);
-                    return;
-                }
-            }
-        }
-        // Track the agent's clock from authenticated messages and discovery reports.
-        let boots_changed = self.devices[d]
-            .v3
-            .as_ref()
-            .is_some_and(|s| s.boots != m.engine_boots);
-        let plain: Vec<u8>;
-        let scoped = match m.data {
-            ScopedData::Plain(sp) => decode_scoped(sp),
-            ScopedData::Encrypted(ct) => {
-                let Some(k) = keys else {
-                    self.metrics.dropped_auth.increment(1);
-                    return;
-                };
-                let mut buf = ct.to_vec();
-                if k.decrypt(&mut buf, m.engine_boots, m.engine_time, m.priv_params)
-                    .is_err()
-                {
-                    self.metrics.dropped_decode.increment(1);
-                    return;
-                }
-                plain = buf;
-                decode_decrypted(&plain)
-            }
-        };
-        let Ok(scoped) = scoped else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let AnyPdu::Standard(p) = scoped.pdu else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        self.outstanding.remove(&m.msg_id);
-        if p.kind == PduKind::Report {
-            let kind = classify_report(&p);
-            metrics::counter!("nmsd_snmp_usm_reports_total", "report" => kind.label()).increment(1);
-            self.on_report(o, kind, &m);
-            return;
-        }
-        if m.is_authenticated() {
-            let dev = &mut self.devices[d];
-            if boots_changed {
-                // Agent restart: rates must not span it.
-                dev.rates.reset();
-            }
-            if let Some(s) = dev.v3.as_mut() {
-                s.sync(m.engine_boots, m.engine_time, Instant::now());
-            }
-        }
-        self.on_response(o, &p);
-    }
-
-    fn on_report(&mut self, o: Outstanding, kind: ReportKind, m: &V3Message<'_>) {
-        let d = o.device;
-        let is_discovery = self.devices[d]
-            .poll
-            .as_ref()
-            .and_then(|p| p.jobs.get(o.job))
-            .is_some_and(|j| j.kind == JobKind::Discover);
-        match kind {
-            ReportKind::UnknownEngineId if is_discovery => {
-                let keys = match &self.devices[d].spec.credentials {
-                    Credentials::V3 { keys, .. } => keys.as_ref().map(|k| k.localize(m.engine_id)),
-                    Credentials::V2c { .. } => None,
-                };
-                self.devices[d].v3 = Some(V3State {
-                    engine_id: m.engine_id.to_vec(),
-                    boots: m.engine_boots,
-                    time: m.engine_time,
-                    synced: Instant::now(),
-                    keys,
-                });
-                self.devices[d].status.engine_id = Some(hex(m.engine_id));
-                self.devices[d].status.engine_boots = Some(m.engine_boots);
-                self.complete_job(d, o.job);
-            }
-            ReportKind::NotInTimeWindow | ReportKind::UnknownEngineId => {
-                // Resynchronise from the report and resend once; a second one is an error.
-                let resynced = self.devices[d]
-                    .poll
-                    .as_ref()
-                    .and_then(|p| p.jobs.get(o.job))
-                    .is_some_and(|j| j.resynced);
-                if let Some(s) = self.devices[d].v3.as_mut()
-                    && m.is_authenticated()
-                {
-                    s.sync(m.engine_boots, m.engine_time, Instant::now());
-                }
-                if !resynced {
-                    if let Some(p) = self.devices[d].poll.as_mut() {
-                        p.jobs[o.job].resynced = true;
-                    }
-                    let id = self.alloc_id();
-                    self.send(d, o.job, id, 0);
-                    return;
-                }
-                self.fail_job(
-                    d,
-                    o.job,
-                    kind.label(),
-                    "the agent keeps reporting a time-window problem".into(),
-                );
-                self.release(d);
-            }
-            _ => {
-                let user = match &self.devices[d].spec.credentials {
-                    Credentials::V3 { user, .. } => String::from_utf8_lossy(user).into_owned(),
-                    Credentials::V2c { .. } => String::new(),
-                };
-                let msg = match kind {
-                    ReportKind::WrongDigest => {
-                        format!("wrong authentication password or protocol for user {user}")
-                    }
-                    ReportKind::UnknownUserName => format!("the agent has no user {user}"),
-                    ReportKind::UnsupportedSecLevel => {
-                        format!("security level not allowed for user {user}")
-                    }
-                    ReportKind::DecryptionError => format!(
-                        "the agent could not decrypt: privacy password or protocol wrong for user {user}"
-                    ),
-                    other => format!("agent reported {}", other.label()),
-                };
-                self.fail_job(d, o.job, kind.label(), msg);
-                self.release(d);
-            }
-        }
-    }
-
-    fn on_response(&mut self, o: Outstanding, p: &Pdu<'_>) {
-        let d = o.device;
-        self.metrics.responses.increment(1);
-        let rtt = o.sent_at.elapsed();
-        let Some(poll) = self.devices[d].poll.as_mut() else {
-            return;
-        };
-        if poll.generation != o.generation {
-            return;
-        }
-        poll.rtt_sum += rtt;
-        poll.rtt_n += 1;
-        let n = p.varbinds().count() as u32;
-        poll.varbinds += n;
-        self.metrics.varbinds.increment(n as u64);
-        let absorbed = if p.error_status != error_status::NO_ERROR {
-            poll.agent_error(o.job, p)
-        } else {
-            poll.absorb(o.job, p, &self.custom)
-        };
-        match absorbed {
-            Absorbed::Done => self.complete_job(d, o.job),
-            Absorbed::NextPage => {
-                // Next page of the same walk, under a fresh id.
-                let id = self.alloc_id();
-                self.send(d, o.job, id, 0);
-            }
-            Absorbed::Failed(kind, message) => {
-                self.fail_job(d, o.job, kind, message);
-                self.release(d);
-            }
-            Absorbed::Ignored => {}
-        }
-    }
-
-    fn complete_job(&mut self, d: usize, job: usize) {
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            if let Some(j) = p.jobs.get_mut(job) {
-                j.state = JobState::Done;
-            }
-            p.in_flight = p.in_flight.saturating_sub(1);
-        }
-        self.pump(d);
-        self.release(d);
     }
 
     /// Finish the poll once no job is pending or running.
@@ -835,8 +481,9 @@ impl Engine {
 
     fn finish(&mut self, d: usize, poll: Poll) -> PollOutput {
         let dev = &mut self.devices[d];
-        let now_ms = unix_ms();
-        let poll_ms = poll.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let now_ms = self.clock.unix_ms();
+        let took = self.clock.now().saturating_duration_since(poll.started);
+        let poll_ms = took.as_millis().min(u32::MAX as u128) as u32;
         let rtt_ms =
             (poll.rtt_n > 0).then(|| poll.rtt_sum.as_secs_f64() * 1000.0 / poll.rtt_n as f64);
         // The interface rows need both IF-MIB walks; topology and user-defined walks have their
@@ -860,8 +507,6 @@ impl Engine {
                 },
             );
         }
-        let lldp_ok = dev.spec.modules.lldp && poll.lldp_ok();
-        let cdp_ok = dev.spec.modules.cdp && poll.cdp_ok();
         let custom_rows = dev.custom_last.rows(
             &self.custom,
             &poll.custom,
@@ -869,43 +514,8 @@ impl Engine {
             &dev.spec.name,
             poll.slot_ms,
         );
-        let mut links = Vec::new();
-        if lldp_ok || cdp_ok {
-            if let Some(name) = poll.sys.name.as_deref() {
-                self.topology.set_sys_name(&dev.spec.name, name);
-            }
-            if walks_ok && dev.spec.modules.interfaces {
-                let names = poll
-                    .rows
-                    .iter()
-                    .map(|(i, r)| {
-                        (
-                            *i,
-                            crate::topology::PortNames {
-                                name: r.name.as_deref().unwrap_or_default().to_string(),
-                                descr: r.descr.as_deref().unwrap_or_default().to_string(),
-                            },
-                        )
-                    })
-                    .collect();
-                self.topology.set_interfaces(&dev.spec.name, names);
-            }
-        }
-        if lldp_ok {
-            let view = poll.lldp.view(&poll.rows);
-            links = self.topology.observe(&dev.spec.name, view, now_ms);
-        }
-        if cdp_ok {
-            links.extend(
-                self.topology
-                    .observe_cdp(&dev.spec.name, poll.cdp.neighbours(), now_ms),
-            );
-        }
-        if (lldp_ok || cdp_ok)
-            && let Ok(mut t) = self.topology_board.lock()
-        {
-            *t = self.topology.snapshot();
-        }
+        let links = self.observe_topology(d, &poll, walks_ok, now_ms);
+        let dev = &mut self.devices[d];
         if walks_ok && dev.spec.modules.interfaces && !dev.spec.flow_exporters.is_empty() {
             let info = rows::if_info(&poll.rows);
             if info != dev.if_info {
@@ -913,7 +523,7 @@ impl Engine {
                 if self.directory.is_some() && !self.directory_dirty {
                     self.directory_dirty = true;
                     self.timers.push(
-                        Instant::now() + Duration::from_secs(1),
+                        self.clock.now() + Duration::from_secs(1),
                         Timer::PublishDirectory,
                     );
                 }
@@ -943,33 +553,17 @@ impl Engine {
                 metrics::counter!("nmsd_snmp_device_errors_total", "kind" => *kind).increment(1);
             }
         }
-        self.metrics
-            .poll_seconds
-            .record(poll.started.elapsed().as_secs_f64());
+        self.metrics.poll_seconds.record(took.as_secs_f64());
+        let device = rows::device_row(
+            &dev.spec,
+            dev.v3.as_ref(),
+            poll,
+            poll_ms,
+            rtt_ms,
+            interfaces.len(),
+        );
         PollOutput {
-            device: DeviceRow {
-                ts_ms: poll.slot_ms,
-                device: dev.spec.name.clone(),
-                tags: dev.spec.tags.clone(),
-                address: Some(dev.spec.addr.ip()),
-                up: ok,
-                error: poll.error.as_ref().map(|(k, _)| *k),
-                error_detail: poll.error.map(|(_, m)| m),
-                sys_name: poll.sys.name,
-                sys_descr: poll.sys.descr,
-                sys_object_id: poll.sys.object_id,
-                sys_location: poll.sys.location,
-                sys_contact: poll.sys.contact,
-                sys_uptime_ticks: poll.sys.uptime,
-                engine_id: dev.v3.as_ref().map(|s| hex(&s.engine_id)),
-                engine_boots: dev.v3.as_ref().map(|s| s.boots),
-                poll_ms,
-                rtt_ms,
-                requests: poll.requests,
-                timeouts: poll.timeouts,
-                varbinds: poll.varbinds,
-                interfaces: interfaces.len() as u32,
-            },
+            device,
             interfaces,
             links,
             custom: custom_rows,

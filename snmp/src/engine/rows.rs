@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use nmsd_parsers::snmp::Value;
+use nmsd_parsers::snmp::{Value, hex};
 use nmsd_pipeline::enrich::IfInfo;
-use nmsd_pipeline::snmp::{CustomKind, CustomRow, CustomValue, InterfaceRow, Tags};
+use nmsd_pipeline::snmp::{CustomKind, CustomRow, CustomValue, DeviceRow, InterfaceRow, Tags};
 use rustc_hash::FxHashMap;
 
-use super::plan::CustomModule;
+use super::plan::{CustomModule, DeviceSpec};
+use super::poll::Poll;
+use super::transport::V3State;
 use super::walk::IfRowBuild;
 use crate::rates::{self, Counter, DeviceRates, IfSample, Raw};
 
@@ -77,6 +79,44 @@ pub(super) fn interface_rows(
         });
     }
     out
+}
+
+/// The device row of a finished poll: its health and system group.
+pub(super) fn device_row(
+    spec: &DeviceSpec,
+    v3: Option<&V3State>,
+    poll: Poll,
+    poll_ms: u32,
+    rtt_ms: Option<f64>,
+    interfaces: usize,
+) -> DeviceRow {
+    let (error, error_detail) = match poll.error {
+        Some((kind, message)) => (Some(kind), Some(message)),
+        None => (None, None),
+    };
+    DeviceRow {
+        ts_ms: poll.slot_ms,
+        device: spec.name.clone(),
+        tags: spec.tags.clone(),
+        address: Some(spec.addr.ip()),
+        up: error.is_none(),
+        error,
+        error_detail,
+        sys_name: poll.sys.name,
+        sys_descr: poll.sys.descr,
+        sys_object_id: poll.sys.object_id,
+        sys_location: poll.sys.location,
+        sys_contact: poll.sys.contact,
+        sys_uptime_ticks: poll.sys.uptime,
+        engine_id: v3.map(|s| hex(&s.engine_id)),
+        engine_boots: v3.map(|s| s.boots),
+        poll_ms,
+        rtt_ms,
+        requests: poll.requests,
+        timeouts: poll.timeouts,
+        varbinds: poll.varbinds,
+        interfaces: interfaces as u32,
+    }
 }
 
 /// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's

@@ -9,6 +9,27 @@ use std::collections::BinaryHeap;
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
+/// The engine's time source: the system's clocks, or a test's fake one.
+pub(super) trait Clock: Send {
+    /// Monotonic time: timers, deadlines, round trips, the v3 agent clock.
+    fn now(&self) -> Instant;
+    /// Wall-clock time (Unix ms): poll slots and row timestamps.
+    fn unix_ms(&self) -> u64;
+}
+
+/// The system's clocks.
+pub(super) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn unix_ms(&self) -> u64 {
+        nmsd_pipeline::clock::unix_ms()
+    }
+}
+
 /// Upper bound on a poll, whatever the interval.
 const MAX_POLL_TIME: Duration = Duration::from_secs(60);
 

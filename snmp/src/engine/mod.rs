@@ -18,6 +18,8 @@ mod rows;
 mod schedule;
 mod status;
 #[cfg(test)]
+mod tests;
+#[cfg(test)]
 mod testutil;
 mod transport;
 pub mod walk;
@@ -568,96 +570,5 @@ impl Engine {
             links,
             custom: custom_rows,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use plan::Modules;
-
-    /// Issue 11 item 10: a device that does not answer cost every job's full retries each
-    /// interval (9 requests here) and overran its interval. Now the first failed poll stops at
-    /// the jobs already out, and later polls are one probe without retries.
-    #[test]
-    fn a_dead_device_is_probed_once_per_interval() {
-        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        dead.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let plan = Plan {
-            devices: vec![DeviceSpec {
-                name: Arc::from("dead"),
-                addr: dead.local_addr().unwrap(),
-                credentials: Credentials::V2c {
-                    community: Arc::new(zeroize::Zeroizing::new(b"public".to_vec())),
-                },
-                interval: Duration::from_millis(700),
-                timeout: Duration::from_millis(100),
-                retries: 2,
-                max_repetitions: 25,
-                max_in_flight: 2,
-                modules: Modules::default(),
-                flow_exporters: Vec::new(),
-                prometheus: false,
-                custom: Vec::new(),
-                tags: Default::default(),
-            }],
-            max_in_flight: 64,
-            custom: Vec::new(),
-        };
-        let board: StatusBoard = Default::default();
-        let shared = EngineShared {
-            board: board.clone(),
-            ..Default::default()
-        };
-        let (polls_tx, polls_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(1);
-        let engine_thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let out = Box::new(move |o: PollOutput| {
-                    let _ = polls_tx.send(o.device.up);
-                });
-                let engine = Engine::new(
-                    plan,
-                    "127.0.0.1:0".parse().unwrap(),
-                    "[::1]:0".parse().unwrap(),
-                    out,
-                    shared,
-                )
-                .await
-                .unwrap();
-                engine.run(stop_rx).await;
-            });
-        });
-        // Requests the dead device received per finished poll.
-        let mut per_poll = Vec::new();
-        let mut buf = [0u8; 2048];
-        let mut got = 0;
-        while per_poll.len() < 4 {
-            if dead.recv_from(&mut buf).is_ok() {
-                got += 1;
-            }
-            if let Ok(up) = polls_rx.try_recv() {
-                assert!(!up);
-                per_poll.push(got);
-                got = 0;
-            }
-        }
-        let _ = stop_tx.blocking_send(Command::Stop);
-        engine_thread.join().unwrap();
-        // Poll 1: the two jobs in flight (system, ifTable) with their retries, nothing more.
-        assert_eq!(per_poll[0], 2 * 3, "{per_poll:?}");
-        assert_eq!(
-            &per_poll[1..],
-            [1, 1, 1],
-            "one probe per interval: {per_poll:?}"
-        );
-        let st = board.lock().unwrap()[0].clone();
-        assert_eq!(st.polls_overrun, 0);
-        assert_eq!(st.state, "down");
     }
 }

@@ -6,6 +6,18 @@
 //! cap keeps one agent from being flooded, and every request has its own deadline, so a slow or
 //! dead device only ever costs its own timeouts. Polls start on a per-device phase (a stable
 //! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
+//!
+//! This file is the orchestration: the engine's state, its run loop, starting polls, pacing
+//! requests under the caps, and finishing polls. The parts:
+//! - `schedule`: poll slots and phases, timers, the poll time limit, probing silent devices;
+//!   everything as functions of the time, which the engine reads through a `Clock`.
+//! - `transport`: sockets, request ids, the reply source check, request encoding, the v3
+//!   agent clock.
+//! - `responses`: matching replies to requests, v3 reports, timeouts and retries.
+//! - `poll`: a poll's jobs and what their responses collect.
+//! - `rows`: interface, device and user-defined rows from a finished poll, with rates.
+//! - `lldp`, `cdp`, `links`: neighbours and what they tell the topology.
+//! - `status`: device health and its transitions.
 
 pub mod cdp;
 mod links;

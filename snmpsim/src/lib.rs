@@ -33,7 +33,6 @@ use thiserror::Error;
 pub use agent::{Stats, StatsSnapshot};
 pub use config::{
     Addressing, Behaviour, DataSpec, Group, SecLevel, SimConfig, UserSpec, parse_count_arg,
-    parse_duration,
 };
 pub use data::{Fixture, FixtureError, FixtureValue, IfRates, if_rates};
 

@@ -50,7 +50,7 @@ impl CdpCache {
             (3, Value::Integer(t)) => row.address_type = Some(*t),
             (4, Value::OctetString(b)) => row.address = Some(b.to_vec()),
             // DeviceId is usually a host name; old devices send their MAC address in binary.
-            (6, _) => row.device_id = super::lldp_text(v),
+            (6, _) => row.device_id = super::lldp::lldp_text(v),
             (7, _) => row.device_port = text(v),
             (8, _) => row.platform = text(v),
             _ => {}

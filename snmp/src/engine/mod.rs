@@ -6,41 +6,57 @@
 //! cap keeps one agent from being flooded, and every request has its own deadline, so a slow or
 //! dead device only ever costs its own timeouts. Polls start on a per-device phase (a stable
 //! hash of the name) so a fleet does not poll in one burst. See docs/snmp-design.md §4.
+//!
+//! This file is the orchestration: the engine's state, its run loop, starting polls, pacing
+//! requests under the caps, and finishing polls. The parts:
+//! - `schedule`: poll slots and phases, timers, the poll time limit, probing silent devices;
+//!   everything as functions of the time, which the engine reads through a `Clock`.
+//! - `transport`: sockets, request ids, the reply source check, request encoding, the v3
+//!   agent clock.
+//! - `responses`: matching replies to requests, v3 reports, timeouts and retries.
+//! - `poll`: a poll's jobs and what their responses collect.
+//! - `rows`: interface, device and user-defined rows from a finished poll, with rates.
+//! - `lldp`, `cdp`, `links`: neighbours and what they tell the topology.
+//! - `status`: device health and its transitions.
 
 pub mod cdp;
+mod links;
+mod lldp;
 pub mod plan;
+mod poll;
 pub mod prom;
+mod responses;
+mod rows;
+mod schedule;
+mod status;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+mod transport;
 pub mod walk;
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::hash::{Hash, Hasher};
+pub use status::{DeviceStatus, ErrorStatus, IfGauges, StatusBoard, TAG_PREFIX};
+
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nmsd_parsers::snmp::ber::BackWriter;
-use nmsd_parsers::snmp::hex;
-use nmsd_parsers::snmp::pdu::{
-    self, AnyPdu, Message, Pdu, PduHeader, encode_community_message, error_status,
-};
-use nmsd_parsers::snmp::usm::LocalKeys;
-use nmsd_parsers::snmp::v3::{
-    self, ReportKind, ScopedData, V3Message, V3Params, classify_report, decode_decrypted,
-    decode_scoped,
-};
-use nmsd_parsers::snmp::{Oid, PduKind, Value, Version};
 use nmsd_pipeline::clock::unix_ms;
 use nmsd_pipeline::enrich::{IfDirectory, IfInfo};
 use nmsd_pipeline::published::Published;
 use nmsd_pipeline::snmp::{DeviceRow, InterfaceRow};
 use rustc_hash::FxHashMap;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::rates::{self, Counter, DeviceRates, IfSample, Raw};
+use crate::rates::DeviceRates;
 use plan::{Credentials, DeviceSpec, Plan};
-use walk::{IfRowBuild, IfTable, Walk, WalkError};
+use poll::{JobKind, JobState, Poll};
+use rows::CustomBaselines;
+use schedule::{Clock, SystemClock, Timer, Timers};
+use status::PollSummary;
+use transport::{Encoder, Sockets, V3State};
 
 /// What a finished poll produced.
 #[derive(Clone, Debug)]
@@ -62,232 +78,10 @@ pub struct EngineShared {
     pub topology: Arc<Mutex<crate::topology::TopologySnapshot>>,
 }
 
-/// What a tag's QuestDB column name starts with (`site` → `tag_site`).
-pub const TAG_PREFIX: &str = "tag_";
-
-/// Health of one device, as `/api/v1/devices` shows it.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct DeviceStatus {
-    pub name: String,
-    pub address: String,
-    pub version: &'static str,
-    /// Operator tags from config.
-    pub tags: BTreeMap<String, String>,
-    pub state: &'static str,
-    pub last_success_ms: Option<u64>,
-    pub consecutive_failures: u32,
-    pub last_error: Option<ErrorStatus>,
-    pub rtt_ms_last: Option<f64>,
-    pub rtt_ms_ewma: Option<f64>,
-    pub poll_ms: Option<u32>,
-    pub polls_ok: u64,
-    pub polls_failed: u64,
-    pub polls_overrun: u64,
-    pub requests: u64,
-    pub timeouts: u64,
-    pub sys_name: Option<String>,
-    pub sys_uptime_ticks: Option<u32>,
-    pub engine_id: Option<String>,
-    pub engine_boots: Option<u32>,
-    pub interfaces: u32,
-    /// Latest rates per interface, kept only for devices with `prometheus = true`.
-    #[serde(skip)]
-    pub gauges: Vec<IfGauges>,
-}
-
-/// One interface's latest values, for /metrics.
-#[derive(Clone, Debug, Default)]
-pub struct IfGauges {
-    pub if_index: u32,
-    pub if_name: Option<Arc<str>>,
-    pub in_bps: Option<f64>,
-    pub out_bps: Option<f64>,
-    pub in_util: Option<f64>,
-    pub out_util: Option<f64>,
-    pub oper_up: Option<bool>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct ErrorStatus {
-    pub at_ms: u64,
-    pub kind: &'static str,
-    pub message: String,
-}
-
-/// Shared, read by the control plane; written once per finished poll.
-pub type StatusBoard = Arc<Mutex<Vec<DeviceStatus>>>;
-
 /// Commands to a running engine.
 #[derive(Debug)]
 pub enum Command {
     Stop,
-}
-
-/// Most varbinds asked per GETBULK response (net-snmp's cap is 100).
-const MAX_VARBINDS: u32 = 100;
-/// Upper bound on a poll, whatever the interval.
-const MAX_POLL_TIME: Duration = Duration::from_secs(60);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobKind {
-    Discover,
-    System,
-    Walk(IfTable),
-    /// GET of lldpLocChassisId.0 and lldpLocSysName.0.
-    LldpLocal,
-    /// GET of a user-defined module's scalars.
-    CustomGet(u16),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JobState {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-#[derive(Debug)]
-struct Job {
-    kind: JobKind,
-    state: JobState,
-    walk: Option<Walk>,
-    /// A notInTimeWindow resend already happened for the current request.
-    resynced: bool,
-}
-
-#[derive(Debug, Default)]
-struct SysInfo {
-    descr: Option<String>,
-    object_id: Option<String>,
-    uptime: Option<u32>,
-    contact: Option<String>,
-    name: Option<String>,
-    location: Option<String>,
-}
-
-#[derive(Debug)]
-struct Poll {
-    slot_ms: u64,
-    started: Instant,
-    jobs: Vec<Job>,
-    in_flight: u32,
-    sys: SysInfo,
-    rows: BTreeMap<u32, IfRowBuild>,
-    requests: u32,
-    timeouts: u32,
-    varbinds: u32,
-    rtt_sum: Duration,
-    rtt_n: u32,
-    error: Option<(&'static str, String)>,
-    generation: u64,
-    /// The device did not answer its last poll: send one request, without retries, until
-    /// something answers (then the poll goes on as usual).
-    probe: bool,
-    lldp: LldpBuild,
-    /// CISCO-CDP-MIB cdpCacheTable rows.
-    cdp: cdp::CdpCache,
-    /// User-defined scalars by module, in config order.
-    custom_scalars: BTreeMap<u16, Vec<Option<CustomCell>>>,
-    /// User-defined table rows by (module, table), then row index.
-    custom_rows: BTreeMap<(u16, u16), CustomTableRows>,
-}
-
-impl Poll {
-    /// Anything in this poll was answered.
-    fn answered(&self) -> bool {
-        self.rtt_n > 0 || self.jobs.iter().any(|j| j.state == JobState::Done)
-    }
-
-    /// Still probing: nothing answered yet in a poll of a device that did not answer.
-    fn probing(&self) -> bool {
-        self.probe && !self.answered()
-    }
-}
-
-/// Rows of one user-defined table: row index → cells in column order.
-type CustomTableRows = BTreeMap<Vec<u32>, Vec<Option<CustomCell>>>;
-
-/// (module, table or u16::MAX for scalars, row index, column) of a user-defined counter.
-type CustomKey = (u16, u16, Vec<u32>, u16);
-
-/// A polled user-defined value, before rates.
-#[derive(Clone, Debug, PartialEq)]
-enum CustomCell {
-    Num(f64),
-    Raw(u64),
-    Text(String),
-}
-
-fn custom_cell(kind: nmsd_pipeline::snmp::CustomKind, v: &Value<'_>) -> Option<CustomCell> {
-    use nmsd_pipeline::snmp::CustomKind;
-    match kind {
-        CustomKind::Label => match v {
-            Value::ObjectId(o) => Some(CustomCell::Text(o.to_string())),
-            Value::IpAddress(a) => Some(CustomCell::Text(format!(
-                "{}.{}.{}.{}",
-                a[0], a[1], a[2], a[3]
-            ))),
-            Value::Integer(i) => Some(CustomCell::Text(i.to_string())),
-            other => other.as_text().map(|t| CustomCell::Text(t.into_owned())),
-        },
-        CustomKind::Counter => v.as_u64().map(CustomCell::Raw),
-        CustomKind::Gauge => match v {
-            Value::Integer(i) => Some(CustomCell::Num(*i as f64)),
-            // Many MIBs put numbers in DisplayStrings ("12.5").
-            Value::OctetString(b) => std::str::from_utf8(b)
-                .ok()?
-                .trim()
-                .parse()
-                .ok()
-                .map(CustomCell::Num),
-            other => other.as_u64().map(|x| CustomCell::Num(x as f64)),
-        },
-    }
-}
-
-/// LLDP-MIB data of one poll.
-#[derive(Debug, Default)]
-struct LldpBuild {
-    chassis_id: Option<String>,
-    sys_name: Option<String>,
-    /// lldpLocPortNum → (PortIdSubtype, PortId, PortDesc).
-    ports: BTreeMap<u32, (i64, String, String)>,
-    /// (lldpRemLocalPortNum, lldpRemIndex) → columns 4..9.
-    remotes: BTreeMap<(u32, u32), [Option<String>; 6]>,
-}
-
-/// LLDP identifiers as text: printable strings as they are, anything else as hex bytes
-/// (chassis and port IDs are often MAC addresses).
-pub(crate) fn lldp_text(v: &Value<'_>) -> Option<String> {
-    match v {
-        Value::OctetString(b) => Some(match std::str::from_utf8(b) {
-            Ok(t) if !t.is_empty() && t.chars().all(|c| !c.is_control()) => t.to_string(),
-            _ => b
-                .iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
-        }),
-        Value::Integer(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-#[derive(Debug)]
-struct V3State {
-    engine_id: Vec<u8>,
-    boots: u32,
-    time: u32,
-    synced: Instant,
-    keys: Option<LocalKeys>,
-}
-
-impl V3State {
-    fn time_now(&self) -> u32 {
-        self.time
-            .saturating_add(self.synced.elapsed().as_secs().min(u32::MAX as u64) as u32)
-    }
 }
 
 struct Device {
@@ -304,7 +98,7 @@ struct Device {
     /// Interface names, aliases and speeds from the last interfaces poll, for flow enrichment.
     if_info: BTreeMap<u32, IfInfo>,
     /// Last raw value and agent time of each user-defined counter, for rates.
-    custom_last: FxHashMap<CustomKey, (u64, u32)>,
+    custom_last: CustomBaselines,
     /// Queued for a global in-flight slot.
     waiting: bool,
     /// Its last poll got no answer at all: the next one starts with a single probe.
@@ -318,18 +112,6 @@ struct Outstanding {
     attempt: u32,
     sent_at: Instant,
     generation: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    /// Start a poll of this device.
-    PollDue(usize),
-    /// A request's attempt ran out of time.
-    Deadline { id: i32, attempt: u32 },
-    /// A poll ran out of time.
-    PollDeadline { device: usize, generation: u64 },
-    /// Rebuild and publish the interface directory (changes are batched, at most once a second).
-    PublishDirectory,
 }
 
 /// Metric handles.
@@ -378,15 +160,12 @@ impl EngineMetrics {
 pub struct Engine {
     devices: Vec<Device>,
     max_in_flight: usize,
-    sock4: Option<UdpSocket>,
-    sock6: Option<UdpSocket>,
+    sockets: Sockets,
     outstanding: FxHashMap<i32, Outstanding>,
     next_id: i32,
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: Timers,
     waiting: VecDeque<usize>,
-    wbuf: BackWriter,
-    scratch: Vec<u8>,
-    salt: u64,
+    encoder: Encoder,
     output: Box<dyn FnMut(PollOutput) + Send>,
     board: StatusBoard,
     metrics: EngineMetrics,
@@ -395,13 +174,7 @@ pub struct Engine {
     topology: crate::topology::Topology,
     topology_board: Arc<Mutex<crate::topology::TopologySnapshot>>,
     custom: Arc<Vec<plan::CustomModule>>,
-}
-
-fn phase_of(name: &str, interval: Duration) -> Duration {
-    let mut h = rustc_hash::FxHasher::default();
-    name.hash(&mut h);
-    let ms = interval.as_millis().max(1) as u64;
-    Duration::from_millis(h.finish() % ms)
+    clock: Box<dyn Clock>,
 }
 
 impl Engine {
@@ -422,36 +195,13 @@ impl Engine {
         let custom = Arc::new(plan.custom);
         let need4 = plan.devices.iter().any(|d| d.addr.is_ipv4());
         let need6 = plan.devices.iter().any(|d| d.addr.is_ipv6());
-        let sock4 = if need4 {
-            Some(UdpSocket::bind(bind4).await?)
-        } else {
-            None
-        };
-        let sock6 = if need6 {
-            Some(UdpSocket::bind(bind6).await?)
-        } else {
-            None
-        };
+        let sockets = Sockets::bind(need4.then_some(bind4), need6.then_some(bind6)).await?;
         let devices: Vec<Device> = plan
             .devices
             .into_iter()
             .map(|spec| Device {
-                phase: phase_of(&spec.name, spec.interval),
-                status: DeviceStatus {
-                    name: spec.name.to_string(),
-                    address: spec.addr.to_string(),
-                    version: spec.credentials.version_label(),
-                    tags: spec
-                        .tags
-                        .iter()
-                        .map(|(k, v)| {
-                            let k = k.strip_prefix(TAG_PREFIX).unwrap_or(k);
-                            (k.to_string(), v.to_string())
-                        })
-                        .collect(),
-                    state: "new",
-                    ..DeviceStatus::default()
-                },
+                phase: schedule::phase_of(&spec.name, spec.interval),
+                status: DeviceStatus::new_device(&spec),
                 spec,
                 v3: None,
                 poll: None,
@@ -460,7 +210,7 @@ impl Engine {
                 poll_generation: 0,
                 next_slot_ms: 0,
                 if_info: BTreeMap::new(),
-                custom_last: FxHashMap::default(),
+                custom_last: CustomBaselines::default(),
                 waiting: false,
                 unreachable: false,
             })
@@ -477,15 +227,12 @@ impl Engine {
         Ok(Engine {
             devices,
             max_in_flight: plan.max_in_flight.max(1),
-            sock4,
-            sock6,
+            sockets,
             outstanding: FxHashMap::default(),
-            next_id: (seed as i32 & 0x3FFF_FFFF).max(1),
-            timers: BinaryHeap::new(),
+            next_id: transport::first_request_id(seed),
+            timers: Timers::default(),
             waiting: VecDeque::new(),
-            wbuf: BackWriter::with_capacity(1500),
-            scratch: Vec::with_capacity(1500),
-            salt: seed,
+            encoder: Encoder::new(seed),
             output,
             board,
             metrics: EngineMetrics::new(),
@@ -494,37 +241,42 @@ impl Engine {
             topology: topo,
             topology_board: topology,
             custom,
+            clock: Box::new(SystemClock),
         })
     }
 
     /// The local address of the IPv4 polling socket (tests use it).
     pub fn local_addr4(&self) -> Option<SocketAddr> {
-        self.sock4.as_ref().and_then(|s| s.local_addr().ok())
+        self.sockets.local_addr4()
+    }
+
+    /// Schedule every device's first poll.
+    fn start(&mut self) {
+        let now = self.clock.now();
+        for i in 0..self.devices.len() {
+            self.schedule_next(i, now);
+        }
     }
 
     /// Poll until told to stop.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let now = Instant::now();
-        for i in 0..self.devices.len() {
-            self.schedule_next(i, now);
-        }
+        self.start();
         let mut rbuf = vec![0u8; 65536];
         loop {
             let next = self
                 .timers
-                .peek()
-                .map(|Reverse((t, _))| *t)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                .next_at()
+                .unwrap_or_else(|| self.clock.now() + Duration::from_secs(3600));
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Stop) | None => break,
                 },
-                r = readable(self.sock4.as_ref()) => {
+                r = self.sockets.readable(false) => {
                     if r.is_ok() {
                         self.drain(false, &mut rbuf);
                     }
                 }
-                r = readable(self.sock6.as_ref()) => {
+                r = self.sockets.readable(true) => {
                     if r.is_ok() {
                         self.drain(true, &mut rbuf);
                     }
@@ -537,29 +289,17 @@ impl Engine {
     /// Receive everything queued (bounded, so timers still run under a flood).
     fn drain(&mut self, v6: bool, rbuf: &mut [u8]) {
         for _ in 0..256 {
-            let sock = if v6 {
-                self.sock6.as_ref()
-            } else {
-                self.sock4.as_ref()
+            let Some((n, from)) = self.sockets.try_recv(v6, rbuf) else {
+                return;
             };
-            let Some(sock) = sock else { return };
-            match sock.try_recv_from(rbuf) {
-                Ok((n, from)) => {
-                    let data = rbuf[..n].to_vec();
-                    self.on_datagram(&data, from);
-                }
-                Err(_) => return,
-            }
+            let data = rbuf[..n].to_vec();
+            self.on_datagram(&data, from);
         }
     }
 
     fn fire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some(Reverse((t, timer))) = self.timers.peek().copied() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
+        let now = self.clock.now();
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::PollDue(d) => self.on_poll_due(d, now),
                 Timer::Deadline { id, attempt } => self.on_deadline(id, attempt),
@@ -571,26 +311,14 @@ impl Engine {
         }
     }
 
-    /// Schedule a device's next poll: its next wall-clock slot (phase + k × interval) after the
-    /// slot just taken. Slots advance from the previous one rather than from the clock, so a
-    /// timer firing a hair early can never schedule the same slot twice.
+    /// Schedule a device's next poll (see [`schedule::next_slot_ms`]).
     fn schedule_next(&mut self, d: usize, now: Instant) {
         let dev = &mut self.devices[d];
-        let interval = dev.spec.interval.as_millis().max(1) as u64;
-        let wall = unix_ms();
-        if dev.next_slot_ms == 0 {
-            let phase = dev.phase.as_millis() as u64;
-            let base = wall - wall % interval + phase;
-            dev.next_slot_ms = if base > wall { base } else { base + interval };
-        } else {
-            dev.next_slot_ms += interval;
-            // After a stall, skip the slots already missed.
-            while dev.next_slot_ms + interval <= wall {
-                dev.next_slot_ms += interval;
-            }
-        }
+        let wall = self.clock.unix_ms();
+        dev.next_slot_ms =
+            schedule::next_slot_ms(dev.next_slot_ms, dev.spec.interval, dev.phase, wall);
         let at = now + Duration::from_millis(dev.next_slot_ms.saturating_sub(wall));
-        self.timers.push(Reverse((at, Timer::PollDue(d))));
+        self.timers.push(at, Timer::PollDue(d));
     }
 
     fn on_poll_due(&mut self, d: usize, now: Instant) {
@@ -604,87 +332,24 @@ impl Engine {
         }
         let dev = &mut self.devices[d];
         dev.poll_generation += 1;
-        let mut jobs = Vec::new();
-        let is_v3 = matches!(dev.spec.credentials, Credentials::V3 { .. });
-        if is_v3 && dev.v3.is_none() {
-            jobs.push(Job::new(JobKind::Discover, None));
-        }
-        if dev.spec.modules.system {
-            jobs.push(Job::new(JobKind::System, None));
-        }
-        for &mi in &dev.spec.custom {
-            let Some(m) = self.custom.get(mi) else {
-                continue;
-            };
-            if !m.scalars.is_empty() {
-                jobs.push(Job::new(JobKind::CustomGet(mi as u16), None));
-            }
-            for (ti, t) in m.tables.iter().enumerate() {
-                let table = IfTable::Custom(mi as u16, ti as u16);
-                let bases: Vec<Oid> = t.columns.iter().map(|c| c.oid.clone()).collect();
-                jobs.push(Job::new(
-                    JobKind::Walk(table),
-                    Some(Walk::columns(table, &bases)),
-                ));
-            }
-        }
-        if dev.spec.modules.lldp {
-            jobs.push(Job::new(JobKind::LldpLocal, None));
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::LldpLocPort),
-                Some(Walk::new(IfTable::LldpLocPort, false)),
-            ));
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::LldpRem),
-                Some(Walk::new(IfTable::LldpRem, false)),
-            ));
-        }
-        if dev.spec.modules.cdp {
-            // Agents without CISCO-CDP-MIB end this walk at once, silently.
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::CdpCache),
-                Some(Walk::new(IfTable::CdpCache, false)),
-            ));
-        }
-        if dev.spec.modules.interfaces {
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::If),
-                Some(Walk::new(IfTable::If, dev.c32)),
-            ));
-            jobs.push(Job::new(
-                JobKind::Walk(IfTable::IfX),
-                Some(Walk::new(IfTable::IfX, false)),
-            ));
-        }
-        dev.poll = Some(Poll {
+        let discover = matches!(dev.spec.credentials, Credentials::V3 { .. }) && dev.v3.is_none();
+        let jobs = poll::jobs_for(&dev.spec, &self.custom, discover, dev.c32);
+        dev.poll = Some(Poll::new(
             slot_ms,
-            started: now,
+            now,
             jobs,
-            in_flight: 0,
-            sys: SysInfo::default(),
-            rows: BTreeMap::new(),
-            requests: 0,
-            timeouts: 0,
-            varbinds: 0,
-            rtt_sum: Duration::ZERO,
-            rtt_n: 0,
-            error: None,
-            generation: dev.poll_generation,
-            probe: dev.unreachable,
-            lldp: LldpBuild::default(),
-            cdp: cdp::CdpCache::default(),
-            custom_scalars: BTreeMap::new(),
-            custom_rows: BTreeMap::new(),
-        });
-        let limit = dev.spec.interval.min(MAX_POLL_TIME);
+            dev.poll_generation,
+            dev.unreachable,
+        ));
+        let limit = schedule::poll_time_limit(dev.spec.interval);
         let generation = dev.poll_generation;
-        self.timers.push(Reverse((
+        self.timers.push(
             now + limit,
             Timer::PollDeadline {
                 device: d,
                 generation,
             },
-        )));
+        );
         self.pump(d);
     }
 
@@ -730,23 +395,21 @@ impl Engine {
     }
 
     fn alloc_id(&mut self) -> i32 {
-        loop {
-            self.next_id = if self.next_id >= 0x3FFF_FFFF {
-                1
-            } else {
-                self.next_id + 1
-            };
-            if !self.outstanding.contains_key(&self.next_id) {
-                return self.next_id;
-            }
-        }
+        self.next_id =
+            transport::next_request_id(self.next_id, |id| self.outstanding.contains_key(&id));
+        self.next_id
     }
 
     /// Encode and send the current request of a job under `id`.
     fn send(&mut self, d: usize, job: usize, id: i32, attempt: u32) {
-        let now = Instant::now();
-        let encoded = self.encode(d, job, id);
+        let now = self.clock.now();
         let dev = &mut self.devices[d];
+        let encoded = match dev.poll.as_ref().and_then(|p| p.jobs.get(job)) {
+            Some(j) => self
+                .encoder
+                .encode(&dev.spec, dev.v3.as_ref(), j, &self.custom, id, now),
+            None => Err("no poll".into()),
+        };
         let Some(poll) = dev.poll.as_mut() else {
             return;
         };
@@ -761,12 +424,7 @@ impl Engine {
         dev.status.requests += 1;
         let addr = dev.spec.addr;
         let timeout = dev.spec.timeout;
-        let sock = if addr.is_ipv6() {
-            self.sock6.as_ref()
-        } else {
-            self.sock4.as_ref()
-        };
-        let sent = sock.map(|s| s.try_send_to(self.wbuf.as_bytes(), addr));
+        let sent = self.sockets.try_send(self.encoder.bytes(), addr);
         if let Some(Err(e)) = &sent {
             // Not fatal: the deadline will retry; note why.
             if let Some(p) = self.devices[d].poll.as_mut() {
@@ -786,200 +444,7 @@ impl Engine {
         );
         self.metrics.in_flight.set(self.outstanding.len() as f64);
         self.timers
-            .push(Reverse((now + timeout, Timer::Deadline { id, attempt })));
-    }
-
-    fn encode(&mut self, d: usize, job: usize, id: i32) -> Result<(), String> {
-        let dev = &self.devices[d];
-        let Some(poll) = dev.poll.as_ref() else {
-            return Err("no poll".into());
-        };
-        let j = &poll.jobs[job];
-        let uptime = walk::sys_uptime_oid();
-        let sys: Vec<Oid> = [1u32, 2, 3, 4, 5, 6]
-            .iter()
-            .filter_map(|c| Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 1, *c, 0]).ok())
-            .collect();
-        let (header, oids): (PduHeader, Vec<Oid>) = match (j.kind, &j.walk) {
-            (JobKind::Discover, _) => {
-                v3::encode_discovery(&mut self.wbuf, id, id);
-                return Ok(());
-            }
-            (JobKind::System, _) => (PduHeader::new(PduKind::Get, id), sys),
-            (JobKind::CustomGet(mi), _) => (
-                PduHeader::new(PduKind::Get, id),
-                self.custom
-                    .get(mi as usize)
-                    .map(|m| m.scalars.iter().map(|c| c.oid.clone()).collect())
-                    .unwrap_or_default(),
-            ),
-            (JobKind::LldpLocal, _) => (
-                PduHeader::new(PduKind::Get, id),
-                [2u32, 3]
-                    .iter()
-                    .filter_map(|c| Oid::from_arcs(&[1, 0, 8802, 1, 1, 2, 1, 3, *c, 0]).ok())
-                    .collect(),
-            ),
-            (JobKind::Walk(_), Some(w)) => {
-                let (cols, reps) = w.next_request(dev.spec.max_repetitions, MAX_VARBINDS);
-                let mut oids = vec![uptime];
-                oids.extend(cols);
-                (PduHeader::bulk(id, 1, reps as i64), oids)
-            }
-            (JobKind::Walk(_), None) => return Err("walk without state".into()),
-        };
-        let vbs: Vec<_> = oids.iter().map(|o| (o.as_ref(), Value::Null)).collect();
-        match &dev.spec.credentials {
-            Credentials::V2c { community } => {
-                encode_community_message(&mut self.wbuf, Version::V2c, community, &header, &vbs);
-                Ok(())
-            }
-            Credentials::V3 { user, .. } => {
-                let Some(v3s) = dev.v3.as_ref() else {
-                    return Err("v3 request before discovery".into());
-                };
-                self.salt = self.salt.wrapping_add(1);
-                let p = V3Params {
-                    msg_id: id,
-                    reportable: true,
-                    engine_id: &v3s.engine_id,
-                    engine_boots: v3s.boots,
-                    engine_time: v3s.time_now(),
-                    user,
-                    context_engine_id: &v3s.engine_id,
-                    context_name: b"",
-                };
-                v3::encode_v3(
-                    &mut self.wbuf,
-                    &mut self.scratch,
-                    &p,
-                    v3s.keys.as_ref(),
-                    self.salt,
-                    &header,
-                    &vbs,
-                )
-                .map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    fn on_deadline(&mut self, id: i32, attempt: u32) {
-        let Some(o) = self.outstanding.get(&id).copied() else {
-            return;
-        };
-        if o.attempt != attempt {
-            return;
-        }
-        let d = o.device;
-        self.metrics.timeouts.increment(1);
-        self.devices[d].status.timeouts += 1;
-        let retries = match self.devices[d].poll.as_ref() {
-            // A probe is one request: the device already failed a whole poll.
-            Some(p) if p.probing() => 0,
-            _ => self.devices[d].spec.retries,
-        };
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            p.timeouts += 1;
-        }
-        if attempt < retries
-            && self.devices[d]
-                .poll
-                .as_ref()
-                .is_some_and(|p| p.generation == o.generation)
-        {
-            self.metrics.retries.increment(1);
-            self.outstanding.remove(&id);
-            // v2c resends the same id, so a late answer to any attempt completes the request;
-            // v3 re-encodes (fresh time and salt) under the same msgID.
-            self.send(d, o.job, id, attempt + 1);
-            return;
-        }
-        self.outstanding.remove(&id);
-        self.metrics.in_flight.set(self.outstanding.len() as f64);
-        let kind = if self.devices[d].poll.as_ref().is_some_and(|p| {
-            p.jobs
-                .get(o.job)
-                .is_some_and(|j| j.kind == JobKind::Discover)
-        }) {
-            "discovery_timeout"
-        } else {
-            "timeout"
-        };
-        let addr = self.devices[d].spec.addr;
-        let hint = match self.devices[d].spec.credentials {
-            Credentials::V2c { .. } => {
-                " (host down, ACL, or wrong community: agents do not answer a wrong community)"
-            }
-            Credentials::V3 { .. } if kind == "timeout" => {
-                " (discovery worked, so the agent is up: check the privacy password and protocol)"
-            }
-            Credentials::V3 { .. } => " (host down or ACL)",
-        };
-        self.fail_job(
-            d,
-            o.job,
-            kind,
-            format!(
-                "no response from {addr} after {} attempts{hint}",
-                attempt + 1
-            ),
-        );
-        self.release(d);
-    }
-
-    fn on_poll_deadline(&mut self, d: usize, generation: u64) {
-        if self.devices[d]
-            .poll
-            .as_ref()
-            .is_none_or(|p| p.generation != generation)
-        {
-            return;
-        }
-        // Cancel what is still out for this device.
-        self.outstanding.retain(|_, o| o.device != d);
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            for j in &mut p.jobs {
-                if matches!(j.state, JobState::Pending | JobState::Running) {
-                    j.state = JobState::Failed;
-                }
-            }
-            p.in_flight = 0;
-            p.error.get_or_insert((
-                "poll_timeout",
-                "the poll did not finish within its interval".into(),
-            ));
-        }
-        self.maybe_finish(d);
-        self.release(d);
-    }
-
-    fn fail_job(&mut self, d: usize, job: usize, kind: &'static str, message: String) {
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            if let Some(j) = p.jobs.get_mut(job) {
-                j.state = JobState::Failed;
-            }
-            p.in_flight = p.in_flight.saturating_sub(1);
-            p.error.get_or_insert((kind, message));
-            // A failed discovery or credential problem fails everything still pending; so does
-            // a timeout before anything in this poll was answered (the device is not
-            // answering: each pending job would only wait out its own retries).
-            let fatal = matches!(
-                kind,
-                "discovery_timeout"
-                    | "wrong_digest"
-                    | "unknown_user"
-                    | "unsupported_sec_level"
-                    | "decryption_error"
-            ) || (kind == "timeout" && !p.answered());
-            if fatal {
-                for j in &mut p.jobs {
-                    if j.state == JobState::Pending {
-                        j.state = JobState::Failed;
-                    }
-                }
-            }
-        }
-        self.pump(d);
+            .push(now + timeout, Timer::Deadline { id, attempt });
     }
 
     /// A request finished: give waiting devices a chance at the freed global slot.
@@ -994,414 +459,9 @@ impl Engine {
         }
     }
 
-    fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        match pdu::peek_version(data) {
-            Ok(Version::V3) => self.on_v3(data, from),
-            Ok(_) => self.on_community(data, from),
-            Err(_) => self.metrics.dropped_decode.increment(1),
-        }
-    }
-
-    /// Find and check the request a reply answers.
-    fn claim(&mut self, id: i32, from: SocketAddr) -> Option<Outstanding> {
-        let Some(o) = self.outstanding.get(&id).copied() else {
-            self.metrics.dropped_late.increment(1);
-            return None;
-        };
-        let expected = self.devices[o.device].spec.addr;
-        if expected != from
-            && !(expected.ip().to_canonical() == from.ip().to_canonical()
-                && expected.port() == from.port())
-        {
-            self.metrics.dropped_source.increment(1);
-            return None;
-        }
-        Some(o)
-    }
-
-    fn on_community(&mut self, data: &[u8], from: SocketAddr) {
-        let Ok(m) = Message::decode(data) else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let AnyPdu::Standard(p) = m.pdu else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let Some(o) = self.claim(p.request_id, from) else {
-            return;
-        };
-        if let Credentials::V2c { community } = &self.devices[o.device].spec.credentials
-            && community.as_slice() != m.community
-        {
-            self.metrics.dropped_source.increment(1);
-            return;
-        }
-        self.outstanding.remove(&p.request_id);
-        self.on_response(o, &p);
-    }
-
-    fn on_v3(&mut self, data: &[u8], from: SocketAddr) {
-        let Ok(m) = V3Message::decode(data) else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let Some(o) = self.claim(m.msg_id, from) else {
-            return;
-        };
-        let d = o.device;
-        // Authenticated messages must verify with this device's keys.
-        let keys = self.devices[d].v3.as_ref().and_then(|s| s.keys.as_ref());
-        if m.is_authenticated() {
-            match keys {
-                Some(k)
-                    if m.auth_params.len() == k.auth.mac_len() && k.verify(data, m.auth_offset) => {
-                }
-                _ => {
-                    self.metrics.dropped_auth.increment(1);
-                    return;
-                }
-            }
-        }
-        // Track the agent's clock from authenticated messages and discovery reports.
-        let boots_changed = self.devices[d]
-            .v3
-            .as_ref()
-            .is_some_and(|s| s.boots != m.engine_boots);
-        let plain: Vec<u8>;
-        let scoped = match m.data {
-            ScopedData::Plain(sp) => decode_scoped(sp),
-            ScopedData::Encrypted(ct) => {
-                let Some(k) = keys else {
-                    self.metrics.dropped_auth.increment(1);
-                    return;
-                };
-                let mut buf = ct.to_vec();
-                if k.decrypt(&mut buf, m.engine_boots, m.engine_time, m.priv_params)
-                    .is_err()
-                {
-                    self.metrics.dropped_decode.increment(1);
-                    return;
-                }
-                plain = buf;
-                decode_decrypted(&plain)
-            }
-        };
-        let Ok(scoped) = scoped else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        let AnyPdu::Standard(p) = scoped.pdu else {
-            self.metrics.dropped_decode.increment(1);
-            return;
-        };
-        self.outstanding.remove(&m.msg_id);
-        if p.kind == PduKind::Report {
-            let kind = classify_report(&p);
-            metrics::counter!("nmsd_snmp_usm_reports_total", "report" => kind.label()).increment(1);
-            self.on_report(o, kind, &m);
-            return;
-        }
-        if m.is_authenticated() {
-            let dev = &mut self.devices[d];
-            if boots_changed {
-                // Agent restart: rates must not span it.
-                dev.rates.reset();
-            }
-            if let Some(s) = dev.v3.as_mut() {
-                s.boots = m.engine_boots;
-                s.time = m.engine_time;
-                s.synced = Instant::now();
-            }
-        }
-        self.on_response(o, &p);
-    }
-
-    fn on_report(&mut self, o: Outstanding, kind: ReportKind, m: &V3Message<'_>) {
-        let d = o.device;
-        let is_discovery = self.devices[d]
-            .poll
-            .as_ref()
-            .and_then(|p| p.jobs.get(o.job))
-            .is_some_and(|j| j.kind == JobKind::Discover);
-        match kind {
-            ReportKind::UnknownEngineId if is_discovery => {
-                let keys = match &self.devices[d].spec.credentials {
-                    Credentials::V3 { keys, .. } => keys.as_ref().map(|k| k.localize(m.engine_id)),
-                    Credentials::V2c { .. } => None,
-                };
-                self.devices[d].v3 = Some(V3State {
-                    engine_id: m.engine_id.to_vec(),
-                    boots: m.engine_boots,
-                    time: m.engine_time,
-                    synced: Instant::now(),
-                    keys,
-                });
-                self.devices[d].status.engine_id = Some(hex(m.engine_id));
-                self.devices[d].status.engine_boots = Some(m.engine_boots);
-                self.complete_job(d, o.job);
-            }
-            ReportKind::NotInTimeWindow | ReportKind::UnknownEngineId => {
-                // Resynchronise from the report and resend once; a second one is an error.
-                let resynced = self.devices[d]
-                    .poll
-                    .as_ref()
-                    .and_then(|p| p.jobs.get(o.job))
-                    .is_some_and(|j| j.resynced);
-                if let Some(s) = self.devices[d].v3.as_mut()
-                    && m.is_authenticated()
-                {
-                    s.boots = m.engine_boots;
-                    s.time = m.engine_time;
-                    s.synced = Instant::now();
-                }
-                if !resynced {
-                    if let Some(p) = self.devices[d].poll.as_mut() {
-                        p.jobs[o.job].resynced = true;
-                    }
-                    let id = self.alloc_id();
-                    self.send(d, o.job, id, 0);
-                    return;
-                }
-                self.fail_job(
-                    d,
-                    o.job,
-                    kind.label(),
-                    "the agent keeps reporting a time-window problem".into(),
-                );
-                self.release(d);
-            }
-            _ => {
-                let user = match &self.devices[d].spec.credentials {
-                    Credentials::V3 { user, .. } => String::from_utf8_lossy(user).into_owned(),
-                    Credentials::V2c { .. } => String::new(),
-                };
-                let msg = match kind {
-                    ReportKind::WrongDigest => {
-                        format!("wrong authentication password or protocol for user {user}")
-                    }
-                    ReportKind::UnknownUserName => format!("the agent has no user {user}"),
-                    ReportKind::UnsupportedSecLevel => {
-                        format!("security level not allowed for user {user}")
-                    }
-                    ReportKind::DecryptionError => format!(
-                        "the agent could not decrypt: privacy password or protocol wrong for user {user}"
-                    ),
-                    other => format!("agent reported {}", other.label()),
-                };
-                self.fail_job(d, o.job, kind.label(), msg);
-                self.release(d);
-            }
-        }
-    }
-
-    fn on_response(&mut self, o: Outstanding, p: &Pdu<'_>) {
-        let d = o.device;
-        self.metrics.responses.increment(1);
-        let rtt = o.sent_at.elapsed();
-        let Some(poll) = self.devices[d].poll.as_mut() else {
-            return;
-        };
-        if poll.generation != o.generation {
-            return;
-        }
-        poll.rtt_sum += rtt;
-        poll.rtt_n += 1;
-        let n = p.varbinds().count() as u32;
-        poll.varbinds += n;
-        self.metrics.varbinds.increment(n as u64);
-        if p.error_status != error_status::NO_ERROR {
-            let job = &mut poll.jobs[o.job];
-            match (job.walk.as_mut(), p.error_status) {
-                // tooBig at the smallest request, or noSuchName (v1 semantics): end the walk.
-                (Some(w), error_status::TOO_BIG | error_status::NO_SUCH_NAME) => {
-                    w.abandon();
-                    self.complete_job(d, o.job);
-                }
-                _ => {
-                    let msg = format!(
-                        "agent returned {} ({}) for varbind {}",
-                        error_status::name(p.error_status),
-                        p.error_status,
-                        p.error_index
-                    );
-                    self.fail_job(d, o.job, "agent_error", msg);
-                    self.release(d);
-                }
-            }
-            return;
-        }
-        let kind = poll.jobs[o.job].kind;
-        match kind {
-            JobKind::Discover => self.complete_job(d, o.job),
-            JobKind::System => {
-                for (oid, v) in p.varbinds().flatten() {
-                    let arcs: Vec<u32> = oid.arcs().collect();
-                    let s = &mut poll.sys;
-                    match arcs.as_slice() {
-                        [1, 3, 6, 1, 2, 1, 1, 1, 0] => {
-                            s.descr = v.as_text().map(|t| t.into_owned())
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 2, 0] => {
-                            s.object_id = match v {
-                                Value::ObjectId(o) => Some(o.to_string()),
-                                _ => None,
-                            }
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 3, 0] => {
-                            s.uptime = match v {
-                                Value::TimeTicks(t) => Some(t),
-                                _ => None,
-                            }
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 4, 0] => {
-                            s.contact = v.as_text().map(|t| t.into_owned())
-                        }
-                        [1, 3, 6, 1, 2, 1, 1, 5, 0] => s.name = v.as_text().map(|t| t.into_owned()),
-                        [1, 3, 6, 1, 2, 1, 1, 6, 0] => {
-                            s.location = v.as_text().map(|t| t.into_owned())
-                        }
-                        _ => {}
-                    }
-                }
-                self.complete_job(d, o.job);
-            }
-            JobKind::CustomGet(mi) => {
-                if let Some(m) = self.custom.get(mi as usize) {
-                    let mut cells = vec![None; m.scalars.len()];
-                    for (oid, v) in p.varbinds().flatten() {
-                        if let Some(i) = m.scalars.iter().position(|c| c.oid.as_ref() == oid) {
-                            cells[i] = custom_cell(m.scalars[i].kind, &v);
-                        }
-                    }
-                    poll.custom_scalars.insert(mi, cells);
-                }
-                self.complete_job(d, o.job);
-            }
-            JobKind::LldpLocal => {
-                for (oid, v) in p.varbinds().flatten() {
-                    match oid.as_bytes().last() {
-                        Some(0) if oid.as_bytes().ends_with(&[3, 2, 0]) => {
-                            poll.lldp.chassis_id = lldp_text(&v)
-                        }
-                        Some(0) if oid.as_bytes().ends_with(&[3, 3, 0]) => {
-                            poll.lldp.sys_name = v.as_text().map(|t| t.into_owned())
-                        }
-                        _ => {}
-                    }
-                }
-                self.complete_job(d, o.job);
-            }
-            JobKind::Walk(table) => {
-                let Poll {
-                    jobs,
-                    rows,
-                    sys,
-                    lldp,
-                    cdp,
-                    custom_rows,
-                    ..
-                } = poll;
-                let custom = &self.custom;
-                let Some(w) = jobs[o.job].walk.as_mut() else {
-                    return;
-                };
-                let absorbed = match table {
-                    IfTable::If | IfTable::IfX => w.absorb(p.varbinds(), rows),
-                    IfTable::LldpLocPort => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                        let Some(&port) = idx.first() else { return };
-                        let e = lldp.ports.entry(port).or_default();
-                        match col {
-                            2 => {
-                                e.0 = match v {
-                                    Value::Integer(i) => *i,
-                                    _ => 0,
-                                }
-                            }
-                            3 => e.1 = lldp_text(v).unwrap_or_default(),
-                            4 => e.2 = v.as_text().map(|t| t.into_owned()).unwrap_or_default(),
-                            _ => {}
-                        }
-                    }),
-                    IfTable::Custom(mi, ti) => {
-                        let cols = custom
-                            .get(mi as usize)
-                            .and_then(|m| m.tables.get(ti as usize))
-                            .map(|t| t.columns.iter().map(|c| c.kind).collect::<Vec<_>>())
-                            .unwrap_or_default();
-                        let table = custom_rows.entry((mi, ti)).or_default();
-                        w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                            let Some(kind) = cols.get(col as usize) else {
-                                return;
-                            };
-                            let row = table
-                                .entry(idx.to_vec())
-                                .or_insert_with(|| vec![None; cols.len()]);
-                            row[col as usize] = custom_cell(*kind, v);
-                        })
-                    }
-                    IfTable::CdpCache => {
-                        w.absorb_cells(p.varbinds(), |col, idx, v, _| cdp.cell(col, idx, v))
-                    }
-                    IfTable::LldpRem => w.absorb_cells(p.varbinds(), |col, idx, v, _| {
-                        // Index: TimeMark.LocalPortNum.RemIndex; TimeMark is not identity.
-                        let (Some(&port), Some(&rem)) = (idx.get(1), idx.get(2)) else {
-                            return;
-                        };
-                        if let Some(slot) = (col as usize).checked_sub(4).filter(|i| *i < 6) {
-                            let text = if col == 8 || col == 9 {
-                                v.as_text().map(|t| t.into_owned())
-                            } else {
-                                lldp_text(v)
-                            };
-                            lldp.remotes.entry((port, rem)).or_default()[slot] = text;
-                        }
-                    }),
-                };
-                match absorbed {
-                    Ok(uptime) => {
-                        if sys.uptime.is_none() {
-                            sys.uptime = uptime;
-                        }
-                        if w.is_done() {
-                            self.complete_job(d, o.job);
-                        } else {
-                            // Next page of the same walk, under a fresh id.
-                            let id = self.alloc_id();
-                            self.send(d, o.job, id, 0);
-                        }
-                    }
-                    Err(WalkError::TooManyRows) => {
-                        self.fail_job(d, o.job, "walk", "table longer than 100,000 rows".into());
-                        self.release(d);
-                    }
-                    Err(WalkError::Decode(e)) => {
-                        self.fail_job(d, o.job, "decode", format!("undecodable response: {e}"));
-                        self.release(d);
-                    }
-                }
-            }
-        }
-    }
-
-    fn complete_job(&mut self, d: usize, job: usize) {
-        if let Some(p) = self.devices[d].poll.as_mut() {
-            if let Some(j) = p.jobs.get_mut(job) {
-                j.state = JobState::Done;
-            }
-            p.in_flight = p.in_flight.saturating_sub(1);
-        }
-        self.pump(d);
-        self.release(d);
-    }
-
     /// Finish the poll once no job is pending or running.
     fn maybe_finish(&mut self, d: usize) {
-        let done = self.devices[d].poll.as_ref().is_some_and(|p| {
-            p.jobs
-                .iter()
-                .all(|j| matches!(j.state, JobState::Done | JobState::Failed))
-        });
+        let done = self.devices[d].poll.as_ref().is_some_and(Poll::is_over);
         if !done {
             return;
         }
@@ -1435,547 +495,92 @@ impl Engine {
 
     fn finish(&mut self, d: usize, poll: Poll) -> PollOutput {
         let dev = &mut self.devices[d];
-        let now_ms = unix_ms();
-        let poll_ms = poll.started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+        let now_ms = self.clock.unix_ms();
+        let took = self.clock.now().saturating_duration_since(poll.started);
+        let poll_ms = took.as_millis().min(u32::MAX as u128) as u32;
         let rtt_ms =
             (poll.rtt_n > 0).then(|| poll.rtt_sum.as_secs_f64() * 1000.0 / poll.rtt_n as f64);
         // The interface rows need both IF-MIB walks; topology and user-defined walks have their
         // own checks below.
-        let walks_ok = poll
-            .jobs
-            .iter()
-            .filter(|j| matches!(j.kind, JobKind::Walk(IfTable::If | IfTable::IfX)))
-            .all(|j| j.state == JobState::Done);
+        let walks_ok = poll.if_walks_ok();
         let mut interfaces = Vec::new();
         if walks_ok && dev.spec.modules.interfaces {
-            if !poll.rows.is_empty() && poll.rows.values().all(|r| !r.has_hc()) {
+            if rows::lacks_hc(&poll.rows) {
                 // No HC counters: poll ifTable's 32-bit ones from now on.
                 dev.c32 = true;
             }
-            let boots = dev.v3.as_ref().map(|s| s.boots);
-            let note = poll
-                .sys
-                .uptime
-                .map(|u| dev.rates.begin_poll(u, boots))
-                .unwrap_or(Some(rates::RateNote::First));
-            dev.rates.retain(|i| poll.rows.contains_key(&i));
-            for (&if_index, r) in &poll.rows {
-                let sample = if_sample(r, poll.sys.uptime);
-                let rr = dev.rates.interface(note, if_index, &sample);
-                if rr.dropped > 0
-                    && let Some(n) = rr.note
-                {
-                    metrics::counter!("nmsd_snmp_rate_dropped_total", "reason" => n.label())
-                        .increment(rr.dropped as u64);
-                }
-                interfaces.push(InterfaceRow {
+            interfaces = rows::interface_rows(
+                &mut dev.rates,
+                &poll.rows,
+                poll.sys.uptime,
+                dev.v3.as_ref().map(|s| s.boots),
+                &rows::RowKey {
+                    device: &dev.spec.name,
+                    tags: &dev.spec.tags,
                     ts_ms: poll.slot_ms,
-                    device: dev.spec.name.clone(),
-                    tags: dev.spec.tags.clone(),
-                    if_index,
-                    if_name: r.name.clone(),
-                    if_alias: r.alias.clone(),
-                    if_descr: r.descr.clone(),
-                    if_type: r.if_type,
-                    speed_mbps: rates::speed_bps(r.high_speed, r.speed).map(|b| b / 1_000_000),
-                    admin_status: r.admin,
-                    oper_status: r.oper,
-                    counter_bits: if r.has_hc() { 64 } else { 32 },
-                    counters: sample.counters.map(|c| c.map(Raw::value)),
-                    interval_s: rr.interval_s,
-                    in_bps: rr.in_bps,
-                    out_bps: rr.out_bps,
-                    in_util: rr.in_util,
-                    out_util: rr.out_util,
-                    per_second: rr.per_second,
-                    rate_note: rr.note.map(|n| n.label()),
-                });
-            }
-        }
-        let lldp_ok = dev.spec.modules.lldp
-            && poll
-                .jobs
-                .iter()
-                .filter(|j| {
-                    matches!(
-                        j.kind,
-                        JobKind::LldpLocal
-                            | JobKind::Walk(IfTable::LldpLocPort)
-                            | JobKind::Walk(IfTable::LldpRem)
-                    )
-                })
-                .all(|j| j.state == JobState::Done);
-        let cdp_ok = dev.spec.modules.cdp
-            && poll
-                .jobs
-                .iter()
-                .filter(|j| j.kind == JobKind::Walk(IfTable::CdpCache))
-                .all(|j| j.state == JobState::Done);
-        let custom_rows = build_custom_rows(&self.custom, dev, &poll);
-        let mut links = Vec::new();
-        if lldp_ok || cdp_ok {
-            if let Some(name) = poll.sys.name.as_deref() {
-                self.topology.set_sys_name(&dev.spec.name, name);
-            }
-            if walks_ok && dev.spec.modules.interfaces {
-                let names = poll
-                    .rows
-                    .iter()
-                    .map(|(i, r)| {
-                        (
-                            *i,
-                            crate::topology::PortNames {
-                                name: r.name.as_deref().unwrap_or_default().to_string(),
-                                descr: r.descr.as_deref().unwrap_or_default().to_string(),
-                            },
-                        )
-                    })
-                    .collect();
-                self.topology.set_interfaces(&dev.spec.name, names);
-            }
-        }
-        if lldp_ok {
-            // ifName, then ifDescr → ifIndex.
-            let mut by_name: BTreeMap<&str, u32> = BTreeMap::new();
-            for (i, r) in &poll.rows {
-                for label in [r.descr.as_deref(), r.name.as_deref()]
-                    .into_iter()
-                    .flatten()
-                {
-                    if !label.is_empty() {
-                        by_name.insert(label, *i);
-                    }
-                }
-            }
-            // lldpLocPortNum is not an ifIndex: name the port by its PortId when that is an
-            // interface name (subtype 5), by its description when that names an interface
-            // (Junos' locally assigned PortIds (7) are numbers, its descriptions names), else
-            // by a locally assigned PortId, else its description, else the number.
-            let port_name = |num: u32| -> String {
-                match poll.lldp.ports.get(&num) {
-                    Some((5, id, _)) if !id.is_empty() => id.clone(),
-                    Some((_, _, descr)) if by_name.contains_key(descr.as_str()) => descr.clone(),
-                    Some((7, id, _)) if !id.is_empty() => id.clone(),
-                    Some((_, _, descr)) if !descr.is_empty() => descr.clone(),
-                    _ => num.to_string(),
-                }
-            };
-            let mut view = crate::topology::LldpView {
-                chassis_id: poll.lldp.chassis_id.clone(),
-                sys_name: poll.lldp.sys_name.clone(),
-                neighbours: BTreeMap::new(),
-                ports: poll
-                    .lldp
-                    .ports
-                    .iter()
-                    .filter(|(_, (_, id, _))| !id.is_empty())
-                    .map(|(num, (_, id, _))| (id.clone(), port_name(*num)))
-                    .collect(),
-            };
-            for ((port, _), cols) in &poll.lldp.remotes {
-                let port_name = port_name(*port);
-                let [_, chassis, _, port_id, port_descr, sys_name] = cols.clone();
-                view.neighbours.insert(
-                    port_name.clone(),
-                    crate::topology::Neighbour {
-                        local_if_index: by_name.get(port_name.as_str()).copied(),
-                        chassis_id: chassis.unwrap_or_default(),
-                        port_id: port_id.unwrap_or_default(),
-                        port_descr: port_descr.unwrap_or_default(),
-                        sys_name: sys_name.unwrap_or_default(),
-                        address: None,
-                        platform: String::new(),
-                    },
-                );
-            }
-            links = self.topology.observe(&dev.spec.name, view, now_ms);
-        }
-        if cdp_ok {
-            links.extend(
-                self.topology
-                    .observe_cdp(&dev.spec.name, poll.cdp.neighbours(), now_ms),
+                },
             );
         }
-        if (lldp_ok || cdp_ok)
-            && let Ok(mut t) = self.topology_board.lock()
-        {
-            *t = self.topology.snapshot();
-        }
+        let custom_rows = dev.custom_last.rows(
+            &self.custom,
+            &poll.custom,
+            poll.sys.uptime,
+            &dev.spec.name,
+            poll.slot_ms,
+        );
+        let links = self.observe_topology(d, &poll, walks_ok, now_ms);
+        let dev = &mut self.devices[d];
         if walks_ok && dev.spec.modules.interfaces && !dev.spec.flow_exporters.is_empty() {
-            let info: BTreeMap<u32, IfInfo> = poll
-                .rows
-                .iter()
-                .map(|(i, r)| {
-                    (
-                        *i,
-                        IfInfo {
-                            name: r.name.clone().or_else(|| r.descr.clone()),
-                            alias: r.alias.clone().filter(|a| !a.is_empty()),
-                            speed_mbps: rates::speed_bps(r.high_speed, r.speed)
-                                .map(|b| b / 1_000_000),
-                        },
-                    )
-                })
-                .collect();
+            let info = rows::if_info(&poll.rows);
             if info != dev.if_info {
                 dev.if_info = info;
                 if self.directory.is_some() && !self.directory_dirty {
                     self.directory_dirty = true;
-                    self.timers.push(Reverse((
-                        Instant::now() + Duration::from_secs(1),
+                    self.timers.push(
+                        self.clock.now() + Duration::from_secs(1),
                         Timer::PublishDirectory,
-                    )));
+                    );
                 }
             }
         }
         let ok = poll.error.is_none();
-        dev.unreachable = !ok
-            && !poll.answered()
-            && poll.error.as_ref().is_some_and(|(k, _)| {
-                matches!(*k, "timeout" | "discovery_timeout" | "poll_timeout")
-            });
-        let st = &mut dev.status;
-        log_transition(&dev.spec.name, st, poll.error.as_ref());
+        dev.unreachable = schedule::unreachable_after(poll.error.as_ref(), poll.answered());
+        dev.status.record_poll(
+            &dev.spec.name,
+            &PollSummary {
+                error: poll.error.as_ref(),
+                poll_ms,
+                rtt_ms,
+                sys_name: poll.sys.name.as_deref(),
+                sys_uptime_ticks: poll.sys.uptime,
+                interfaces: &interfaces,
+                gauges: (dev.spec.prometheus && walks_ok).then_some(interfaces.as_slice()),
+                engine_boots: dev.v3.as_ref().map(|s| s.boots),
+            },
+            now_ms,
+        );
         if ok {
-            st.state = "up";
-            st.last_success_ms = Some(now_ms);
-            st.consecutive_failures = 0;
-            st.polls_ok += 1;
             self.metrics.polls_ok.increment(1);
         } else {
-            st.consecutive_failures += 1;
-            st.polls_failed += 1;
-            st.state = if st.consecutive_failures >= 3 {
-                "down"
-            } else {
-                "failing"
-            };
             self.metrics.polls_failed.increment(1);
-            if let Some((kind, msg)) = &poll.error {
-                st.last_error = Some(ErrorStatus {
-                    at_ms: now_ms,
-                    kind,
-                    message: msg.clone(),
-                });
+            if let Some((kind, _)) = &poll.error {
                 metrics::counter!("nmsd_snmp_device_errors_total", "kind" => *kind).increment(1);
             }
         }
-        st.poll_ms = Some(poll_ms);
-        if let Some(r) = rtt_ms {
-            st.rtt_ms_last = Some(r);
-            st.rtt_ms_ewma = Some(st.rtt_ms_ewma.map_or(r, |e| 0.8 * e + 0.2 * r));
-        }
-        if poll.sys.name.is_some() {
-            st.sys_name = poll.sys.name.clone();
-        }
-        st.sys_uptime_ticks = poll.sys.uptime.or(st.sys_uptime_ticks);
-        st.interfaces = interfaces.len() as u32;
-        if dev.spec.prometheus && walks_ok {
-            st.gauges = interfaces
-                .iter()
-                .map(|r| IfGauges {
-                    if_index: r.if_index,
-                    if_name: r.if_name.clone(),
-                    in_bps: r.in_bps,
-                    out_bps: r.out_bps,
-                    in_util: r.in_util,
-                    out_util: r.out_util,
-                    oper_up: r.oper_status.map(|s| s == 1),
-                })
-                .collect();
-        }
-        if let Some(s) = &dev.v3 {
-            st.engine_boots = Some(s.boots);
-        }
-        self.metrics
-            .poll_seconds
-            .record(poll.started.elapsed().as_secs_f64());
+        self.metrics.poll_seconds.record(took.as_secs_f64());
+        let device = rows::device_row(
+            &dev.spec,
+            dev.v3.as_ref(),
+            poll,
+            poll_ms,
+            rtt_ms,
+            interfaces.len(),
+        );
         PollOutput {
-            device: DeviceRow {
-                ts_ms: poll.slot_ms,
-                device: dev.spec.name.clone(),
-                tags: dev.spec.tags.clone(),
-                address: Some(dev.spec.addr.ip()),
-                up: ok,
-                error: poll.error.as_ref().map(|(k, _)| *k),
-                error_detail: poll.error.map(|(_, m)| m),
-                sys_name: poll.sys.name,
-                sys_descr: poll.sys.descr,
-                sys_object_id: poll.sys.object_id,
-                sys_location: poll.sys.location,
-                sys_contact: poll.sys.contact,
-                sys_uptime_ticks: poll.sys.uptime,
-                engine_id: dev.v3.as_ref().map(|s| hex(&s.engine_id)),
-                engine_boots: dev.v3.as_ref().map(|s| s.boots),
-                poll_ms,
-                rtt_ms,
-                requests: poll.requests,
-                timeouts: poll.timeouts,
-                varbinds: poll.varbinds,
-                interfaces: interfaces.len() as u32,
-            },
+            device,
             interfaces,
             links,
             custom: custom_rows,
         }
-    }
-}
-
-impl Job {
-    fn new(kind: JobKind, walk: Option<Walk>) -> Self {
-        Job {
-            kind,
-            state: JobState::Pending,
-            walk,
-            resynced: false,
-        }
-    }
-}
-
-/// Rows of the user-defined modules of a finished poll, with counter rates against the
-/// previous poll (agent time; none on the first poll, after a restart or a counter going back).
-fn build_custom_rows(
-    modules: &[plan::CustomModule],
-    dev: &mut Device,
-    poll: &Poll,
-) -> Vec<nmsd_pipeline::snmp::CustomRow> {
-    use nmsd_pipeline::snmp::{CustomRow, CustomValue};
-    let uptime = poll.sys.uptime;
-    let mut out = Vec::new();
-    let mut convert = |key: CustomKey, cell: &CustomCell| -> CustomValue {
-        match cell {
-            CustomCell::Num(x) => CustomValue::Gauge(*x),
-            CustomCell::Text(t) => CustomValue::Label(t.clone()),
-            CustomCell::Raw(raw) => {
-                let rate = match (uptime, dev.custom_last.get(&key)) {
-                    (Some(now), Some(&(prev, then))) if now > then && *raw >= prev => {
-                        Some((*raw - prev) as f64 / ((now - then) as f64 / 100.0))
-                    }
-                    _ => None,
-                };
-                if let Some(u) = uptime {
-                    dev.custom_last.insert(key, (*raw, u));
-                }
-                CustomValue::Counter { raw: *raw, rate }
-            }
-        }
-    };
-    for (&mi, cells) in &poll.custom_scalars {
-        let Some(m) = modules.get(mi as usize) else {
-            continue;
-        };
-        let values = m
-            .scalars
-            .iter()
-            .zip(cells)
-            .enumerate()
-            .filter_map(|(ci, (c, cell))| {
-                let v = convert((mi, u16::MAX, Vec::new(), ci as u16), cell.as_ref()?);
-                Some((c.name.clone(), v))
-            })
-            .collect();
-        out.push(CustomRow {
-            table: m.scalar_table.clone(),
-            ts_ms: poll.slot_ms,
-            device: dev.spec.name.clone(),
-            idx: None,
-            values,
-        });
-    }
-    for (&(mi, ti), rows) in &poll.custom_rows {
-        let Some(t) = modules
-            .get(mi as usize)
-            .and_then(|m| m.tables.get(ti as usize))
-        else {
-            continue;
-        };
-        for (idx, cells) in rows {
-            let values = t
-                .columns
-                .iter()
-                .zip(cells)
-                .enumerate()
-                .filter_map(|(ci, (c, cell))| {
-                    let v = convert((mi, ti, idx.clone(), ci as u16), cell.as_ref()?);
-                    Some((c.name.clone(), v))
-                })
-                .collect();
-            out.push(CustomRow {
-                table: t.table.clone(),
-                ts_ms: poll.slot_ms,
-                device: dev.spec.name.clone(),
-                idx: Some(idx.iter().map(u32::to_string).collect::<Vec<_>>().join(".")),
-                values,
-            });
-        }
-    }
-    out
-}
-
-/// Counters of a polled row in rate-calculator form: HC counters when present, else ifTable's
-/// 32-bit ones (NUcast standing in for multicast, broadcast unknown).
-/// Tell the journal when a device changes state (before `st` is updated with this poll): its
-/// first answer, its first failure and the reason, the reason changing, going down (the
-/// third failure in a row) and coming back. One line per change, never one per poll, so a
-/// dead device or a wrong password is visible without flooding the log.
-fn log_transition(device: &str, st: &DeviceStatus, error: Option<&(&'static str, String)>) {
-    let was = st.state;
-    let failures = st.consecutive_failures;
-    match error {
-        None if was == "new" => tracing::info!(device, "SNMP device answering"),
-        None if failures > 0 => tracing::info!(
-            device,
-            failed_polls = failures,
-            "SNMP device answering again"
-        ),
-        None => {}
-        Some((kind, message)) => {
-            let same_kind = st.last_error.as_ref().is_some_and(|e| e.kind == *kind);
-            if failures == 0 || !same_kind {
-                tracing::warn!(device, kind, "SNMP device failing: {message}");
-            } else if failures + 1 == 3 {
-                tracing::warn!(
-                    device,
-                    kind,
-                    "SNMP device down (3 failed polls in a row; a device that does not answer \
-                     is probed with one request per interval): {message}"
-                );
-            }
-        }
-    }
-}
-
-fn if_sample(r: &IfRowBuild, device_uptime: Option<u32>) -> IfSample {
-    let mut c = [None; rates::COUNTERS];
-    if r.has_hc() {
-        c[Counter::InOctets as usize] = r.hc[0].map(Raw::C64);
-        c[Counter::InUcastPkts as usize] = r.hc[1].map(Raw::C64);
-        c[Counter::InMulticastPkts as usize] = r.hc[2].map(Raw::C64);
-        c[Counter::InBroadcastPkts as usize] = r.hc[3].map(Raw::C64);
-        c[Counter::OutOctets as usize] = r.hc[4].map(Raw::C64);
-        c[Counter::OutUcastPkts as usize] = r.hc[5].map(Raw::C64);
-        c[Counter::OutMulticastPkts as usize] = r.hc[6].map(Raw::C64);
-        c[Counter::OutBroadcastPkts as usize] = r.hc[7].map(Raw::C64);
-    } else {
-        c[Counter::InOctets as usize] = r.in_octets32.map(Raw::C32);
-        c[Counter::InUcastPkts as usize] = r.in_ucast32.map(Raw::C32);
-        c[Counter::InMulticastPkts as usize] = r.in_nucast32.map(Raw::C32);
-        c[Counter::OutOctets as usize] = r.out_octets32.map(Raw::C32);
-        c[Counter::OutUcastPkts as usize] = r.out_ucast32.map(Raw::C32);
-        c[Counter::OutMulticastPkts as usize] = r.out_nucast32.map(Raw::C32);
-    }
-    c[Counter::InErrors as usize] = r.in_errors.map(Raw::C32);
-    c[Counter::OutErrors as usize] = r.out_errors.map(Raw::C32);
-    c[Counter::InDiscards as usize] = r.in_discards.map(Raw::C32);
-    c[Counter::OutDiscards as usize] = r.out_discards.map(Raw::C32);
-    IfSample {
-        uptime_ticks: r.counters_uptime.or(device_uptime).unwrap_or(0),
-        discontinuity_ticks: r.discontinuity,
-        identity: r
-            .name
-            .as_deref()
-            .or(r.descr.as_deref())
-            .unwrap_or_default()
-            .to_string(),
-        speed_bps: rates::speed_bps(r.high_speed, r.speed),
-        counters: c,
-    }
-}
-
-async fn readable(sock: Option<&UdpSocket>) -> std::io::Result<()> {
-    match sock {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use plan::Modules;
-
-    /// Issue 11 item 10: a device that does not answer cost every job's full retries each
-    /// interval (9 requests here) and overran its interval. Now the first failed poll stops at
-    /// the jobs already out, and later polls are one probe without retries.
-    #[test]
-    fn a_dead_device_is_probed_once_per_interval() {
-        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        dead.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let plan = Plan {
-            devices: vec![DeviceSpec {
-                name: Arc::from("dead"),
-                addr: dead.local_addr().unwrap(),
-                credentials: Credentials::V2c {
-                    community: Arc::new(zeroize::Zeroizing::new(b"public".to_vec())),
-                },
-                interval: Duration::from_millis(700),
-                timeout: Duration::from_millis(100),
-                retries: 2,
-                max_repetitions: 25,
-                max_in_flight: 2,
-                modules: Modules::default(),
-                flow_exporters: Vec::new(),
-                prometheus: false,
-                custom: Vec::new(),
-                tags: Default::default(),
-            }],
-            max_in_flight: 64,
-            custom: Vec::new(),
-        };
-        let board: StatusBoard = Default::default();
-        let shared = EngineShared {
-            board: board.clone(),
-            ..Default::default()
-        };
-        let (polls_tx, polls_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(1);
-        let engine_thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let out = Box::new(move |o: PollOutput| {
-                    let _ = polls_tx.send(o.device.up);
-                });
-                let engine = Engine::new(
-                    plan,
-                    "127.0.0.1:0".parse().unwrap(),
-                    "[::1]:0".parse().unwrap(),
-                    out,
-                    shared,
-                )
-                .await
-                .unwrap();
-                engine.run(stop_rx).await;
-            });
-        });
-        // Requests the dead device received per finished poll.
-        let mut per_poll = Vec::new();
-        let mut buf = [0u8; 2048];
-        let mut got = 0;
-        while per_poll.len() < 4 {
-            if dead.recv_from(&mut buf).is_ok() {
-                got += 1;
-            }
-            if let Ok(up) = polls_rx.try_recv() {
-                assert!(!up);
-                per_poll.push(got);
-                got = 0;
-            }
-        }
-        let _ = stop_tx.blocking_send(Command::Stop);
-        engine_thread.join().unwrap();
-        // Poll 1: the two jobs in flight (system, ifTable) with their retries, nothing more.
-        assert_eq!(per_poll[0], 2 * 3, "{per_poll:?}");
-        assert_eq!(
-            &per_poll[1..],
-            [1, 1, 1],
-            "one probe per interval: {per_poll:?}"
-        );
-        let st = board.lock().unwrap()[0].clone();
-        assert_eq!(st.polls_overrun, 0);
-        assert_eq!(st.state, "down");
     }
 }

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nmsd_parsers::snmp::Oid;
+use nmsd_pipeline::units::parse_duration;
 use nmsd_snmpsim::{
     Addressing, Behaviour, Fixture, Group, SimConfig, Simulator, UserSpec, parse_count_arg,
-    parse_duration,
 };
 
 const HELP: &str = "\
@@ -55,9 +55,17 @@ Behaviours (each takes N devices from the end of the list, in this order, withou
   --wrap N                 Counter32s wrap 30 s after start
 Output
   --manifest FILE          write the devices (address, name, engine ID, behaviours) as JSON
-  --stats SECS             print counters every SECS seconds
+  --stats EVERY            print counters every EVERY: seconds (5) or with a unit (500ms)
   -h, --help
 ";
+
+/// `--stats` takes plain seconds (as it always has) or a duration with a unit.
+fn stats_period(s: &str) -> Result<Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => parse_duration(s),
+    }
+}
 
 /// Set by SIGINT/SIGTERM.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -202,7 +210,7 @@ fn parse_args() -> Result<Args, String> {
                 })?
             }
             Long("manifest") => manifest = Some(PathBuf::from(val(&mut p)?)),
-            Long("stats") => stats_every = Some(parse_duration(&val(&mut p)?)?),
+            Long("stats") => stats_every = Some(stats_period(&val(&mut p)?)?),
             Short('h') | Long("help") => {
                 print!("{HELP}");
                 std::process::exit(0);
@@ -323,5 +331,23 @@ fn main() {
     if let Err(e) = sim.stop() {
         eprintln!("nmsd-snmpsim: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_units_and_stats_also_plain_seconds() {
+        assert_eq!(stats_period("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(stats_period("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(stats_period("2m"), Ok(Duration::from_secs(120)));
+        assert!(stats_period("-1").is_err() && stats_period("x").is_err());
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert!(
+            parse_duration("3").is_err(),
+            "the behaviour flags need a unit"
+        );
     }
 }

@@ -48,11 +48,12 @@ pub struct Registry {
 impl Registry {
     /// Every component nmsd ships.
     pub fn builtin() -> Self {
-        use crate::sources::{netflow, snmp};
+        use crate::sources::{netflow, snmp, snmp_traps};
         use nmsd_pipeline::processors::{interface_names, rollup};
         Registry::default()
             .source::<netflow::NetflowSourceConfig>("netflow")
             .source::<snmp::SnmpSourceConfig>("snmp")
+            .source::<snmp_traps::SnmpTrapsSourceConfig>("snmp_traps")
             .processor::<rollup::RollupConfig>("rollup")
             .processor::<interface_names::InterfaceNamesConfig>("interface_names")
             .sink::<nmsd_sinks::questdb::QuestDbConfig>("questdb")

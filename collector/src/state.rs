@@ -103,13 +103,23 @@ impl TemplateStore {
     }
 }
 
-/// nmsd's own SNMP engine identity (RFC 3414): an engine ID kept across restarts and a boots
-/// counter incremented at every start, in `<state_dir>/snmp/engine`.
-pub fn snmp_engine(state_dir: &Path, configured: Option<&str>) -> anyhow::Result<(Vec<u8>, u32)> {
+/// The SNMP engine identity (RFC 3414) of the trap source `source`: an engine ID kept across
+/// restarts and a boots counter incremented at every start, in `<state_dir>/snmp/engine-<source>`.
+/// The file of the single receiver nmsd had before sources had ids (`snmp/engine`) is taken
+/// over by the first source that starts, so senders configured with that engine ID keep working.
+pub fn snmp_engine(
+    state_dir: &Path,
+    source: &str,
+    configured: Option<&str>,
+) -> anyhow::Result<(Vec<u8>, u32)> {
     let dir = state_dir.join("snmp");
     std::fs::create_dir_all(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    let path = dir.join("engine");
+    let path = dir.join(format!("engine-{source}"));
+    let old = dir.join("engine");
+    if !path.exists() && old.exists() {
+        let _ = std::fs::rename(&old, &path);
+    }
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let mut lines = text.lines();
     let stored_id = lines.next().and_then(|h| decode_hex(h.trim()));

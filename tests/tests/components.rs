@@ -61,7 +61,7 @@ fn snmp_source(sim: &SimHandle, dir: &Path, traps: Option<u16>) -> String {
     );
     if let Some(p) = traps {
         s.push_str(&format!(
-            "[sources.snmp.traps]\nlisten = [\"127.0.0.1:{p}\"]\n\
+            "[sources.traps]\ntype = \"snmp_traps\"\nlisten = [\"127.0.0.1:{p}\"]\n\
              communities = [{{ name = \"lab\", community = {{ file = \"{}\" }} }}]\n",
             community.display()
         ));
@@ -95,7 +95,7 @@ fn two_questdb_sinks_store_the_same_rows() {
     let dir = nmsd_acceptance::scratch("two-sinks");
     let trap_port = nmsd_acceptance::free_udp_port();
     let extra = format!(
-        "{}\n[sinks.second]\ntype = \"questdb\"\ninputs = [\"netflow\", \"names\", \"snmp\"]\n\
+        "{}\n[sinks.second]\ntype = \"questdb\"\ninputs = [\"netflow\", \"names\", \"snmp\", \"traps\"]\n\
          url = \"{}\"\nbatch_interval = \"200ms\"\nretry_initial = \"100ms\"\nretry_max = \"1s\"\n",
         snmp_source(&sim, &dir, Some(trap_port)),
         b.q.url()

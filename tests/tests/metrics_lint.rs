@@ -83,7 +83,8 @@ profile = "v2"
 prometheus = true
 modules = ["system", "interfaces"]
 
-[sources.snmp.traps]
+[sources.traps]
+type = "snmp_traps"
 listen = ["127.0.0.1:{trap_port}"]
 communities = [{{ name = "lab", community = {{ file = "{c}" }} }}]
 "#,

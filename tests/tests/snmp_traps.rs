@@ -27,10 +27,10 @@ impl Secrets {
     }
 }
 
-/// `[[sources.snmp.profiles]]` of a v3 user (auth and privacy as in tests/src/snmpd.rs).
+/// `[[sources.traps.profiles]]` of a v3 user (auth and privacy as in tests/src/snmpd.rs).
 fn v3_profile(s: &Secrets, name: &str, user: &str, level: &str) -> String {
     let mut p = format!(
-        "\n[[sources.snmp.profiles]]\nname = \"{name}\"\nversion = \"3\"\nuser = \"{user}\"\n\
+        "\n[[sources.traps.profiles]]\nname = \"{name}\"\nversion = \"3\"\nuser = \"{user}\"\n\
          level = \"{level}\"\n"
     );
     if level != "noAuthNoPriv" {
@@ -48,7 +48,7 @@ fn v3_profile(s: &Secrets, name: &str, user: &str, level: &str) -> String {
     p
 }
 
-/// nmsd receiving traps on a fresh port with `traps` (the `[sources.snmp.traps]` body) and
+/// nmsd receiving traps on a fresh port with `traps` (the `[sources.traps]` body) and
 /// `profiles`; returns it and the trap address.
 fn start(name: &str, q: &QuestDb, traps: &str, profiles: &str) -> (Nmsd, String) {
     let port = nmsd_acceptance::free_udp_port();
@@ -58,7 +58,7 @@ fn start(name: &str, q: &QuestDb, traps: &str, profiles: &str) -> (Nmsd, String)
             questdb: Some(q.url()),
             table_prefix: format!("{}_", name.replace('-', "_")),
             extra: format!(
-                "[sources.snmp]\ntype = \"snmp\"\n[sources.snmp.traps]\nlisten = [\"127.0.0.1:{port}\"]\n\
+                "[sources.traps]\ntype = \"snmp_traps\"\nlisten = [\"127.0.0.1:{port}\"]\n\
                  {traps}\n{profiles}"
             ),
             ..NmsdOptions::default()
@@ -146,7 +146,7 @@ fn net_snmp_traps_and_informs_are_stored() {
     );
     let profiles = format!(
         r#"
-[[sources.snmp.profiles]]
+[[sources.traps.profiles]]
 name = "sha-aes"
 version = "3"
 user = "u_sha_aes"
@@ -155,7 +155,7 @@ auth_password = {{ file = "{}" }}
 priv = "aes"
 priv_password = {{ file = "{}" }}
 
-[[sources.snmp.profiles]]
+[[sources.traps.profiles]]
 name = "sha256-aes256"
 version = "3"
 user = "u_sha256_aes256"

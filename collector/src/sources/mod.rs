@@ -17,6 +17,7 @@ use nmsd_pipeline::stream::StreamSet;
 
 pub mod netflow;
 pub mod snmp;
+pub mod snmp_traps;
 
 /// What a source is started with.
 pub struct SourceContext {

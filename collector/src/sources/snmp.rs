@@ -1,4 +1,4 @@
-//! `[sources.snmp]`: SNMP polling of devices (v2c and v3), configured in config.toml.
+//! `[sources.<id>] type = "snmp"`: SNMP polling of devices (v2c and v3).
 //!
 //! This file turns config into the engine's `Plan`: addresses resolved, secrets read from files,
 //! environment variables or systemd credentials (never inline, never logged), passwords turned
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nmsd_parsers::snmp::usm::{AuthProtocol, PrivProtocol, UserKeys};
-use nmsd_pipeline::units::{ByteSize, HumanDuration};
+use nmsd_pipeline::units::HumanDuration;
 use nmsd_snmp::engine::plan::{Credentials, DeviceSpec, Modules, Plan};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -38,8 +38,6 @@ pub struct SnmpSourceConfig {
     pub profiles: Vec<ProfileConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
-    /// The trap receiver; off unless configured.
-    pub traps: Option<TrapsConfig>,
     /// User-defined modules: scalars and tables by OID, each written to its own table.
     #[serde(default)]
     pub modules: Vec<CustomModuleConfig>,
@@ -90,51 +88,6 @@ fn custom_kind(s: &str) -> Option<nmsd_pipeline::snmp::CustomKind> {
         "label" => CustomKind::Label,
         _ => return None,
     })
-}
-
-/// `[sources.snmp.traps]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrapsConfig {
-    /// Where traps arrive (162 needs CAP_NET_BIND_SERVICE, which the systemd unit grants).
-    #[serde(default = "default_trap_listen")]
-    pub listen: Vec<SocketAddr>,
-    /// Communities accepted for v1/v2c, each with a name stored instead of the community.
-    #[serde(default)]
-    pub communities: Vec<TrapCommunityConfig>,
-    /// Profile names whose v3 users are accepted for TRAP and INFORM.
-    #[serde(default)]
-    pub users: Vec<String>,
-    /// nmsd's engine ID for v3 INFORM, hex; generated and kept in the state directory if unset.
-    pub engine_id: Option<String>,
-    /// SO_RCVBUF per listen address: what a burst can queue while the receiver catches up.
-    /// Above `net.core.rmem_max` it needs root or CAP_NET_ADMIN (SO_RCVBUFFORCE).
-    #[serde(default = "default_trap_receive_buffer")]
-    pub receive_buffer: ByteSize,
-}
-
-/// The kernel doubles the request and counts ~830 bytes per small trap: ~40,000 traps.
-fn default_trap_receive_buffer() -> ByteSize {
-    ByteSize(16 << 20)
-}
-
-impl TrapsConfig {
-    /// The receive buffer to ask for, in bytes.
-    pub fn receive_buffer_bytes(&self) -> usize {
-        usize::try_from(self.receive_buffer.0).unwrap_or(usize::MAX)
-    }
-}
-
-fn default_trap_listen() -> Vec<SocketAddr> {
-    vec![SocketAddr::from(([0, 0, 0, 0], 162))]
-}
-
-/// `[[sources.snmp.traps.communities]]`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrapCommunityConfig {
-    pub name: String,
-    pub community: SecretSource,
 }
 
 fn default_bind4() -> SocketAddr {
@@ -345,97 +298,147 @@ fn check_tag(name: &str, value: &str) -> Result<(), String> {
 /// A problem with the SNMP config: (key, message).
 pub type SnmpConfigError = (String, String);
 
+/// Checks of credential profiles that need no I/O; `table` is where they are
+/// (`sources.snmp.`, with its dot; empty for keys relative to the table), for errors.
+pub(crate) fn validate_profiles(
+    profiles: &[ProfileConfig],
+    table: &str,
+) -> Result<(), SnmpConfigError> {
+    let e = |k: String, m: String| Err((k, m));
+    for (i, p) in profiles.iter().enumerate() {
+        let k = |f: &str| format!("{table}profiles[{i}].{f}");
+        match p.version.as_str() {
+            "2c" => {
+                if p.community.is_none() {
+                    return e(k("community"), "a v2c profile needs a community".into());
+                }
+            }
+            "3" => {
+                if p.user.as_deref().is_none_or(str::is_empty) {
+                    return e(k("user"), "a v3 profile needs a user".into());
+                }
+                let level = p.level.as_deref().unwrap_or("authPriv");
+                if !["noAuthNoPriv", "authNoPriv", "authPriv"].contains(&level) {
+                    return e(
+                        k("level"),
+                        "level must be noAuthNoPriv, authNoPriv or authPriv".into(),
+                    );
+                }
+                if level != "noAuthNoPriv" {
+                    if p.auth.as_deref().and_then(AuthProtocol::parse).is_none() {
+                        return e(
+                            k("auth"),
+                            "auth must be md5, sha, sha224, sha256, sha384 or sha512".into(),
+                        );
+                    }
+                    if p.auth_password.is_none() {
+                        return e(
+                            k("auth_password"),
+                            "authNoPriv and authPriv need auth_password".into(),
+                        );
+                    }
+                }
+                if level == "authPriv" {
+                    if p.privacy.as_deref().and_then(PrivProtocol::parse).is_none() {
+                        return e(
+                            k("priv"),
+                            "priv must be des, aes, aes192, aes256, aes192c or aes256c".into(),
+                        );
+                    }
+                    if p.priv_password.is_none() {
+                        return e(k("priv_password"), "authPriv needs priv_password".into());
+                    }
+                } else if p.privacy.is_some() {
+                    return e(k("priv"), "priv needs level = \"authPriv\"".into());
+                }
+            }
+            _ => return e(k("version"), "version must be \"2c\" or \"3\"".into()),
+        }
+    }
+    Ok(())
+}
+
+/// Credentials of a profile: secrets read, keys derived (a few ms per password). `at` is its
+/// key (`sources.snmp.profiles[0]`), for errors.
+pub(crate) fn profile_credentials(
+    p: &ProfileConfig,
+    at: &str,
+) -> Result<Credentials, SnmpConfigError> {
+    let k = |f: &str| format!("{at}.{f}");
+    let creds = if p.version == "2c" {
+        let c = p
+            .community
+            .as_ref()
+            .ok_or((k("community"), "missing".to_string()))?;
+        Credentials::V2c {
+            community: Arc::new(c.read().map_err(|m| (k("community"), m))?),
+        }
+    } else {
+        let level = p.level.as_deref().unwrap_or("authPriv");
+        let keys = if level == "noAuthNoPriv" {
+            None
+        } else {
+            let auth = p
+                .auth
+                .as_deref()
+                .and_then(AuthProtocol::parse)
+                .ok_or((k("auth"), "invalid".to_string()))?;
+            let apw = p
+                .auth_password
+                .as_ref()
+                .ok_or((k("auth_password"), "missing".to_string()))?
+                .read()
+                .map_err(|m| (k("auth_password"), m))?;
+            if apw.len() < 8 {
+                return Err((
+                    k("auth_password"),
+                    "SNMPv3 passwords must have at least 8 characters".into(),
+                ));
+            }
+            let privacy = if level == "authPriv" {
+                let proto = p
+                    .privacy
+                    .as_deref()
+                    .and_then(PrivProtocol::parse)
+                    .ok_or((k("priv"), "invalid".to_string()))?;
+                let ppw = p
+                    .priv_password
+                    .as_ref()
+                    .ok_or((k("priv_password"), "missing".to_string()))?
+                    .read()
+                    .map_err(|m| (k("priv_password"), m))?;
+                if ppw.len() < 8 {
+                    return Err((
+                        k("priv_password"),
+                        "SNMPv3 passwords must have at least 8 characters".into(),
+                    ));
+                }
+                Some((proto, ppw))
+            } else {
+                None
+            };
+            let keys = UserKeys::new(
+                auth,
+                &apw,
+                privacy.as_ref().map(|(p, pw)| (*p, pw.as_slice())),
+            )
+            .map_err(|e| (k("auth_password"), e.to_string()))?;
+            Some(Arc::new(keys))
+        };
+        Credentials::V3 {
+            user: Arc::from(p.user.clone().unwrap_or_default().into_bytes()),
+            keys,
+        }
+    };
+    Ok(creds)
+}
+
 impl SnmpSourceConfig {
     /// Checks that need no I/O.
     pub fn validate(&self) -> Result<(), SnmpConfigError> {
         let e = |k: String, m: String| Err((k, m));
         let mut names = std::collections::HashSet::new();
-        for (i, p) in self.profiles.iter().enumerate() {
-            let k = |f: &str| format!("sources.snmp.profiles[{i}].{f}");
-            match p.version.as_str() {
-                "2c" => {
-                    if p.community.is_none() {
-                        return e(k("community"), "a v2c profile needs a community".into());
-                    }
-                }
-                "3" => {
-                    if p.user.as_deref().is_none_or(str::is_empty) {
-                        return e(k("user"), "a v3 profile needs a user".into());
-                    }
-                    let level = p.level.as_deref().unwrap_or("authPriv");
-                    if !["noAuthNoPriv", "authNoPriv", "authPriv"].contains(&level) {
-                        return e(
-                            k("level"),
-                            "level must be noAuthNoPriv, authNoPriv or authPriv".into(),
-                        );
-                    }
-                    if level != "noAuthNoPriv" {
-                        if p.auth.as_deref().and_then(AuthProtocol::parse).is_none() {
-                            return e(
-                                k("auth"),
-                                "auth must be md5, sha, sha224, sha256, sha384 or sha512".into(),
-                            );
-                        }
-                        if p.auth_password.is_none() {
-                            return e(
-                                k("auth_password"),
-                                "authNoPriv and authPriv need auth_password".into(),
-                            );
-                        }
-                    }
-                    if level == "authPriv" {
-                        if p.privacy.as_deref().and_then(PrivProtocol::parse).is_none() {
-                            return e(
-                                k("priv"),
-                                "priv must be des, aes, aes192, aes256, aes192c or aes256c".into(),
-                            );
-                        }
-                        if p.priv_password.is_none() {
-                            return e(k("priv_password"), "authPriv needs priv_password".into());
-                        }
-                    } else if p.privacy.is_some() {
-                        return e(k("priv"), "priv needs level = \"authPriv\"".into());
-                    }
-                }
-                _ => return e(k("version"), "version must be \"2c\" or \"3\"".into()),
-            }
-        }
-        if let Some(t) = &self.traps {
-            for (i, u) in t.users.iter().enumerate() {
-                match self.profiles.iter().find(|p| &p.name == u) {
-                    Some(p) if p.version == "3" => {}
-                    Some(_) => {
-                        return e(
-                            format!("sources.snmp.traps.users[{i}]"),
-                            format!("profile \"{u}\" is not a v3 profile"),
-                        );
-                    }
-                    None => {
-                        return e(
-                            format!("sources.snmp.traps.users[{i}]"),
-                            format!("no profile named \"{u}\""),
-                        );
-                    }
-                }
-            }
-            if !(64 << 10..=1 << 30).contains(&t.receive_buffer.0) {
-                return e(
-                    "sources.snmp.traps.receive_buffer".into(),
-                    "must be between 64KiB and 1GiB".into(),
-                );
-            }
-            if let Some(id) = &t.engine_id
-                && (id.len() < 10
-                    || id.len() > 64
-                    || !id.len().is_multiple_of(2)
-                    || !id.chars().all(|c| c.is_ascii_hexdigit()))
-            {
-                return e(
-                    "sources.snmp.traps.engine_id".into(),
-                    "must be 5 to 32 bytes in hex".into(),
-                );
-            }
-        }
+        validate_profiles(&self.profiles, "sources.snmp.")?;
         let mut tables = std::collections::HashSet::new();
         for (i, m) in self.modules.iter().enumerate() {
             let k = |f: &str| format!("sources.snmp.modules[{i}].{f}");
@@ -539,49 +542,6 @@ impl SnmpSourceConfig {
         Ok(())
     }
 
-    /// The trap receiver's configuration (secrets read, keys derived), or None if traps are off.
-    /// `engine` is nmsd's engine ID and boots (see `state::SnmpEngineState`).
-    pub fn trap_config(
-        &self,
-        engine: (Vec<u8>, u32),
-    ) -> Result<Option<nmsd_snmp::traps::TrapConfig>, SnmpConfigError> {
-        let Some(t) = &self.traps else {
-            return Ok(None);
-        };
-        let mut communities = Vec::new();
-        for (i, c) in t.communities.iter().enumerate() {
-            communities.push(nmsd_snmp::traps::TrapCommunity {
-                name: c.name.clone(),
-                community: c
-                    .community
-                    .read()
-                    .map_err(|m| (format!("sources.snmp.traps.communities[{i}].community"), m))?,
-            });
-        }
-        let mut users = Vec::new();
-        for u in &t.users {
-            // Keys were derived once for the plan; the same profile credentials serve traps.
-            let creds = self.profile_credentials(u).ok_or_else(|| {
-                (
-                    "sources.snmp.traps.users".to_string(),
-                    format!("no profile {u}"),
-                )
-            })?;
-            if let Credentials::V3 { user, keys } = creds {
-                users.push(nmsd_snmp::traps::TrapUser {
-                    name: user.to_vec(),
-                    keys,
-                });
-            }
-        }
-        Ok(Some(nmsd_snmp::traps::TrapConfig {
-            communities,
-            users,
-            engine_id: engine.0,
-            engine_boots: engine.1,
-        }))
-    }
-
     /// The user-defined modules as the engine runs them (validated before).
     fn custom_modules(&self) -> Vec<nmsd_snmp::engine::plan::CustomModule> {
         use nmsd_snmp::engine::plan::{CustomModule, CustomOid, CustomTable};
@@ -641,96 +601,9 @@ impl SnmpSourceConfig {
         out
     }
 
-    /// Read the trap communities once, so `check-config` reports a missing one.
-    pub fn check_trap_secrets(&self) -> Result<(), SnmpConfigError> {
-        for (i, c) in self
-            .traps
-            .iter()
-            .flat_map(|t| t.communities.iter())
-            .enumerate()
-        {
-            c.community
-                .read()
-                .map_err(|m| (format!("sources.snmp.traps.communities[{i}].community"), m))?;
-        }
-        Ok(())
-    }
-
-    fn profile_credentials(&self, name: &str) -> Option<Credentials> {
-        let i = self.profiles.iter().position(|p| p.name == name)?;
-        self.profile(i).ok()
-    }
-
     /// Credentials of profile `i`: secrets read, keys derived (a few ms per password).
     fn profile(&self, i: usize) -> Result<Credentials, SnmpConfigError> {
-        let p = &self.profiles[i];
-        let k = |f: &str| format!("sources.snmp.profiles[{i}].{f}");
-        let creds = if p.version == "2c" {
-            let c = p
-                .community
-                .as_ref()
-                .ok_or((k("community"), "missing".to_string()))?;
-            Credentials::V2c {
-                community: Arc::new(c.read().map_err(|m| (k("community"), m))?),
-            }
-        } else {
-            let level = p.level.as_deref().unwrap_or("authPriv");
-            let keys = if level == "noAuthNoPriv" {
-                None
-            } else {
-                let auth = p
-                    .auth
-                    .as_deref()
-                    .and_then(AuthProtocol::parse)
-                    .ok_or((k("auth"), "invalid".to_string()))?;
-                let apw = p
-                    .auth_password
-                    .as_ref()
-                    .ok_or((k("auth_password"), "missing".to_string()))?
-                    .read()
-                    .map_err(|m| (k("auth_password"), m))?;
-                if apw.len() < 8 {
-                    return Err((
-                        k("auth_password"),
-                        "SNMPv3 passwords must have at least 8 characters".into(),
-                    ));
-                }
-                let privacy = if level == "authPriv" {
-                    let proto = p
-                        .privacy
-                        .as_deref()
-                        .and_then(PrivProtocol::parse)
-                        .ok_or((k("priv"), "invalid".to_string()))?;
-                    let ppw = p
-                        .priv_password
-                        .as_ref()
-                        .ok_or((k("priv_password"), "missing".to_string()))?
-                        .read()
-                        .map_err(|m| (k("priv_password"), m))?;
-                    if ppw.len() < 8 {
-                        return Err((
-                            k("priv_password"),
-                            "SNMPv3 passwords must have at least 8 characters".into(),
-                        ));
-                    }
-                    Some((proto, ppw))
-                } else {
-                    None
-                };
-                let keys = UserKeys::new(
-                    auth,
-                    &apw,
-                    privacy.as_ref().map(|(p, pw)| (*p, pw.as_slice())),
-                )
-                .map_err(|e| (k("auth_password"), e.to_string()))?;
-                Some(Arc::new(keys))
-            };
-            Credentials::V3 {
-                user: Arc::from(p.user.clone().unwrap_or_default().into_bytes()),
-                keys,
-            }
-        };
-        Ok(creds)
+        profile_credentials(&self.profiles[i], &format!("sources.snmp.profiles[{i}]"))
     }
 
     /// Read secrets, derive keys, resolve addresses: the engine's plan.
@@ -847,16 +720,12 @@ fn relative(e: SnmpConfigError) -> (String, String) {
 impl super::SourceSpec for SnmpSourceConfig {
     fn outputs(&self) -> nmsd_pipeline::StreamSet {
         use nmsd_pipeline::StreamKind as K;
-        let mut s = nmsd_pipeline::StreamSet::of(&[
+        nmsd_pipeline::StreamSet::of(&[
             K::SnmpInterfaces,
             K::SnmpDevices,
             K::TopologyLinks,
             K::SnmpCustom,
-        ]);
-        if self.traps.is_some() {
-            s.insert(K::Traps);
-        }
-        s
+        ])
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
@@ -864,10 +733,7 @@ impl super::SourceSpec for SnmpSourceConfig {
     }
 
     fn check_environment(&self) -> Result<(), (String, String)> {
-        self.plan()
-            .and_then(|_| self.check_trap_secrets())
-            .map(|_| ())
-            .map_err(relative)
+        self.plan().map(|_| ()).map_err(relative)
     }
 
     fn publishes_interfaces(&self) -> bool {
@@ -884,7 +750,7 @@ impl super::SourceSpec for SnmpSourceConfig {
 }
 
 /// Start the polling engine (one thread with its own current-thread runtime,
-/// docs/snmp-design.md §4) and the trap receivers (a thread per listen address).
+/// docs/snmp-design.md §4).
 fn start(sc: &SnmpSourceConfig, ctx: super::SourceContext) -> anyhow::Result<super::RunningSource> {
     use anyhow::Context;
     use nmsd_pipeline::Batch;
@@ -963,43 +829,5 @@ fn start(sc: &SnmpSourceConfig, ctx: super::SourceContext) -> anyhow::Result<sup
         .status
         .insert("devices".into(), serde_json::Value::from(devices));
 
-    // The trap receiver: a thread per listen address.
-    let engine = crate::state::snmp_engine(
-        &ctx.state_dir,
-        sc.traps.as_ref().and_then(|t| t.engine_id.as_deref()),
-    )?;
-    if let Some(tc) = sc
-        .trap_config(engine)
-        .map_err(relative)
-        .map_err(|(k, m)| anyhow::anyhow!("[sources.{id}] {k}: {m}"))?
-    {
-        let tc = Arc::new(tc);
-        let t = sc.traps.as_ref();
-        for addr in t.map(|t| t.listen.clone()).unwrap_or_default() {
-            let rcvbuf = t.map_or(0, |t| t.receive_buffer_bytes());
-            let sock = nmsd_snmp::traps::TrapSocket::bind(addr, rcvbuf).with_context(|| {
-                format!(
-                    "cannot listen for traps on {addr}; ports below 1024 need root or \
-                     CAP_NET_BIND_SERVICE"
-                )
-            })?;
-            let receive_buffer = sock.receive_buffer();
-            let receiver = nmsd_snmp::traps::TrapReceiver::new(tc.clone());
-            let stop = ctx.stop.clone();
-            let output = ctx.output.clone();
-            let h = std::thread::Builder::new()
-                .name(format!("nmsd-traps-{}", addr.port()))
-                .spawn(move || {
-                    // Batches, under the queues' full policies; refusals are counted there.
-                    nmsd_snmp::traps::run(sock, receiver, stop, Default::default(), |rows| {
-                        output.send(Batch::Traps(Arc::new(rows)));
-                        true
-                    })
-                })
-                .context("cannot start a trap receiver thread")?;
-            running.threads.push(h);
-            tracing::info!(source = %id, %addr, receive_buffer, "receiving SNMP traps and informs");
-        }
-    }
     Ok(running)
 }

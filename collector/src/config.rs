@@ -203,6 +203,10 @@ pub struct PipelineConfig {
     pub max_time_ahead: HumanDuration,
     /// A flow time earlier than receive time - this is implausible.
     pub max_time_behind: HumanDuration,
+    /// Batches queued for the global stage (processors that see every worker and source).
+    pub global_queue_capacity: usize,
+    /// What workers and sources do when that queue is full: "block" or "drop" (counted).
+    pub global_queue_full_policy: nmsd_pipeline::FullPolicy,
 }
 
 /// One entry of `allowed_exporters`: an address or `ADDRESS/PREFIX`.
@@ -250,6 +254,8 @@ impl Default for PipelineConfig {
             // Ten years back still takes replays of old captures; a clock that says 1970
             // (an exporter that lost its time) is caught.
             max_time_behind: HumanDuration::from_secs(3650 * 86_400),
+            global_queue_capacity: 1024,
+            global_queue_full_policy: nmsd_pipeline::FullPolicy::Block,
         }
     }
 }
@@ -345,6 +351,14 @@ impl PipelineConfig {
     fn validate(&self) -> Result<(), (String, String)> {
         const DAY: HumanDuration = HumanDuration::from_secs(86_400);
         check_range("workers", self.workers, 0, 1024, "")?;
+        // crossbeam allocates the whole queue at start.
+        check_range(
+            "global_queue_capacity",
+            self.global_queue_capacity,
+            1,
+            1_000_000,
+            "",
+        )?;
         check_duration(
             "template_timeout",
             self.template_timeout,
@@ -907,6 +921,55 @@ impl Config {
                 .validate()
                 .map_err(|(k, m)| (format!("sinks.{}.{k}", c.id), m))?;
         }
+        // Rows carry the device name: two polling sources must not name two devices alike.
+        let mut devices: Vec<(&str, &str)> = Vec::new();
+        for c in &self.sources {
+            let any: &dyn std::any::Any = &*c.spec;
+            let Some(snmp) = any.downcast_ref::<crate::sources::snmp::SnmpSourceConfig>() else {
+                continue;
+            };
+            for (i, d) in snmp.devices.iter().enumerate() {
+                if let Some((other, _)) = devices.iter().find(|(_, n)| *n == d.name) {
+                    return Err((
+                        format!("sources.{}.devices[{i}].name", c.id),
+                        format!(
+                            "device \"{}\" is also polled by source \"{other}\"; device names \
+                             label rows and must be unique",
+                            d.name
+                        ),
+                    ));
+                }
+                devices.push((&c.id, &d.name));
+            }
+        }
+        for (table, comps) in [
+            (
+                "processors",
+                self.processors
+                    .iter()
+                    .map(|c| (&c.id, &c.inputs))
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "sinks",
+                self.sinks.iter().map(|c| (&c.id, &c.inputs)).collect(),
+            ),
+        ] {
+            for (id, inputs) in comps {
+                if let Some((k, i)) = inputs
+                    .iter()
+                    .enumerate()
+                    .find(|(k, i)| inputs[..*k].contains(i))
+                {
+                    return Err((
+                        format!("{table}.{id}.inputs"),
+                        format!(
+                            "\"{i}\" is listed twice (position {k}); each batch would be taken twice"
+                        ),
+                    ));
+                }
+            }
+        }
         let flows: Vec<_> = self.flow_sources().collect();
         if flows.len() > 256 {
             return Err((
@@ -1299,6 +1362,44 @@ mod tests {
         for (text, key, says) in cases {
             let e = parse(&text).unwrap_err();
             assert_eq!(e.key.as_deref(), Some(key), "{text}: {e}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+            assert!(e.line.is_some(), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn careless_wiring_is_refused() {
+        let snmp = |id: &str| {
+            format!(
+                "[sources.{id}]\ntype = \"snmp\"\n[[sources.{id}.profiles]]\nname = \"p\"\n\
+                 version = \"2c\"\ncommunity = {{ env = \"C\" }}\n[[sources.{id}.devices]]\n\
+                 name = \"r1\"\naddress = \"127.0.0.1\"\nprofile = \"p\"\n"
+            )
+        };
+        for (text, key, says) in [
+            (
+                format!("{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\", \"nf\"]\n"),
+                "processors.r.inputs".to_string(),
+                "listed twice",
+            ),
+            (
+                format!("{}{}", snmp("a"), snmp("b")),
+                "sources.b.devices[0].name".to_string(),
+                "also polled by source \"a\"",
+            ),
+            (
+                "[sources.t]\ntype = \"snmp_traps\"\nusers = [\"nobody\"]\n".to_string(),
+                "sources.t.users[0]".to_string(),
+                "no profile named",
+            ),
+            (
+                format!("{NETFLOW}inputs = [\"x\"]\n"),
+                "sources.nf.inputs".to_string(),
+                "no inputs",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key.as_str()), "{text}: {e}");
             assert!(e.to_string().contains(says), "{text}: {e}");
             assert!(e.line.is_some(), "{text}: {e}");
         }

@@ -122,13 +122,17 @@ pub fn snmp_engine(
     }
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let mut lines = text.lines();
-    let stored_id = lines.next().and_then(|h| decode_hex(h.trim()));
+    let stored_id = lines
+        .next()
+        .and_then(|h| nmsd_parsers::snmp::unhex(h.trim()).filter(|b| !b.is_empty()));
     let boots: u32 = lines
         .next()
         .and_then(|b| b.trim().parse().ok())
         .unwrap_or(0);
     let id = match configured {
-        Some(h) => decode_hex(h).ok_or_else(|| anyhow::anyhow!("engine_id is not hex"))?,
+        Some(h) => nmsd_parsers::snmp::unhex(h)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("engine_id is not hex"))?,
         None => stored_id
             .clone()
             .unwrap_or_else(nmsd_snmp::traps::new_engine_id),
@@ -139,19 +143,8 @@ pub fn snmp_engine(
     } else {
         1
     };
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = nmsd_parsers::snmp::hex(&id);
     std::fs::write(&path, format!("{hex}\n{boots}\n"))
         .map_err(|e| anyhow::anyhow!("cannot save {}: {e}", path.display()))?;
     Ok((id, boots))
-}
-
-fn decode_hex(h: &str) -> Option<Vec<u8>> {
-    let h = h.strip_prefix("0x").unwrap_or(h);
-    if h.is_empty() || !h.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
-        .collect()
 }

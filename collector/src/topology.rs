@@ -27,7 +27,7 @@ use nmsd_pipeline::global::{GlobalSender, GlobalStage, global_queue};
 use nmsd_pipeline::heartbeat::{Heartbeat, Liveness};
 use nmsd_pipeline::published::Published;
 use nmsd_pipeline::queue::{SinkQueue, sink_queue};
-use nmsd_pipeline::ring::{FullPolicy, RingReceiver, Waker, datagram_ring};
+use nmsd_pipeline::ring::{RingReceiver, Waker, datagram_ring};
 use nmsd_pipeline::route::{Graph, Node, Port, Slot, SourceOutput, Targets};
 use nmsd_pipeline::stream::{StreamKind, StreamSet};
 use nmsd_pipeline::view::FlowViewBuilder;
@@ -39,8 +39,6 @@ use crate::lifecycle::{ShutdownReport, SinkLedger, join_until};
 use crate::sources::{RunningSource, SourceContext, netflow};
 use crate::state::TemplateStore;
 
-/// Batches queued for the global stage.
-const GLOBAL_QUEUE_BATCHES: usize = 1024;
 /// Recent events kept for `/api/v1/events`.
 const EVENT_LOG: usize = 1000;
 
@@ -273,7 +271,10 @@ impl Topology {
         let (global_tx, global_rx) = if global_procs.is_empty() {
             (None, None)
         } else {
-            let (tx, rx) = global_queue(GLOBAL_QUEUE_BATCHES, FullPolicy::Block);
+            let (tx, rx) = global_queue(
+                cfg.pipeline.global_queue_capacity,
+                cfg.pipeline.global_queue_full_policy,
+            );
             (Some(tx), Some(rx))
         };
         let wiring = Wiring {

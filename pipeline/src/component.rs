@@ -151,8 +151,12 @@ impl ComponentCounters {
     }
 
     pub fn error(&self) {
-        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        self.errors.increment(1);
+        self.errors(1);
+    }
+
+    pub fn errors(&self, n: u64) {
+        self.stats.errors.fetch_add(n, Ordering::Relaxed);
+        self.errors.increment(n);
     }
 
     /// Count `n` records dropped for `reason`. Drops are the exception: the labelled counter

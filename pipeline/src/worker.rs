@@ -330,6 +330,16 @@ impl ParseWorker {
             }
         }
         self.metrics.malformed.increment(malformed);
+        if malformed > 0
+            && let Some(c) = self
+                .graph
+                .nodes
+                .get(source as usize)
+                .and_then(|n| n.sent.as_ref())
+        {
+            // The source's component errors: datagrams it received that did not decode.
+            c.errors(malformed);
+        }
         self.metrics
             .payload_bytes
             .increment(batch.payload_bytes() as u64);

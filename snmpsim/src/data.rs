@@ -81,7 +81,8 @@ impl Fixture {
                 "2" => FixtureValue::Integer(value.trim().parse().map_err(|_| num("integer"))?),
                 "4" => FixtureValue::OctetString(value.as_bytes().to_vec()),
                 "4x" => FixtureValue::OctetString(
-                    hex(value.trim()).ok_or_else(|| err(format!("bad hex {value:?}")))?,
+                    nmsd_parsers::snmp::unhex(value.trim())
+                        .ok_or_else(|| err(format!("bad hex {value:?}")))?,
                 ),
                 "6" => FixtureValue::ObjectId(
                     value
@@ -120,16 +121,6 @@ impl Fixture {
         })?;
         Fixture::parse(&text)
     }
-}
-
-fn hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// BER content octets of an OID given by arcs (the first arc 0–2). Infallible, for the

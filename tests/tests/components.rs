@@ -145,6 +145,63 @@ fn two_questdb_sinks_store_the_same_rows() {
         3.0,
         Duration::from_secs(10),
     );
+
+    // One metric convention for every component, described.
+    let second = [
+        "component_id=\"second\"",
+        "component_kind=\"sink\"",
+        "component_type=\"questdb\"",
+    ];
+    let sent = nmsd.wait_metric(
+        "nmsd_component_sent_records_total",
+        &second,
+        203.0,
+        Duration::from_secs(20),
+    );
+    assert!(
+        sent >= 203.0,
+        "the second sink wrote flows and traps: {sent}"
+    );
+    let flows_in = nmsd.metric(
+        "nmsd_component_sent_records_total",
+        &["component_id=\"netflow\"", "component_kind=\"source\""],
+    );
+    assert_eq!(flows_in, 200.0);
+    let (_, body) = nmsd.get("/metrics").expect("metrics");
+    for family in ["received", "sent", "errors"] {
+        let help = format!("# HELP nmsd_component_{family}_");
+        assert!(body.contains(&help), "{help} missing");
+    }
+    // Status lists every component by id, kind and type, with its counters.
+    let (_, status) = nmsd.get("/api/v1/status").expect("status");
+    let v: serde_json::Value = serde_json::from_str(&status).expect("json");
+    let comps = v["components"].as_array().expect("components");
+    let find = |id: &str| {
+        comps
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {status}"))
+    };
+    for (id, kind, ty) in [
+        ("netflow", "source", "netflow"),
+        ("snmp", "source", "snmp"),
+        ("traps", "source", "snmp_traps"),
+        ("rollup", "processor", "rollup"),
+        ("names", "processor", "interface_names"),
+        ("questdb", "sink", "questdb"),
+        ("second", "sink", "questdb"),
+    ] {
+        let c = find(id);
+        assert_eq!(
+            (c["kind"].as_str(), c["type"].as_str()),
+            (Some(kind), Some(ty)),
+            "{c}"
+        );
+        assert!(c["state"].is_string(), "{c}");
+    }
+    assert_eq!(find("second")["state"], "up");
+    assert!(find("rollup")["received"].as_u64() >= Some(200));
+    assert!(v["sinks"]["second"]["rows_written"].as_u64() > Some(0));
     assert!(nmsd.stop().success(), "log:\n{}", nmsd.log());
 
     let tables = [

@@ -27,6 +27,19 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
+/// Hex text (`80001f88`, upper or lower case, an optional `0x`) as bytes; None unless every
+/// character pair is a hex byte.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
 use thiserror::Error;
 
 /// Why an SNMP message could not be read or written.
@@ -67,5 +80,22 @@ impl SnmpError {
             SnmpError::UnknownPdu(_) => "unknown_pdu",
             SnmpError::Trailing(_) => "trailing",
         }
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(
+            unhex(&hex(&[0x80, 0, 0x1f, 0xff])),
+            Some(vec![0x80, 0, 0x1f, 0xff])
+        );
+        assert_eq!(unhex("0xAb"), Some(vec![0xab]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+        assert_eq!(unhex("é1"), None);
     }
 }

@@ -19,6 +19,11 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "promtool: the example Prometheus config, nmsd's rules and their unit tests"
+promtool check config prometheus/prometheus.yml
+promtool check rules prometheus/nmsd.rules.yml
+promtool test rules prometheus/nmsd.rules.test.yml
+
 step "cargo test (unit, differential, acceptance)"
 cargo build --locked -p nmsd
 # Scratch dirs (QuestDB data, daemon state and logs) of earlier runs; they add up to gigabytes.

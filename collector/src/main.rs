@@ -4,6 +4,7 @@
 mod config;
 mod control;
 mod lifecycle;
+mod process_metrics;
 mod sources;
 mod state;
 mod telemetry;
@@ -95,7 +96,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Command::Version => {
-            println!("nmsd {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "nmsd {} (commit {}, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("NMSD_GIT_COMMIT"),
+                env!("NMSD_RUSTC_VERSION")
+            );
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path) => match config::Config::load(&path) {

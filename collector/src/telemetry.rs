@@ -45,7 +45,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!(
         "nmsd_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
-        // Set by build.rs from the compiler Cargo used.
+        // Both set by build.rs: the commit built and the compiler Cargo used.
+        "commit" => env!("NMSD_GIT_COMMIT"),
         "rustc" => env!("NMSD_RUSTC_VERSION"),
     )
     .set(1.0);
@@ -197,7 +198,10 @@ fn describe() {
         "Time to flush one batch to a sink."
     );
     g!("nmsd_sink_up", "1 when the sink's last request succeeded.");
-    g!("nmsd_build_info", "Build information.");
+    g!(
+        "nmsd_build_info",
+        "1, labelled with the version, git commit and rustc nmsd was built from and with."
+    );
     c!(
         "nmsd_snmp_requests_total",
         "SNMP requests sent (retries included)."

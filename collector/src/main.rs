@@ -4,6 +4,7 @@
 mod config;
 mod control;
 mod lifecycle;
+mod logging;
 mod process_metrics;
 mod sources;
 mod state;
@@ -124,7 +125,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
-                eprintln!("nmsd: {e:#}");
+                logging::fatal(&format!("nmsd: {e:#}"));
                 ExitCode::FAILURE
             }
         },
@@ -167,7 +168,7 @@ fn check_buildable(cfg: &config::Config) -> anyhow::Result<()> {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = config::Config::load(path).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    telemetry::init_logging(cfg.general.log_level.as_str());
+    logging::init(cfg.general.log_level.as_str(), cfg.general.log_format);
     let prometheus = telemetry::install_recorder()?;
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "nmsd starting");
 

@@ -1,20 +1,9 @@
-//! Logging and the Prometheus recorder.
+//! The Prometheus recorder (logging is in `logging.rs`).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-/// Set up logging to stderr (journald picks it up). `RUST_LOG` overrides the configured level.
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
 
 /// Install the global metrics recorder and describe nmsd's metrics.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {

@@ -35,6 +35,9 @@ cargo test --workspace --locked -- --test-threads=2 --skip promtool_accepts_metr
 step "promtool check metrics on a scrape with NetFlow, SNMP polling (snmpd) and traps configured"
 cargo test --locked -p nmsd-acceptance --test metrics_lint -- --test-threads=1
 
+step "Debian package: build, dpkg -i, check-config, systemd-analyze verify, run the shipped config, purge"
+packaging/check-deb.sh
+
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     step "fuzzing each decoder for ${FUZZ_SECONDS}s"
     parsers/fuzz/run.sh "$FUZZ_SECONDS"

@@ -5,7 +5,8 @@
 //! prefix `<N>` (journald strips it and files the line at that priority, so `journalctl -p
 //! warning` works) and carries no timestamp of its own: the journal stamps every entry already.
 //! `log_format = "json"` writes one JSON object per line for log shippers, with the same prefix
-//! rule. Colours only when stderr is a terminal and `NO_COLOR` is unset or empty.
+//! rule. Colours only when stderr is a terminal and `NO_COLOR` is unset or empty. Why stderr
+//! and a prefix rather than the journal's native protocol: docs/decisions/0015.
 
 use std::ffi::OsStr;
 use std::fmt;

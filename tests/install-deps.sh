@@ -50,5 +50,12 @@ if ! "$SNMPSIM_VENV/bin/python" -c 'import snmpsim, pysmi' >/dev/null 2>&1 \
 fi
 test -x "$SNMPSIM_VENV/bin/snmpsim-command-responder"
 
+# cargo-deb builds the Debian package (packaging/check-deb.sh).
+CARGO_DEB_VERSION="3.8.0"
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+    echo "install-deps: cargo install cargo-deb@$CARGO_DEB_VERSION"
+    cargo install --quiet --locked "cargo-deb@$CARGO_DEB_VERSION"
+fi
+
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "install-deps: ok (softflowd $(softflowd -v 2>&1 | head -1 | grep -o '[0-9.]*' | head -1 || true), $(nfdump -V 2>&1 | head -1), QuestDB $QUESTDB_VERSION, snmpsim $SNMPSIM_VERSION)"

@@ -19,6 +19,11 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "promtool: the example Prometheus config, nmsd's rules and their unit tests"
+promtool check config prometheus/prometheus.yml
+promtool check rules prometheus/nmsd.rules.yml
+promtool test rules prometheus/nmsd.rules.test.yml
+
 step "cargo test (unit, differential, acceptance)"
 cargo build --locked -p nmsd
 # Scratch dirs (QuestDB data, daemon state and logs) of earlier runs; they add up to gigabytes.
@@ -29,6 +34,9 @@ cargo test --workspace --locked -- --test-threads=2 --skip promtool_accepts_metr
 
 step "promtool check metrics on a scrape with NetFlow, SNMP polling (snmpd) and traps configured"
 cargo test --locked -p nmsd-acceptance --test metrics_lint -- --test-threads=1
+
+step "Debian package: build, dpkg -i, check-config, systemd-analyze verify, run the shipped config, purge"
+packaging/check-deb.sh
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
     step "fuzzing each decoder for ${FUZZ_SECONDS}s"

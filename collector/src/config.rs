@@ -86,6 +86,8 @@ pub struct GeneralConfig {
     pub state_dir: PathBuf,
     /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
     pub log_level: LogLevel,
+    /// `text` or `json` lines on stderr.
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// The state directory when `state_dir` is not set: `$STATE_DIRECTORY` (set by systemd's
@@ -118,6 +120,7 @@ impl Default for GeneralConfig {
         GeneralConfig {
             state_dir: PathBuf::new(),
             log_level: LogLevel::Info,
+            log_format: crate::logging::LogFormat::Text,
         }
     }
 }

@@ -63,6 +63,8 @@ async fn metrics(State(s): State<ControlState>) -> Response {
         body.push('\n');
         nmsd_snmp::engine::prom::render(&all_devices(&s), s.status.snmp_max_series, &mut body);
     }
+    body.push('\n');
+    crate::process_metrics::render(&crate::process_metrics::sample(), &mut body);
     (
         [(
             header::CONTENT_TYPE,

@@ -6,6 +6,8 @@
 pub mod config;
 pub mod control;
 pub mod lifecycle;
+pub mod logging;
+pub mod process_metrics;
 pub mod registry;
 pub mod sources;
 pub mod state;

@@ -1,7 +1,7 @@
 //! `nmsd`: the collector daemon. A thin binary over the `nmsd-*` crates: command line, config,
 //! sources, control plane, lifecycle.
 
-use nmsd::{config, control, lifecycle, state, telemetry, topology};
+use nmsd::{config, control, lifecycle, logging, state, telemetry, topology};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,7 +89,12 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Command::Version => {
-            println!("nmsd {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "nmsd {} (commit {}, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("NMSD_GIT_COMMIT"),
+                env!("NMSD_RUSTC_VERSION")
+            );
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path) => match config::Config::load(&path) {
@@ -112,7 +117,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
-                eprintln!("nmsd: {e:#}");
+                logging::fatal(&format!("nmsd: {e:#}"));
                 ExitCode::FAILURE
             }
         },
@@ -161,7 +166,7 @@ fn check_buildable(cfg: &config::Config) -> anyhow::Result<()> {
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let cfg = config::Config::load(path).map_err(|e| anyhow::anyhow!("invalid config: {e}"))?;
-    telemetry::init_logging(cfg.general.log_level.as_str());
+    logging::init(cfg.general.log_level.as_str(), cfg.general.log_format);
     let prometheus = telemetry::install_recorder()?;
     tracing::info!(config = %path.display(), version = env!("CARGO_PKG_VERSION"), "nmsd starting");
 

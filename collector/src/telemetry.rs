@@ -1,20 +1,9 @@
-//! Logging and the Prometheus recorder.
+//! The Prometheus recorder (logging is in `logging.rs`).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-/// Set up logging to stderr (journald picks it up). `RUST_LOG` overrides the configured level.
-pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
 
 /// Install the global metrics recorder and describe nmsd's metrics.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
@@ -45,7 +34,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!(
         "nmsd_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
-        // Set by build.rs from the compiler Cargo used.
+        // Both set by build.rs: the commit built and the compiler Cargo used.
+        "commit" => env!("NMSD_GIT_COMMIT"),
         "rustc" => env!("NMSD_RUSTC_VERSION"),
     )
     .set(1.0);
@@ -197,7 +187,10 @@ fn describe() {
         "Time to flush one batch to a sink."
     );
     g!("nmsd_sink_up", "1 when the sink's last request succeeded.");
-    g!("nmsd_build_info", "Build information.");
+    g!(
+        "nmsd_build_info",
+        "1, labelled with the version, git commit and rustc nmsd was built from and with."
+    );
     c!(
         "nmsd_snmp_requests_total",
         "SNMP requests sent (retries included)."

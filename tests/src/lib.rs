@@ -1,4 +1,5 @@
-//! Test harness: starts real peers (QuestDB, nfcapd, softflowd) and nmsd itself on loopback.
+//! Test harness: starts real peers (QuestDB, nfcapd, softflowd, Prometheus) and nmsd itself on
+//! loopback.
 //!
 //! Every peer is a real program started here; nothing is mocked. Peers are installed by
 //! `tests/install-deps.sh` (run by `tests/run.sh`). A missing peer fails the test with a message
@@ -6,6 +7,7 @@
 
 pub mod nfdump;
 pub mod nmsd;
+pub mod prometheus;
 pub mod questdb;
 pub mod snmpd;
 pub mod snmpsim;

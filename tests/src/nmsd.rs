@@ -245,6 +245,11 @@ impl Nmsd {
         .unwrap_or_else(|| self.metric(name, labels))
     }
 
+    /// The process id while it runs (to send it a signal).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("nmsd.log")).unwrap_or_default()
     }

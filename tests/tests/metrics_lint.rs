@@ -40,6 +40,30 @@ fn promtool_check(body: &str) -> Result<(), String> {
     }
 }
 
+/// The nmsd_* and process_* metric names an expression text mentions (recorded series, named
+/// level:metric:operation, have colons and are left out).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (start, _) in text.match_indices(['n', 'p']) {
+        let rest = &text[start..];
+        if !(rest.starts_with("nmsd_") || rest.starts_with("process_")) {
+            continue;
+        }
+        let before = text[..start].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        if !name.contains(':') {
+            names.insert(name);
+        }
+    }
+    names
+}
+
 fn send_v5(port: u16) {
     let recs = encode::sample_records(10, false, 1_767_225_600_000);
     let d = encode::v5_datagram(
@@ -162,6 +186,38 @@ communities = [{{ name = "lab", community = {{ file = "{c}" }} }}]
         rustc.contains("rustc=\"rustc 1.") || rustc.contains("rustc=\"1."),
         "build_info names the compiler: {rustc}"
     );
+    let commit = rustc
+        .split("commit=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default();
+    assert!(
+        commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "build_info names the git commit: {rustc}"
+    );
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(&format!("{family} "))),
+            "{family} in the scrape:\n{body}"
+        );
+    }
+    // Every series the shipped alerting and recording rules read is one nmsd exports.
+    let rules =
+        std::fs::read_to_string(nmsd_acceptance::workspace().join("prometheus/nmsd.rules.yml"))
+            .expect("prometheus/nmsd.rules.yml");
+    for name in metric_names(&rules) {
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+            "prometheus/nmsd.rules.yml reads {name}, which nmsd does not export:\n{body}"
+        );
+    }
     // Rows queued for the unreachable sink are lost at shutdown: the exit code is not the
     // subject here.
     let _ = nmsd.stop();

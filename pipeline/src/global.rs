@@ -36,6 +36,14 @@ pub fn global_queue(capacity: usize, policy: FullPolicy) -> (GlobalSender, Recei
         "nmsd_global_queue_dropped_records_total",
         "Records dropped because the global stage's queue was full (queue_full_policy = \"drop\")."
     );
+    metrics::describe_gauge!(
+        "nmsd_global_queue_capacity_batches",
+        "Batches the global stage's queue holds."
+    );
+    metrics::describe_gauge!(
+        "nmsd_global_queue_occupancy_batches",
+        "Batches waiting in the global stage's queue."
+    );
     metrics::gauge!("nmsd_global_queue_capacity_batches").set(capacity as f64);
     (
         GlobalSender {

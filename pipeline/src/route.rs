@@ -106,7 +106,9 @@ impl Graph {
                     }
                 }
             }
-            if let Some(log) = &self.events {
+            // Kept once, by the thread that counts the batch as sent: the global stage
+            // re-dispatching a worker's events must not log them twice.
+            if let (Some(log), Some(_)) = (&self.events, &node.sent) {
                 log.record(ev);
             }
         }

@@ -172,3 +172,52 @@ impl KeyedView {
         self.overflow = FlowTotals::default();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partials_of_three_workers_merge_exactly_and_overflow_is_kept() {
+        let dst: IpAddr = "198.51.100.7".parse().unwrap();
+        let other: IpAddr = "198.51.100.8".parse().unwrap();
+        let flow = |d, bytes| FlowRecord {
+            dst_addr: d,
+            bytes,
+            packets: 1,
+            ..FlowRecord::EMPTY
+        };
+        let mut view = KeyedView::default();
+        for w in 0..3u64 {
+            // Worker w holds one key at most: the second destination overflows.
+            let mut b = FlowViewBuilder::new(ViewKeyBy::DstAddr, 1);
+            let mut out = Emitter::default();
+            b.process(
+                Batch::flows(vec![flow(dst, 10 + w), flow(dst, 1)]),
+                &mut out,
+            );
+            b.process(Batch::flows(vec![flow(other, 5)]), &mut out);
+            b.tick(0, &mut out);
+            b.tick(0, &mut out); // nothing new: no empty partial
+            let partials: Vec<_> = out.drain().collect();
+            assert_eq!(partials.len(), 1);
+            for p in partials {
+                let Batch::FlowView(p) = p else {
+                    panic!("a flow view partial")
+                };
+                view.merge(&p);
+            }
+        }
+        let t = view.get(&ViewKey::Addr(dst)).copied().unwrap_or_default();
+        assert_eq!(
+            t,
+            FlowTotals {
+                bytes: 10 + 11 + 12 + 3,
+                packets: 6,
+                flows: 6
+            }
+        );
+        assert_eq!(view.overflow.bytes, 15);
+        assert!(view.get(&ViewKey::Addr(other)).is_none());
+    }
+}

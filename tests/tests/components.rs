@@ -392,3 +392,65 @@ fn a_processor_from_outside_the_binary_sees_every_worker_and_snmp_and_emits_even
     );
     let _ = sim.stop();
 }
+
+#[test]
+fn two_snmp_pollers_with_their_own_credentials_and_intervals_run_side_by_side() {
+    let q = QuestDb::shared();
+    let port = nmsd_acceptance::free_udp_port();
+    let sim = Simulator::spawn(SimConfig {
+        listen: format!("0.0.0.0:{port}").parse().expect("address"),
+        devices: 2,
+        data: DataSpec {
+            interfaces: Some(4),
+            lldp: false,
+            fixture: None,
+            subtrees: Vec::new(),
+        },
+        ..SimConfig::default()
+    })
+    .expect("simulator");
+    let dir = nmsd_acceptance::scratch("two-pollers");
+    let mut extra = String::new();
+    for (i, (id, interval)) in [("core", "5s"), ("edge", "7s")].into_iter().enumerate() {
+        let community = dir.join(format!("{id}-community"));
+        std::fs::write(&community, "public").expect("secret");
+        let addr = sim.device_addr(i);
+        extra.push_str(&format!(
+            "[sources.{id}]\ntype = \"snmp\"\n[sources.{id}.defaults]\ninterval = \"{interval}\"\n\
+             timeout = \"1s\"\nport = {}\n\
+             [[sources.{id}.profiles]]\nname = \"{id}-v2\"\nversion = \"2c\"\n\
+             community = {{ file = \"{}\" }}\n\
+             [[sources.{id}.devices]]\nname = \"{id}-router\"\naddress = \"{}\"\nprofile = \"{id}-v2\"\n",
+            addr.port(),
+            community.display(),
+            addr.ip()
+        ));
+    }
+    let mut nmsd = Nmsd::start(
+        "two-pollers",
+        &NmsdOptions {
+            questdb: Some(q.url()),
+            table_prefix: "twopoll_".into(),
+            extra,
+            ..NmsdOptions::default()
+        },
+    );
+    let both = nmsd_acceptance::wait_for(Duration::from_secs(30), || {
+        let (_, body) = nmsd.get("/api/v1/devices")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let up: Vec<String> = v["devices"]
+            .as_array()?
+            .iter()
+            .filter(|d| d["last_success_ms"].is_number() || d["state"] == "up")
+            .filter_map(|d| d["name"].as_str().map(str::to_string))
+            .collect();
+        (up.len() == 2).then_some(up)
+    });
+    assert!(both.is_some(), "both devices polled; log:\n{}", nmsd.log());
+    assert!(nmsd.stop().success());
+    q.wait_applied("twopoll_snmp_device", Duration::from_secs(30));
+    let rows = q.query("select device, count() from twopoll_snmp_device order by device");
+    let names: Vec<_> = rows.iter().filter_map(|r| r[0].as_str()).collect();
+    assert_eq!(names, ["core-router", "edge-router"], "{rows:?}");
+    let _ = sim.stop();
+}

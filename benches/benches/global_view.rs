@@ -186,7 +186,7 @@ fn round_merge(streams: &[Vec<Batch>], tally: &Tally) -> Duration {
             let tx = tx.clone();
             s.spawn(move || {
                 let cpu = thread_cpu();
-                let mut b = FlowViewBuilder::new(ViewKeyBy::DstAddr, MAX_KEYS);
+                let mut b = FlowViewBuilder::new(ViewKeyBy::DstAddr, MAX_KEYS, 0);
                 let mut e = Emitter::default();
                 let (mut since_tick, mut entries, mut messages) = (0, 0, 0);
                 let mut send = |e: &mut Emitter| {
@@ -417,7 +417,7 @@ fn worker_cost(c: &mut Criterion) {
             .chunks(BATCH)
             .map(|c| Batch::flows(c.to_vec()))
             .collect();
-        let mut b = FlowViewBuilder::new(ViewKeyBy::DstAddr, MAX_KEYS);
+        let mut b = FlowViewBuilder::new(ViewKeyBy::DstAddr, MAX_KEYS, 0);
         let mut e = Emitter::default();
         g.bench_function(
             BenchmarkId::new("view_dst_addr", format!("keys={keys}")),
@@ -451,7 +451,7 @@ fn worker_cost(c: &mut Criterion) {
             .chunks(BATCH)
             .map(|c| Batch::flows(c.to_vec()))
             .collect();
-        let mut b = FlowViewBuilder::new(ViewKeyBy::Dscp, MAX_KEYS);
+        let mut b = FlowViewBuilder::new(ViewKeyBy::Dscp, MAX_KEYS, 0);
         let mut e = Emitter::default();
         g.bench_function(BenchmarkId::new("view_dscp", "keys<=64"), |bench| {
             bench.iter(|| {
@@ -490,7 +490,7 @@ fn worker_cost(c: &mut Criterion) {
     g.finish();
 }
 
-/// The global stage's merge per entry: `KeyedView::merge` (std `HashMap`, SipHash-1-3) against
+/// The global stage's merge per entry: `KeyedView::merge` (a seeded map since decision 0012; it was std's SipHash `HashMap` when measured) against
 /// the same loop into a `SeededHashMap` (foldhash quality, as the builders use), merging two
 /// workers' partials of `keys` entries into a view that already holds them.
 fn merge_map(c: &mut Criterion) {
@@ -515,6 +515,9 @@ fn merge_map(c: &mut Criterion) {
             .into_iter()
             .map(|entries| nmsd_pipeline::view::FlowViewPartial {
                 key_by: ViewKeyBy::DstAddr,
+                worker: 0,
+                since_ms: 0,
+                until_ms: 0,
                 overflow: FlowTotals::default(),
                 entries,
             })

@@ -418,7 +418,7 @@ impl Topology {
             for (v, (_, (key_by, max_keys))) in views.iter().enumerate() {
                 slots.push(Slot {
                     node: flow_ids.len() + worker_procs.len() + v,
-                    processor: Box::new(FlowViewBuilder::new(*key_by, *max_keys)),
+                    processor: Box::new(FlowViewBuilder::new(*key_by, *max_keys, w)),
                     counters: None,
                 });
             }

@@ -1128,6 +1128,26 @@ impl Config {
                     }
                     return Err(dangling("sinks", &s.id, i, &all));
                 };
+                // A pass-through processor and its own input in one sink: the same rows twice
+                // (e.g. `rollup` and `interface_names` after it).
+                if let Some(p) = self.processors.iter().find(|p| &p.id == i) {
+                    for pi in &p.inputs {
+                        let twice = offers
+                            .get(pi)
+                            .map(|(o, _)| o.intersection(*offered))
+                            .unwrap_or_default();
+                        if s.inputs.contains(pi) && !twice.is_empty() {
+                            return Err((
+                                key,
+                                format!(
+                                    "\"{i}\" passes on {} from \"{pi}\", which this sink also \
+                                     takes: every row would be stored twice; keep only \"{i}\"",
+                                    twice.names()
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let refused = offered.without(s.spec.accepts());
                 if !refused.is_empty() {
                     return Err((
@@ -1399,6 +1419,15 @@ mod tests {
                 format!("{NETFLOW}inputs = [\"x\"]\n"),
                 "sources.nf.inputs".to_string(),
                 "no inputs",
+            ),
+            (
+                format!(
+                    "{NETFLOW}[processors.r]\ntype = \"rollup\"\ninputs = [\"nf\"]\n\
+                     [processors.n]\ntype = \"interface_names\"\ninputs = [\"r\"]\n\
+                     [sinks.q]\ntype = \"questdb\"\ninputs = [\"nf\", \"r\", \"n\"]\n"
+                ),
+                "sinks.q.inputs".to_string(),
+                "stored twice",
             ),
         ] {
             let e = parse(&text).unwrap_err();

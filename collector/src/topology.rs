@@ -201,11 +201,6 @@ impl Topology {
         };
         let flow_source_names: Vec<String> =
             cfg.flow_sources().map(|(id, _)| id.to_string()).collect();
-        let custom_tables: Vec<_> = cfg
-            .sources
-            .iter()
-            .flat_map(|c| c.spec.custom_tables())
-            .collect();
 
         // Sinks first, so everything else has somewhere to send.
         let mut sink_queues = HashMap::new();
@@ -234,7 +229,13 @@ impl Topology {
                     heartbeat: liveness.heartbeat(thread.clone()),
                     counters: c,
                     upstream: Upstream {
-                        custom_tables: custom_tables.clone(),
+                        // The user-defined tables of the polling sources it stores.
+                        custom_tables: cfg
+                            .sources
+                            .iter()
+                            .filter(|c| s.inputs.contains(&c.id))
+                            .flat_map(|c| c.spec.custom_tables())
+                            .collect(),
                         flow_source_names: flow_source_names.clone(),
                     },
                 })
@@ -575,7 +576,6 @@ impl Topology {
                     output,
                     stop: stop_receivers.clone(),
                     state_dir: cfg.general.state_dir.clone(),
-                    liveness: liveness.clone(),
                     counters: counters[&c.id].clone(),
                     interfaces: directories.get(&c.id).cloned(),
                 })

@@ -9,7 +9,6 @@ use std::thread::JoinHandle;
 
 use nmsd_pipeline::component::ComponentCounters;
 use nmsd_pipeline::enrich::IfDirectory;
-use nmsd_pipeline::heartbeat::Liveness;
 use nmsd_pipeline::published::Published;
 use nmsd_pipeline::route::SourceOutput;
 use nmsd_pipeline::snmp::CustomTableSchema;
@@ -27,7 +26,6 @@ pub struct SourceContext {
     /// Set when nmsd starts stopping: stop receiving.
     pub stop: Arc<AtomicBool>,
     pub state_dir: PathBuf,
-    pub liveness: Arc<Liveness>,
     pub counters: ComponentCounters,
     /// The interface directory this source publishes, if it learns interfaces
     /// ([`SourceSpec::publishes_interfaces`]).

@@ -1015,7 +1015,12 @@ impl Config {
             }
             ids.push((kind, id));
         }
-        let all: Vec<String> = ids.iter().map(|(_, i)| i.clone()).collect();
+        // What an input may name: sources and processors.
+        let all: Vec<String> = ids
+            .iter()
+            .filter(|(k, _)| *k != "sinks")
+            .map(|(_, i)| i.clone())
+            .collect();
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         // Streams each source or processor offers, and whether it runs per worker.
         let mut offers: std::collections::HashMap<String, (StreamSet, bool)> = self

@@ -1451,8 +1451,12 @@ mod tests {
         fn accepts(&self) -> StreamSet {
             StreamSet::of(&[nmsd_pipeline::StreamKind::Flows])
         }
-        fn queue(&self) -> (usize, nmsd_pipeline::FullPolicy) {
-            (1, nmsd_pipeline::FullPolicy::Drop)
+        fn queue(&self) -> nmsd_pipeline::queue::QueueBounds {
+            nmsd_pipeline::queue::QueueBounds {
+                capacity: 1,
+                max_bytes: 1 << 20,
+                policy: nmsd_pipeline::FullPolicy::Drop,
+            }
         }
         fn shutdown_timeout(&self) -> std::time::Duration {
             std::time::Duration::from_secs(1)

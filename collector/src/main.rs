@@ -145,8 +145,7 @@ fn check_buildable(cfg: &config::Config) -> anyhow::Result<()> {
         }
     }
     for s in &cfg.sinks {
-        let (capacity, policy) = s.spec.queue();
-        drop(nmsd_pipeline::queue::sink_queue(&s.id, capacity, policy));
+        drop(nmsd_pipeline::queue::sink_queue(&s.id, s.spec.queue()));
     }
     let ctx = |id: &str| nmsd_pipeline::component::ProcessorContext {
         id: std::sync::Arc::from(id),

@@ -208,9 +208,8 @@ impl Topology {
         let mut ledgers = Vec::new();
         let mut sink_statuses = HashMap::new();
         for s in &cfg.sinks {
-            let (capacity, policy) = s.spec.queue();
             let c = counters[&s.id].clone();
-            let (queue, rx) = sink_queue(&s.id, capacity, policy);
+            let (queue, rx) = sink_queue(&s.id, s.spec.queue());
             let queue = queue.with_counters(c.clone());
             let status = Arc::new(SinkStatus::default());
             ledgers.push(SinkLedger {

@@ -16,8 +16,7 @@ use metrics::Counter;
 use crate::enrich::InterfaceDirectories;
 use crate::heartbeat::Heartbeat;
 use crate::processors::Processor;
-use crate::queue::SinkQueueReceiver;
-use crate::ring::FullPolicy;
+use crate::queue::{QueueBounds, SinkQueueReceiver};
 use crate::shutdown::ShutdownSignal;
 use crate::sink_status::SinkStatus;
 use crate::snmp::CustomTableSchema;
@@ -260,8 +259,8 @@ pub trait SinkSpec: fmt::Debug + Send + Sync + 'static {
     /// Streams it can store; routing any other stream to it is refused at check time.
     fn accepts(&self) -> StreamSet;
 
-    /// Batches queued for it, and what senders do when the queue is full.
-    fn queue(&self) -> (usize, FullPolicy);
+    /// How its queue is bounded (batches and bytes), and what senders do when it is full.
+    fn queue(&self) -> QueueBounds;
 
     /// How long stopping may take (the longest of all sinks' applies to the process).
     fn shutdown_timeout(&self) -> Duration;

@@ -267,8 +267,13 @@ mod tests {
 
     #[test]
     fn a_batch_reaches_every_target_that_takes_its_stream_and_is_shared_not_copied() {
-        let (a, a_rx) = sink_queue("a", 4, FullPolicy::Drop);
-        let (b, b_rx) = sink_queue("b", 4, FullPolicy::Drop);
+        let bounds = crate::queue::QueueBounds {
+            capacity: 4,
+            max_bytes: 1 << 20,
+            policy: FullPolicy::Drop,
+        };
+        let (a, a_rx) = sink_queue("a", bounds);
+        let (b, b_rx) = sink_queue("b", bounds);
         let flows = StreamSet::of(&[StreamKind::Flows]);
         let rollups = StreamSet::of(&[StreamKind::Rollups]);
         // Node 0: a flow source feeding the processor (slot 0) and sink a; node 1: the

@@ -69,6 +69,17 @@ impl StreamKind {
     const fn bit(self) -> u16 {
         1 << self as u16
     }
+
+    /// Which streams a full queue sheds first: raw flows (2) before roll-ups, SNMP rows and
+    /// traps (1), before events (0). Aggregates and events are few and each stands for much;
+    /// raw flows are the bulk and are summarised in the roll-ups.
+    pub const fn priority(self) -> usize {
+        match self {
+            StreamKind::Events => 0,
+            StreamKind::Flows => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// A set of stream kinds.
@@ -193,6 +204,54 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.rows() == 0
+    }
+
+    /// About what the batch weighs in memory, in bytes: the rows' structs plus the text they
+    /// own. Queues are bounded by it (strings shared through `Arc` are not counted: a device's
+    /// name is held once whatever the rows).
+    pub fn weight(&self) -> u64 {
+        fn each<T>(rows: &[T], owned: impl Fn(&T) -> usize) -> u64 {
+            rows.iter()
+                .map(|r| (std::mem::size_of::<T>() + owned(r)) as u64)
+                .sum()
+        }
+        match self {
+            Batch::Flows(r) => (r.len() * std::mem::size_of::<FlowRecord>()) as u64,
+            Batch::Rollups(r) => (r.len() * std::mem::size_of::<RollupRow>()) as u64,
+            Batch::SnmpInterfaces(r) => each(r, |_| 0),
+            Batch::SnmpDevices(r) => each(r, |d| {
+                [
+                    &d.sys_name,
+                    &d.sys_descr,
+                    &d.sys_object_id,
+                    &d.sys_location,
+                    &d.sys_contact,
+                ]
+                .iter()
+                .map(|s| s.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+                    + d.error_detail.as_ref().map_or(0, String::len)
+            }),
+            Batch::SnmpCustom(r) => each(r, |c| {
+                c.values.len() * 48 + c.idx.as_ref().map_or(0, String::len)
+            }),
+            Batch::Traps(r) => each(r, |t| {
+                t.varbinds.len() + t.trap_oid.len() + t.security_name.len()
+            }),
+            Batch::TopologyLinks(r) => each(r, |l| {
+                l.local_device.len()
+                    + l.local_port.len()
+                    + l.remote_device.len()
+                    + l.remote_port.len()
+                    + l.remote_port_descr.len()
+                    + l.remote_chassis_id.len()
+                    + l.remote_sys_name.len()
+            }),
+            Batch::Events(r) => each(r, |e| {
+                e.subject.len() + e.message.len() + (e.labels.len() + e.fields.len()) * 48
+            }),
+            Batch::FlowView(v) => (v.entries.len() * 48) as u64,
+        }
     }
 
     pub fn flows(v: Vec<FlowRecord>) -> Batch {

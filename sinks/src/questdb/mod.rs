@@ -19,7 +19,7 @@ use metrics::{Counter, Histogram};
 use nmsd_pipeline::Batch;
 use nmsd_pipeline::component::{ComponentCounters, Sink, SinkContext, SinkSpec};
 use nmsd_pipeline::heartbeat::Heartbeat;
-use nmsd_pipeline::queue::SinkQueueReceiver;
+use nmsd_pipeline::queue::{QueueBounds, SinkQueueReceiver};
 use nmsd_pipeline::ring::FullPolicy;
 use nmsd_pipeline::stream::StreamSet;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
@@ -79,6 +79,9 @@ pub struct QuestDbConfig {
     pub batch_interval: HumanDuration,
     /// Messages (batches from workers) queued for this sink.
     pub queue_capacity: usize,
+    /// Bytes those batches may weigh; raw flows are shed first (at half), then roll-ups, SNMP
+    /// rows and traps (at nine tenths), events last.
+    pub queue_max_bytes: ByteSize,
     /// What workers do when the queue is full: `drop` (count and continue) or `block`.
     pub queue_full_policy: FullPolicy,
     /// First retry delay; doubles up to `retry_max`.
@@ -95,6 +98,9 @@ pub struct QuestDbConfig {
 /// ~0.9 MB of ILP), so it peaks near this plus one message. Unbounded, a 20,000-key roll-up
 /// window grew its buffer to 8.4 MB (heaptrack), the largest block of the process.
 pub const DEFAULT_BATCH_BYTES: u64 = 1 << 20;
+/// Default `queue_max_bytes`: 256 MB of flow records is ~2 M records, seconds of a busy
+/// exporter fleet and minutes of roll-ups, while keeping an outage's memory bounded.
+pub const DEFAULT_QUEUE_MAX_BYTES: u64 = 256 << 20;
 /// Smallest `batch_bytes` accepted: below it every few rows would be a request.
 pub const MIN_BATCH_BYTES: u64 = 64 << 10;
 
@@ -116,6 +122,7 @@ impl Default for QuestDbConfig {
             batch_bytes: ByteSize(DEFAULT_BATCH_BYTES),
             batch_interval: HumanDuration::from_secs(1),
             queue_capacity: 1024,
+            queue_max_bytes: ByteSize(DEFAULT_QUEUE_MAX_BYTES),
             queue_full_policy: FullPolicy::Drop,
             retry_initial: HumanDuration::from_millis(250),
             retry_max: HumanDuration::from_secs(30),
@@ -166,7 +173,7 @@ impl QuestDbConfig {
     pub fn validate_ranges(&self) -> Result<(), (&'static str, String)> {
         const HOUR_MS: u64 = 3_600_000;
         let ms = |d: HumanDuration| d.as_millis_u64();
-        let checks: [(&'static str, bool, &str); 8] = [
+        let checks: [(&'static str, bool, &str); 9] = [
             (
                 "batch_rows",
                 (1..=1_000_000).contains(&self.batch_rows),
@@ -183,6 +190,11 @@ impl QuestDbConfig {
                 "queue_capacity",
                 (1..=1_000_000).contains(&self.queue_capacity),
                 "between 1 and 1000000",
+            ),
+            (
+                "queue_max_bytes",
+                (1 << 20..=64 << 30).contains(&self.queue_max_bytes.0),
+                "between 1MiB and 64GiB",
             ),
             (
                 "retry_initial",
@@ -258,8 +270,12 @@ impl SinkSpec for QuestDbConfig {
         STORES
     }
 
-    fn queue(&self) -> (usize, FullPolicy) {
-        (self.queue_capacity, self.queue_full_policy)
+    fn queue(&self) -> QueueBounds {
+        QueueBounds {
+            capacity: self.queue_capacity,
+            max_bytes: self.queue_max_bytes.0,
+            policy: self.queue_full_policy,
+        }
     }
 
     fn shutdown_timeout(&self) -> Duration {

@@ -43,7 +43,35 @@ pub fn router(state: ControlState) -> Router {
 
 async fn readyz(State(s): State<ControlState>) -> Response {
     if s.status.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        // Ready, but say which sinks are down and what waits for them: an outage buffers (and
+        // past the queue bounds sheds, counted); it is not a reason to restart nmsd.
+        let down: Vec<String> = s
+            .status
+            .components
+            .iter()
+            .filter_map(|c| {
+                let sink = c.sink.as_ref().filter(|q| !q.connected())?;
+                let bytes = c
+                    .queued_bytes
+                    .as_ref()
+                    .map_or(0, |b| b.load(std::sync::atomic::Ordering::Relaxed));
+                Some(format!(
+                    "sink \"{}\" down ({}), {bytes} bytes queued",
+                    c.stats.id,
+                    sink.last_error()
+                        .unwrap_or_else(|| "not connected yet".into())
+                ))
+            })
+            .collect();
+        if down.is_empty() {
+            (StatusCode::OK, "ready\n").into_response()
+        } else {
+            (
+                StatusCode::OK,
+                format!("ready, degraded: {}\n", down.join("; ")),
+            )
+                .into_response()
+        }
     } else if !s.status.liveness.healthy() {
         let stalled = s.status.liveness.stalled().join(", ");
         (
@@ -151,6 +179,12 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
             }
             for (k, x) in &c.extra {
                 o.insert(k.clone(), x.clone());
+            }
+            if let Some(b) = &c.queued_bytes {
+                o.insert(
+                    "queued_bytes".into(),
+                    json!(b.load(std::sync::atomic::Ordering::Relaxed)),
+                );
             }
             let state = match &c.sink {
                 Some(q) => {

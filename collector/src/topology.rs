@@ -48,6 +48,8 @@ pub struct ComponentEntry {
     pub stats: Arc<ComponentStats>,
     /// A sink's health.
     pub sink: Option<Arc<SinkStatus>>,
+    /// What a sink's queue holds now, in bytes.
+    pub queued_bytes: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Where a processor runs.
     pub placement: Option<&'static str>,
     pub inputs: Vec<String>,
@@ -207,11 +209,13 @@ impl Topology {
         let mut sinks = Vec::new();
         let mut ledgers = Vec::new();
         let mut sink_statuses = HashMap::new();
+        let mut queued = HashMap::new();
         for s in &cfg.sinks {
             let c = counters[&s.id].clone();
             let (queue, rx) = sink_queue(&s.id, s.spec.queue());
             let queue = queue.with_counters(c.clone());
             let status = Arc::new(SinkStatus::default());
+            queued.insert(s.id.clone(), rx.queued_bytes());
             ledgers.push(SinkLedger {
                 name: s.id.clone(),
                 accepted_rows: rx.accepted_rows(),
@@ -600,6 +604,7 @@ impl Topology {
             components.push(ComponentEntry {
                 stats: counters[&c.id].stats(),
                 sink: None,
+                queued_bytes: None,
                 placement: None,
                 inputs: Vec::new(),
                 extra: extras.remove(&c.id).unwrap_or_default(),
@@ -609,6 +614,7 @@ impl Topology {
             components.push(ComponentEntry {
                 stats: counters[&c.id].stats(),
                 sink: None,
+                queued_bytes: None,
                 placement: Some(match c.spec.placement() {
                     Placement::Worker => "worker",
                     Placement::Global => "global",
@@ -621,6 +627,7 @@ impl Topology {
             components.push(ComponentEntry {
                 stats: counters[&c.id].stats(),
                 sink: sink_statuses.get(&c.id).cloned(),
+                queued_bytes: queued.get(&c.id).cloned(),
                 placement: None,
                 inputs: c.inputs.clone(),
                 extra: Default::default(),

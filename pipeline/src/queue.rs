@@ -122,6 +122,11 @@ impl SinkQueueReceiver {
         self.accepted_rows.clone()
     }
 
+    /// What the queued batches weigh now, in bytes (for status and readiness).
+    pub fn queued_bytes(&self) -> Arc<AtomicU64> {
+        self.bytes.clone()
+    }
+
     fn taken(&self, b: Option<&Batch>) {
         if let Some(b) = b {
             let w = b.weight();

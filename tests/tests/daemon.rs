@@ -350,8 +350,17 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
         log.contains("QuestDB sink cannot write") && log.contains("Retrying"),
         "the log says plainly that the sink is unreachable:\n{log}"
     );
-    // Still collecting and serving metrics.
+    // Still collecting and serving metrics, and ready: an outage is buffered and said, not a
+    // reason for a restart.
     assert!(nmsd.alive());
+    let (code, body) = nmsd.get("/readyz").expect("readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("degraded")
+            && body.contains("sink \"questdb\" down")
+            && body.contains("bytes queued"),
+        "{body}"
+    );
     // It stops even with QuestDB down; the rows it could not write are lost, which the log
     // and the exit status say.
     let status = nmsd.stop();

@@ -533,3 +533,261 @@ impl<'a> Reader<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xorshift64*: deterministic, seedable, enough for property-style tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn ip(&mut self) -> IpAddr {
+            if self.below(4) == 0 {
+                let hi = self.next() as u128;
+                IpAddr::V6(Ipv6Addr::from(hi << 64 | self.next() as u128))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(self.next() as u32))
+            }
+        }
+        fn text(&mut self) -> String {
+            let n = self.below(12) as usize;
+            (0..n)
+                .map(|_| ['a', 'é', '0', '→', ' ', '"', '\n'][self.below(7) as usize])
+                .collect()
+        }
+    }
+
+    fn flow(r: &mut Rng) -> FlowRecord {
+        FlowRecord {
+            start_ms: r.next(),
+            end_ms: r.next(),
+            bytes: r.next(),
+            packets: r.next(),
+            exporter: r.ip(),
+            src_addr: r.ip(),
+            dst_addr: r.ip(),
+            next_hop: r.ip(),
+            observation_domain: r.next() as u32,
+            in_if: r.next() as u32,
+            out_if: r.next() as u32,
+            src_as: r.next() as u32,
+            dst_as: r.next() as u32,
+            sampling_interval: r.next() as u32,
+            src_port: r.next() as u16,
+            dst_port: r.next() as u16,
+            vlan: r.next() as u16,
+            protocol: r.next() as u8,
+            tcp_flags: r.next() as u8,
+            tos: r.next() as u8,
+            direction: [Direction::Ingress, Direction::Egress, Direction::Unknown]
+                [r.below(3) as usize],
+            version: [
+                FlowVersion::NetflowV5,
+                FlowVersion::NetflowV9,
+                FlowVersion::Ipfix,
+            ][r.below(3) as usize],
+            source: r.next() as u8,
+        }
+    }
+
+    fn rollups(r: &mut Rng, n: usize) -> Vec<RollupRow> {
+        let infos: Vec<Arc<IfInfo>> = (0..4)
+            .map(|_| {
+                Arc::new(IfInfo {
+                    name: (r.below(3) > 0).then(|| Arc::from(r.text().as_str())),
+                    alias: (r.below(2) > 0).then(|| Arc::from(r.text().as_str())),
+                    speed_mbps: (r.below(2) > 0).then(|| r.next()),
+                })
+            })
+            .collect();
+        (0..n)
+            .map(|_| {
+                let pick = |r: &mut Rng| {
+                    let i = r.below(infos.len() as u64 + 1) as usize;
+                    infos.get(i).cloned()
+                };
+                RollupRow {
+                    window_start_ms: r.next(),
+                    exporter: r.ip(),
+                    source: r.next() as u8,
+                    src_addr: r.ip(),
+                    dst_addr: r.ip(),
+                    protocol: r.next() as u8,
+                    dst_port: r.next() as u16,
+                    in_if: r.next() as u32,
+                    out_if: r.next() as u32,
+                    bytes: r.next(),
+                    packets: r.next(),
+                    flows: r.next(),
+                    in_if_info: pick(r),
+                    out_if_info: pick(r),
+                }
+            })
+            .collect()
+    }
+
+    fn event(r: &mut Rng) -> Event {
+        let mut e = Event::new(
+            r.next(),
+            r.text(),
+            [Severity::Info, Severity::Warning, Severity::Critical][r.below(3) as usize],
+        )
+        .subject(r.text())
+        .message(r.text());
+        e.component = Arc::from(r.text().as_str());
+        for _ in 0..r.below(4) {
+            e = e.label(r.text(), r.text());
+        }
+        for _ in 0..r.below(4) {
+            let v = match r.below(3) {
+                // Finite numbers: NaN is not equal to itself.
+                0 => FieldValue::Number(r.next() as f64 / 7.0),
+                1 => FieldValue::Integer(r.next() as i64),
+                _ => FieldValue::Text(r.text()),
+            };
+            e = e.field(r.text(), v);
+        }
+        e
+    }
+
+    fn round_trip(b: &Batch) -> Batch {
+        let mut out = Vec::new();
+        encode(b, &mut out).expect("encode");
+        decode(&out).expect("decode")
+    }
+
+    #[test]
+    fn random_flows_survive_a_round_trip() {
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        for n in [0, 1, 2, 17, 1000] {
+            let rows: Vec<FlowRecord> = (0..n).map(|_| flow(&mut r)).collect();
+            let Batch::Flows(got) = round_trip(&Batch::flows(rows.clone())) else {
+                panic!("not flows");
+            };
+            assert_eq!(*got, rows);
+        }
+    }
+
+    #[test]
+    fn random_rollups_survive_a_round_trip_and_share_their_interfaces() {
+        let mut r = Rng(42);
+        for n in [0, 1, 3, 500] {
+            let rows = rollups(&mut r, n);
+            let Batch::Rollups(got) = round_trip(&Batch::rollups(rows.clone())) else {
+                panic!("not rollups");
+            };
+            assert_eq!(*got, rows);
+            // Rows that shared an interface still share one allocation, and only those.
+            let ptrs = |v: &[RollupRow]| -> Vec<Option<*const IfInfo>> {
+                v.iter()
+                    .flat_map(|x| [&x.in_if_info, &x.out_if_info])
+                    .map(|i| i.as_ref().map(Arc::as_ptr))
+                    .collect()
+            };
+            let (want, have) = (ptrs(&rows), ptrs(&got));
+            for i in 0..want.len().min(60) {
+                for j in 0..want.len().min(60) {
+                    assert_eq!(want[i] == want[j], have[i] == have[j], "rows {i}, {j}");
+                }
+            }
+            let distinct: std::collections::HashSet<*const IfInfo> =
+                have.iter().flatten().copied().collect();
+            assert!(distinct.len() <= 4);
+        }
+    }
+
+    #[test]
+    fn random_events_survive_a_round_trip() {
+        let mut r = Rng(7);
+        let rows: Vec<Event> = (0..200).map(|_| event(&mut r)).collect();
+        let Batch::Events(got) = round_trip(&Batch::events(rows.clone())) else {
+            panic!("not events");
+        };
+        assert_eq!(*got, rows);
+    }
+
+    #[test]
+    fn ipv4_flows_take_88_bytes() {
+        let mut out = Vec::new();
+        encode(&Batch::flows(vec![FlowRecord::EMPTY; 10]), &mut out).expect("encode");
+        assert_eq!(out.len(), 6 + 10 * MIN_FLOW_LEN);
+        assert_eq!(MIN_FLOW_LEN, 88);
+    }
+
+    #[test]
+    fn streams_without_an_encoding_say_so() {
+        let b = Batch::SnmpDevices(Arc::new(Vec::new()));
+        let mut out = vec![1, 2, 3];
+        assert_eq!(
+            encode(&b, &mut out),
+            Err(CodecError::Unsupported(StreamKind::SnmpDevices))
+        );
+        assert_eq!(out, [1, 2, 3], "nothing appended");
+    }
+
+    #[test]
+    fn every_prefix_and_every_flipped_byte_decodes_to_an_error_or_a_batch_never_a_panic() {
+        let mut r = Rng(99);
+        let mut encoded = Vec::new();
+        for b in [
+            Batch::flows((0..5).map(|_| flow(&mut r)).collect()),
+            Batch::rollups(rollups(&mut r, 5)),
+            Batch::events((0..5).map(|_| event(&mut r)).collect()),
+        ] {
+            let mut out = Vec::new();
+            encode(&b, &mut out).expect("encode");
+            encoded.push(out);
+        }
+        for bytes in &encoded {
+            for cut in 0..bytes.len() {
+                assert!(decode(&bytes[..cut]).is_err(), "prefix of {cut} bytes");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode(&longer).err(), Some(CodecError::TrailingBytes(1)));
+            for at in 0..bytes.len() {
+                let mut bad = bytes.clone();
+                bad[at] = bad[at].wrapping_add(1 + r.below(255) as u8);
+                let _ = decode(&bad);
+            }
+        }
+        for _ in 0..20_000 {
+            let n = r.below(64) as usize;
+            let mut junk: Vec<u8> = (0..n).map(|_| r.next() as u8).collect();
+            if let Some(v) = junk.first_mut() {
+                *v = CODEC_VERSION;
+            }
+            if let Some(t) = junk.get_mut(1) {
+                *t = [TAG_FLOWS, TAG_ROLLUPS, TAG_EVENTS][r.below(3) as usize];
+            }
+            let _ = decode(&junk);
+        }
+    }
+
+    #[test]
+    fn versions_and_tags_this_build_does_not_know_are_refused() {
+        assert_eq!(
+            decode(&[2, TAG_FLOWS, 0, 0, 0, 0]).err(),
+            Some(CodecError::UnsupportedVersion(2))
+        );
+        assert_eq!(
+            decode(&[CODEC_VERSION, 77, 0, 0, 0, 0]).err(),
+            Some(CodecError::UnknownStream(77))
+        );
+        // A row count the input cannot hold is refused before allocating.
+        assert!(matches!(
+            decode(&[CODEC_VERSION, TAG_FLOWS, 0xff, 0xff, 0xff, 0xff]),
+            Err(CodecError::BadValue { what: "count", .. })
+        ));
+    }
+}

@@ -17,6 +17,12 @@ const ACK_TMP_FILE: &str = "ack.tmp";
 const ACK_MAGIC: [u8; 7] = *b"NMSDACK";
 const ACK_VERSION: u8 = 1;
 const ACK_LEN: usize = 28;
+/// The largest sequence number a segment may have: names have 16 digits, and a sequence this
+/// far from them leaves room for 9·10^15 more segments.
+const MAX_SEQ: u64 = 999_999_999_999_999;
+/// How often the acknowledged position is written when fsync is `never` (otherwise at the
+/// fsync interval, or every time under `always`).
+const ACK_PERSIST_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What to do with a record that would make the buffer larger than `max_size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,10 +172,12 @@ pub struct SegmentLog {
     read_end: Position,
     reader: Option<(u64, File)>,
     ack: Position,
+    /// What the ack file holds.
+    ack_persisted: Position,
+    last_ack_persist: Instant,
     stats: BufferStats,
     damage: Vec<Damage>,
     last_sync: Instant,
-    last_ack_sync: Instant,
     unsynced: bool,
 }
 
@@ -206,10 +214,11 @@ fn decode_ack(b: &[u8]) -> Option<Position> {
         u64::from_le_bytes(a)
     };
     let crc = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
-    (crc32c::checksum(&b[..24]) == crc).then(|| Position {
+    let p = Position {
         segment: u64_at(8),
         offset: u64_at(16),
-    })
+    };
+    (crc32c::checksum(&b[..24]) == crc && p.segment <= MAX_SEQ).then_some(p)
 }
 
 impl SegmentLog {
@@ -270,6 +279,10 @@ impl SegmentLog {
         let mut total_bytes = 0;
         let mut max_seq = None;
         for seq in seqs {
+            if seq > MAX_SEQ {
+                // Not one of ours: this build never names a segment beyond MAX_SEQ.
+                continue;
+            }
             max_seq = Some(seq);
             let path = segment_path(&dir, seq);
             if ack.is_some_and(|a| seq < a.segment) {
@@ -319,6 +332,8 @@ impl SegmentLog {
             read_end: ack,
             reader: None,
             ack,
+            ack_persisted: ack,
+            last_ack_persist: now,
             stats,
             damage,
             writer,
@@ -328,7 +343,6 @@ impl SegmentLog {
             segments,
             cfg,
             last_sync: now,
-            last_ack_sync: now,
             unsynced: false,
         })
     }
@@ -508,14 +522,35 @@ impl SegmentLog {
         Ok(())
     }
 
-    /// Syncs if the `Every` interval has passed since the last sync (call it on a timer so the
-    /// end of a burst does not wait for the next append).
+    /// Syncs appended records if the `Every` interval has passed since the last sync, and
+    /// writes the acknowledged position if it is due. Call it on a timer (every interval or so)
+    /// so the end of a burst does not wait for the next append or acknowledgement.
     pub fn sync_if_due(&mut self) -> Result<(), BufferError> {
         if let FsyncPolicy::Every(d) = self.cfg.fsync
             && self.unsynced
             && self.last_sync.elapsed() >= d
         {
             self.sync()?;
+        }
+        if self.ack_persist_due() {
+            self.persist_ack()?;
+        }
+        Ok(())
+    }
+
+    fn ack_persist_due(&self) -> bool {
+        self.ack != self.ack_persisted
+            && match self.cfg.fsync {
+                FsyncPolicy::Always => true,
+                FsyncPolicy::Every(d) => self.last_ack_persist.elapsed() >= d,
+                FsyncPolicy::Never => self.last_ack_persist.elapsed() >= ACK_PERSIST_INTERVAL,
+            }
+    }
+
+    /// Writes the acknowledged position now if the ack file lags behind it (at shutdown).
+    pub fn persist_ack_now(&mut self) -> Result<(), BufferError> {
+        if self.ack != self.ack_persisted {
+            self.persist_ack()?;
         }
         Ok(())
     }
@@ -616,6 +651,9 @@ impl SegmentLog {
 
     /// Acknowledges every record before `upto` (a [`RecordInfo::end`]): fully acknowledged
     /// segments are deleted and the position is persisted, so a restart does not replay them.
+    /// The ack file is written at most once per fsync interval (100 ms under `never`, every
+    /// time under `always`; dropping the log writes it): a crash can replay what was
+    /// acknowledged in the last interval, never lose what was not.
     /// Acknowledging a position already acknowledged (or dropped) does nothing.
     pub fn ack(&mut self, upto: Position) -> Result<(), BufferError> {
         if upto <= self.ack {
@@ -655,15 +693,14 @@ impl SegmentLog {
                 .map_err(self.io_error("deleting an acknowledged segment"))?;
             self.total_bytes -= file_len;
         }
-        self.persist_ack()
+        if self.ack_persist_due() {
+            self.persist_ack()?;
+        }
+        Ok(())
     }
 
     fn persist_ack(&mut self) -> Result<(), BufferError> {
-        let sync = match self.cfg.fsync {
-            FsyncPolicy::Never => false,
-            FsyncPolicy::Always => true,
-            FsyncPolicy::Every(d) => self.last_ack_sync.elapsed() >= d,
-        };
+        let sync = self.cfg.fsync != FsyncPolicy::Never;
         let tmp = self.cfg.dir.join(ACK_TMP_FILE);
         let mut f = File::create(&tmp).map_err(self.io_error("writing the ack file"))?;
         f.write_all(&encode_ack(self.ack))
@@ -673,10 +710,11 @@ impl SegmentLog {
             // an empty file.
             f.sync_data()
                 .map_err(self.io_error("syncing the ack file"))?;
-            self.last_ack_sync = Instant::now();
         }
         fs::rename(&tmp, self.cfg.dir.join(ACK_FILE))
             .map_err(self.io_error("replacing the ack file"))?;
+        self.ack_persisted = self.ack;
+        self.last_ack_persist = Instant::now();
         Ok(())
     }
 
@@ -710,5 +748,15 @@ impl SegmentLog {
 
     pub fn config(&self) -> &BufferConfig {
         &self.cfg
+    }
+}
+
+impl Drop for SegmentLog {
+    fn drop(&mut self) {
+        // Best effort: an ack file that lags only means records replayed twice.
+        let _ = self.persist_ack_now();
+        if self.cfg.fsync != FsyncPolicy::Never {
+            let _ = self.sync();
+        }
     }
 }

@@ -565,17 +565,18 @@ impl SegmentLog {
     pub fn read_next(&mut self, payload: &mut Vec<u8>) -> Result<Option<RecordInfo>, BufferError> {
         loop {
             let (seq, idx) = self.cursor;
-            let Some(si) = self.segment_index(seq).or_else(|| {
-                // The cursor's segment was dropped: go on with the oldest one left.
-                self.segments.front().map(|_| 0)
-            }) else {
-                return Ok(None);
+            let Some(si) = self.segment_index(seq) else {
+                // The cursor's segment is gone (dropped when full): go on with the first one
+                // after it, never one before.
+                match self.segments.iter().find(|s| s.seq > seq) {
+                    Some(next) => {
+                        self.cursor = (next.seq, 0);
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
             };
             let seg = &self.segments[si];
-            if seg.seq != seq {
-                self.cursor = (seg.seq, 0);
-                continue;
-            }
             let Some(&(offset, len)) = seg.records.get(idx) else {
                 if si + 1 == self.segments.len() {
                     return Ok(None);

@@ -1,5 +1,5 @@
-//! `codec::decode` on arbitrary bytes: never panics, and whatever it decodes encodes back to
-//! the same bytes (the encoding is canonical).
+//! `codec::decode` on arbitrary bytes: never panics, and whatever it decodes encodes again and
+//! decodes to the same rows.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

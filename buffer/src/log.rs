@@ -269,8 +269,18 @@ impl SegmentLog {
         let mut seqs = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err("listing segments"))? {
             let entry = entry.map_err(io_err("listing segments"))?;
-            if let Some(seq) = entry.file_name().to_str().and_then(parse_segment_name) {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            if let Some(seq) = parse_segment_name(name) {
                 seqs.push(seq);
+            } else if name
+                .strip_suffix(".seg.tmp")
+                .is_some_and(|n| parse_segment_name(&format!("{n}.seg")).is_some())
+            {
+                // A segment being created when the process died: it held no record yet.
+                fs::remove_file(entry.path()).map_err(io_err("removing an unfinished segment"))?;
             }
         }
         seqs.sort_unstable();
@@ -296,6 +306,25 @@ impl SegmentLog {
                 _ => 0,
             };
             let scan = segment::scan(seq, &data, start);
+            let mut file_len = data.len() as u64;
+            // Damage that runs to the end of the file (a torn tail, garbage appended) has no
+            // intact record after it: cut it off, so it is reported by this start only.
+            if let Some(tail) = scan.damage.last()
+                && !scan.records.is_empty()
+                && tail.offset >= SEGMENT_HEADER_LEN
+                && tail.offset + tail.skipped_bytes == file_len
+            {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err("cutting a damaged tail"))?;
+                f.set_len(tail.offset)
+                    .map_err(io_err("cutting a damaged tail"))?;
+                if cfg.fsync != FsyncPolicy::Never {
+                    f.sync_all().map_err(io_err("cutting a damaged tail"))?;
+                }
+                file_len = tail.offset;
+            }
             damage.extend(scan.damage);
             if scan.records.is_empty() {
                 // Nothing left to replay in it (acknowledged, damaged beyond use, or a format
@@ -303,10 +332,10 @@ impl SegmentLog {
                 fs::remove_file(&path).map_err(io_err("deleting a spent segment"))?;
                 continue;
             }
-            total_bytes += data.len() as u64;
+            total_bytes += file_len;
             segments.push_back(Segment {
                 seq,
-                file_len: data.len() as u64,
+                file_len,
                 records: scan.records,
                 acked: 0,
             });
@@ -357,13 +386,20 @@ impl SegmentLog {
             let dir = cfg.dir.clone();
             move |source| BufferError::Io { dir, what, source }
         };
+        // Header first, under a temporary name, then renamed: a kill between creating the
+        // file and writing its header leaves a `.tmp` file (removed at open), never a segment
+        // without a header.
+        let path = segment_path(&cfg.dir, seq);
+        let tmp = path.with_extension("seg.tmp");
         let mut f = OpenOptions::new()
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .write(true)
-            .open(segment_path(&cfg.dir, seq))
+            .open(&tmp)
             .map_err(io_err("creating a segment"))?;
         f.write_all(&segment::segment_header())
             .map_err(io_err("writing a segment header"))?;
+        fs::rename(&tmp, &path).map_err(io_err("naming a new segment"))?;
         if cfg.fsync != FsyncPolicy::Never {
             // The new file's directory entry, so a crash does not lose the segment.
             File::open(&cfg.dir)

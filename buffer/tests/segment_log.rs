@@ -393,6 +393,12 @@ fn a_torn_tail_is_reported_once_and_writing_goes_on_in_a_fresh_segment() {
     let (ids, _) = read_all(&mut log);
     assert_eq!(ids, [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]);
     assert!(log.take_damage().is_empty());
+    drop(log);
+    // The torn bytes were cut off: the next start has nothing to report.
+    assert_eq!(fs::metadata(&path).expect("meta").len(), last.offset);
+    let mut log = SegmentLog::open(c).expect("reopen");
+    assert!(log.take_damage().is_empty());
+    assert_eq!(read_all(&mut log).0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 10]);
 }
 
 #[test]
@@ -416,6 +422,11 @@ fn a_flipped_byte_loses_only_its_record() {
     let (ids, _) = read_all(&mut log);
     assert_eq!(ids, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
     assert!(log.take_damage().is_empty());
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        bytes,
+        "damage inside a segment stays"
+    );
 }
 
 #[test]
@@ -434,6 +445,11 @@ fn garbage_appended_to_a_segment_is_skipped() {
     assert_eq!(damage[0].kind, DamageKind::Garbage);
     assert_eq!(damage[0].offset, end);
     assert_eq!(read_all(&mut log).0, (0..10).collect::<Vec<_>>());
+    assert_eq!(
+        fs::metadata(&path).expect("meta").len(),
+        end,
+        "garbage cut off"
+    );
     // Acknowledging the segment's last record deletes it, garbage and all.
     log.rewind();
     let (_, last) = read_all(&mut log);

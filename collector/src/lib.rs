@@ -4,6 +4,8 @@
 //! components.
 
 pub mod config;
+#[cfg(test)]
+mod config_docs;
 pub mod control;
 pub mod lifecycle;
 pub mod logging;

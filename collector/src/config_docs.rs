@@ -173,10 +173,10 @@ fn accepted(text: &str) -> BTreeMap<String, BTreeSet<String>> {
         // Arrays of inline tables (`communities = [{ name = ... }]`): probe inside the first.
         for (key, (line, _)) in &t.keys {
             let raw = text.lines().nth(*line).unwrap_or("");
-            if let Some(pos) = raw.find("= [{") {
-                if let Some(keys) = allowed_keys_after(text, *line, pos + 4, " zz_probe = 0,") {
-                    out.insert(format!("{}.{key}", t.doc_name), keys.into_iter().collect());
-                }
+            if let Some(pos) = raw.find("= [{")
+                && let Some(keys) = allowed_keys_after(text, *line, pos + 4, " zz_probe = 0,")
+            {
+                out.insert(format!("{}.{key}", t.doc_name), keys.into_iter().collect());
             }
         }
     }

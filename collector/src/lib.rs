@@ -7,6 +7,7 @@ pub mod config;
 #[cfg(test)]
 mod config_docs;
 pub mod control;
+pub mod lab;
 pub mod lifecycle;
 pub mod logging;
 pub mod process_metrics;

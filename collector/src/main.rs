@@ -139,7 +139,7 @@ fn main() -> ExitCode {
             Ok(path) => {
                 eprintln!(
                     "nmsd lab: config in {}; flows and SNMP of three simulated routers go to \
-                     QuestDB at {} (tables lab_*); see http://{}/api/v1/status and /metrics",
+                     QuestDB at {} (standard tables: use a QuestDB for the lab only); see http://{}/api/v1/status and /metrics",
                     path.display(),
                     o.questdb,
                     o.control

@@ -44,14 +44,14 @@ fn lab_shows_flows_and_interface_counters_that_follow_them() {
 
     // Flows of all three exporters reach QuestDB within seconds.
     let exporters = wait_for(Duration::from_secs(30), || {
-        let n = q.scalar("select count_distinct(exporter) from lab_flows")?;
+        let n = q.scalar("select count_distinct(exporter) from flows")?;
         (n == 3).then_some(n)
     });
     assert!(exporters.is_some(), "log:\n{}", read_log());
-    let protocols = q.scalar("select count_distinct(protocol) from lab_flows");
+    let protocols = q.scalar("select count_distinct(protocol) from flows");
     assert!(protocols >= Some(3), "a mix of protocols: {protocols:?}");
     let devices = wait_for(Duration::from_secs(30), || {
-        let n = q.scalar("select count_distinct(device) from lab_snmp_interface")?;
+        let n = q.scalar("select count_distinct(device) from snmp_interface")?;
         (n == 3).then_some(n)
     });
     assert!(devices.is_some(), "log:\n{}", read_log());
@@ -104,10 +104,10 @@ fn lab_shows_flows_and_interface_counters_that_follow_them() {
         .parse()
         .unwrap_or_else(|e| panic!("ifHCInOctets.1: {e}: {get:?}"));
     std::thread::sleep(Duration::from_secs(3));
-    q.wait_applied("lab_flows", Duration::from_secs(30));
+    q.wait_applied("flows", Duration::from_secs(30));
     let stored_until = |us: i64| {
         q.scalar(&format!(
-            "select sum(bytes) from lab_flows where exporter = '127.0.0.11' and in_if = 1 \
+            "select sum(bytes) from flows where exporter = '127.0.0.11' and in_if = 1 \
              and ts <= cast({us} as timestamp)"
         ))
         .unwrap_or(0)

@@ -4,7 +4,9 @@
 //! Three routers at 127.0.0.11-13 export NetFlow v9 or IPFIX to the lab's netflow source and
 //! answer SNMPv2c (community "public") on UDP 1161 at their own address; their interface counters are the sums of
 //! the flows they export ([`flows`], [`agent`]). The lab writes a config file like any other
-//! (in `<state dir>/lab/config.toml`, to read and copy) and the daemon runs it unchanged.
+//! (in `<state dir>/lab/config.toml`, to read and copy) and the daemon runs it unchanged. Rows
+//! go to the standard tables (flows, flows_1m, snmp_interface...), which the shipped Grafana
+//! dashboards read: use a QuestDB of its own for the lab, not a production one.
 //! Why this lives in the binary and not in the test crates: decision 0016.
 
 pub mod agent;
@@ -78,7 +80,7 @@ pub fn config_text(o: &LabOptions, dir: &std::path::Path) -> String {
          [processors.rollup]\ntype = \"rollup\"\ninputs = [\"netflow\"]\nwindow = \"1m\"\nflush_delay = \"5s\"\n\n\
          [processors.interface_names]\ntype = \"interface_names\"\ninputs = [\"rollup\"]\n\n\
          [sinks.questdb]\ntype = \"questdb\"\ninputs = [\"netflow\", \"interface_names\", \"snmp\"]\n\
-         url = \"{questdb}\"\ntable_prefix = \"lab_\"\n",
+         url = \"{questdb}\"\n",
         state = dir.join("state").display(),
         control = o.control,
         flows = o.flow_listen,

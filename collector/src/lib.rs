@@ -4,7 +4,10 @@
 //! components.
 
 pub mod config;
+#[cfg(test)]
+mod config_docs;
 pub mod control;
+pub mod lab;
 pub mod lifecycle;
 pub mod logging;
 pub mod process_metrics;

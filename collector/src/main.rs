@@ -1,7 +1,7 @@
 //! `nmsd`: the collector daemon. A thin binary over the `nmsd-*` crates: command line, config,
 //! sources, control plane, lifecycle.
 
-use nmsd::{config, control, lifecycle, logging, state, telemetry, topology};
+use nmsd::{config, control, lab, lifecycle, logging, state, telemetry, topology};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +14,12 @@ nmsd — network telemetry collector (NetFlow v5/v9, IPFIX → QuestDB + Prometh
 USAGE:
     nmsd run [-c PATH]          run the collector (default config: /etc/nmsd/config.toml)
     nmsd check-config [PATH]    check a config file and exit: 0 valid, 1 invalid
+    nmsd lab [OPTIONS]          run the collector with a simulated network: three routers
+                                exporting NetFlow v9/IPFIX and answering SNMP (counters follow
+                                the flows). Options: --questdb URL (http://127.0.0.1:9000),
+                                --control ADDR (127.0.0.1:9464), --flows ADDR (127.0.0.1:2055),
+                                --rate FLOWS_PER_SECOND (300), --agent-port PORT (1161),
+                                --dir PATH (<state dir>/lab)
     nmsd version                print the version
     nmsd help                   print this help
 
@@ -24,6 +30,7 @@ const DEFAULT_CONFIG: &str = "/etc/nmsd/config.toml";
 
 enum Command {
     Run(PathBuf),
+    Lab(lab::LabOptions),
     CheckConfig(PathBuf),
     Version,
     Help,
@@ -63,10 +70,25 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             }
             Ok(Command::CheckConfig(path))
         }
+        "lab" => {
+            let mut o = lab::LabOptions::default();
+            while let Some(arg) = parser.next()? {
+                match arg {
+                    Long("questdb") => o.questdb = parser.value()?.string()?,
+                    Long("control") => o.control = parser.value()?.parse()?,
+                    Long("flows") => o.flow_listen = parser.value()?.parse()?,
+                    Long("rate") => o.flows_per_second = parser.value()?.parse()?,
+                    Long("dir") => o.dir = Some(parser.value()?.into()),
+                    Long("agent-port") => o.agent_port = parser.value()?.parse()?,
+                    other => return Err(other.unexpected()),
+                }
+            }
+            Ok(Command::Lab(o))
+        }
         "version" => Ok(Command::Version),
         "help" => Ok(Command::Help),
         other => Err(lexopt::Error::from(format!(
-            "unknown command \"{other}\"; expected run, check-config, version or help"
+            "unknown command \"{other}\"; expected run, check-config, lab, version or help"
         ))),
     }
 }
@@ -110,6 +132,29 @@ fn main() -> ExitCode {
             },
             Err(e) => {
                 eprintln!("nmsd: invalid config: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Lab(o) => match lab::prepare(&o) {
+            Ok(path) => {
+                eprintln!(
+                    "nmsd lab: config in {}; flows and SNMP of three simulated routers go to \
+                     QuestDB at {} (standard tables: use a QuestDB for the lab only); see http://{}/api/v1/status and /metrics",
+                    path.display(),
+                    o.questdb,
+                    o.control
+                );
+                match run(&path) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        logging::fatal(&format!("nmsd: {e:#}"));
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("nmsd lab: {e:#}");
                 ExitCode::FAILURE
             }
         },

@@ -4,7 +4,7 @@ _nmsd() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "run check-config version help --help --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "run check-config lab version help --help --version" -- "$cur"))
         return
     fi
     case "$prev" in
@@ -13,6 +13,7 @@ _nmsd() {
     case "${COMP_WORDS[1]}" in
         run) COMPREPLY=($(compgen -W "-c --config" -- "$cur")) ;;
         check-config) COMPREPLY=($(compgen -f -- "$cur")) ;;
+        lab) COMPREPLY=($(compgen -W "--questdb --control --flows --rate --agent-port --dir" -- "$cur")) ;;
     esac
 }
 complete -F _nmsd nmsd

@@ -26,6 +26,8 @@ pub struct GlobalSender {
     tx: Sender<(u16, Batch)>,
     policy: FullPolicy,
     dropped: Counter,
+    /// Shared by the senders' clones: one journal line when drops start, then every 30 s.
+    drop_log: Arc<crate::drop_log::DropLog>,
     occupancy: Gauge,
 }
 
@@ -50,6 +52,11 @@ pub fn global_queue(capacity: usize, policy: FullPolicy) -> (GlobalSender, Recei
             tx,
             policy,
             dropped: metrics::counter!("nmsd_global_queue_dropped_records_total"),
+            drop_log: Arc::new(crate::drop_log::DropLog::new(
+                "global stage queue",
+                "records",
+                "nmsd_global_queue_dropped_records_total",
+            )),
             occupancy: metrics::gauge!("nmsd_global_queue_occupancy_batches"),
         },
         rx,
@@ -64,7 +71,11 @@ impl GlobalSender {
             FullPolicy::Block => self.tx.send((node, b)).is_ok(),
             FullPolicy::Drop => match self.tx.try_send((node, b)) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+                Err(TrySendError::Full(_)) => {
+                    self.drop_log.dropped(rows);
+                    false
+                }
+                Err(TrySendError::Disconnected(_)) => false,
             },
         };
         if !ok {

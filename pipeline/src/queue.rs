@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySen
 use metrics::{Counter, Gauge};
 
 use crate::component::ComponentCounters;
+use crate::drop_log::DropLog;
 use crate::ring::FullPolicy;
 use crate::stream::{Batch, StreamKind};
 
@@ -37,6 +38,8 @@ pub struct SinkQueue {
     accepted_rows: Arc<AtomicU64>,
     /// The sink's component counters: a full queue is the sink discarding.
     counters: Option<ComponentCounters>,
+    /// Shared by every worker's clone: one journal line when drops start, then every 30 s.
+    drop_log: Arc<DropLog>,
 }
 
 /// Sink end of a queue. Taking a message updates the occupancy gauge as well: set only by
@@ -101,6 +104,11 @@ pub fn sink_queue(name: &str, bounds: QueueBounds) -> (SinkQueue, SinkQueueRecei
         occupancy: occupancy.clone(),
         accepted_rows: Arc::default(),
         counters: None,
+        drop_log: Arc::new(DropLog::new(
+            format!("sink \"{name}\" queue"),
+            "rows",
+            "nmsd_sink_queue_dropped_rows_total",
+        )),
     };
     let accepted_rows = q.accepted_rows.clone();
     (
@@ -195,7 +203,12 @@ impl SinkQueue {
             FullPolicy::Block => self.tx.send(msg).is_ok(),
             FullPolicy::Drop => match self.tx.try_send(msg) {
                 Ok(()) => true,
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+                Err(TrySendError::Full(_)) => {
+                    self.drop_log.dropped(rows);
+                    false
+                }
+                // The sink has stopped (shutdown): counted, but not news for the journal.
+                Err(TrySendError::Disconnected(_)) => false,
             },
         };
         if !ok {

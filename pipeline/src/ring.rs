@@ -104,6 +104,7 @@ pub struct RingSender {
     batch_capacity: usize,
     policy: FullPolicy,
     dropped: Counter,
+    drop_log: crate::drop_log::DropLog,
     occupancy: Gauge,
     waker: Option<Arc<Waker>>,
     /// The receive thread's liveness: idle (reading its socket) except while handing a batch
@@ -145,6 +146,11 @@ pub fn datagram_ring(
         batch_capacity,
         policy,
         dropped: metrics::counter!("nmsd_ring_dropped_datagrams_total", &labels),
+        drop_log: crate::drop_log::DropLog::new(
+            format!("receive ring \"{name}\" (its parse worker is behind)"),
+            "datagrams",
+            "nmsd_ring_dropped_datagrams_total",
+        ),
         occupancy: metrics::gauge!("nmsd_ring_occupancy_batches", &labels),
         waker: None,
         heartbeat: None,
@@ -227,6 +233,9 @@ impl RingSender {
                 Err(rtrb::PushError::Full(b)) => {
                     if self.policy == FullPolicy::Drop || stop.load(Ordering::Relaxed) {
                         self.dropped.increment(b.len() as u64);
+                        if self.policy == FullPolicy::Drop {
+                            self.drop_log.dropped(b.len() as u64);
+                        }
                         self.free.push(b);
                         return;
                     }

@@ -182,14 +182,47 @@ fn describe_hostile_input_metrics() {
 /// addresses cannot grow /metrics without bound.
 pub const MAX_EXPORTER_LABELS: usize = 1000;
 
+/// Most exporters whose first datagram is logged, over the whole process; past it one line
+/// says that further new exporters are not logged (a flood of forged addresses cannot flood
+/// the journal).
+pub const MAX_EXPORTERS_ANNOUNCED: usize = 1000;
+
 /// The exporter label values handed out so far (shared by all workers; touched once per tick
-/// per exporter that reported loss, never per datagram).
+/// per exporter that reported loss, never per datagram), and the exporters already announced
+/// in the journal (touched once per exporter per worker).
 #[derive(Default)]
 pub struct ExporterLabels {
     seen: std::sync::Mutex<std::collections::HashSet<IpAddr>>,
+    announced: std::sync::Mutex<std::collections::HashSet<IpAddr>>,
 }
 
 impl ExporterLabels {
+    /// Log `a`'s first decoded datagram, once per process, for the first
+    /// [`MAX_EXPORTERS_ANNOUNCED`] exporters. Returns false once the cap is reached, so the
+    /// caller can stop asking.
+    fn announce(&self, a: IpAddr, source: &str) -> bool {
+        let Ok(mut announced) = self.announced.lock() else {
+            return false;
+        };
+        if announced.len() >= MAX_EXPORTERS_ANNOUNCED {
+            return false;
+        }
+        if announced.insert(a) {
+            tracing::info!(
+                exporter = %a.to_canonical(),
+                source,
+                "new exporter: first flow datagram decoded"
+            );
+            if announced.len() == MAX_EXPORTERS_ANNOUNCED {
+                tracing::warn!(
+                    "{MAX_EXPORTERS_ANNOUNCED} exporters seen: further new exporters are not \
+                     logged (nmsd_flow_exporter_domains counts them)"
+                );
+            }
+        }
+        true
+    }
+
     /// The label for `a`: its address while under the cap, else "other".
     fn label(&self, a: IpAddr) -> String {
         let Ok(mut seen) = self.seen.lock() else {
@@ -219,10 +252,18 @@ pub struct ParseWorker {
     snapshot_every: Duration,
     snapshot_hook: Option<SnapshotHook>,
     exporter_labels: Arc<ExporterLabels>,
+    /// Exporters this worker has already had announced (a lock-free check per datagram);
+    /// `None` once the process-wide cap is reached.
+    known_exporters: Option<std::collections::HashSet<IpAddr>>,
+    /// The last datagram's exporter: most batches come from one exporter.
+    last_exporter: Option<IpAddr>,
+    /// `allowed_exporters`: a refused exporter is counted, not announced.
+    allowed_exporters: Vec<nmsd_parsers::IpNet>,
 }
 
 impl ParseWorker {
     pub fn new(setup: WorkerSetup) -> Self {
+        let allowed_exporters = setup.limits.allowed_exporters.clone();
         let mut decoder = FlowDecoder::new(setup.limits);
         for (addr, interval) in &setup.sampling_overrides {
             decoder.set_sampling_override(*addr, *interval);
@@ -255,6 +296,9 @@ impl ParseWorker {
             snapshot_every: setup.snapshot_every,
             snapshot_hook: setup.snapshot_hook,
             exporter_labels: setup.exporter_labels,
+            known_exporters: Some(Default::default()),
+            allowed_exporters,
+            last_exporter: None,
         }
     }
 
@@ -327,6 +371,9 @@ impl ParseWorker {
                 .is_err()
             {
                 malformed += 1;
+            } else if self.last_exporter != Some(src) {
+                self.last_exporter = Some(src);
+                self.note_exporter(source, src);
             }
         }
         self.metrics.malformed.increment(malformed);
@@ -362,6 +409,25 @@ impl ParseWorker {
                 v
             })
             .unwrap_or_else(|_| Vec::with_capacity(FLOWS_CAPACITY));
+    }
+
+    /// Announce an exporter the first time any worker decodes a datagram of it.
+    fn note_exporter(&mut self, source: u8, exporter: IpAddr) {
+        let Some(known) = &mut self.known_exporters else {
+            return;
+        };
+        if !self.allowed_exporters.is_empty()
+            && !self.allowed_exporters.iter().any(|n| n.contains(exporter))
+        {
+            return;
+        }
+        if !known.insert(exporter) {
+            return;
+        }
+        let source_id = self.graph.nodes.get(source as usize).map_or("", |n| &*n.id);
+        if !self.exporter_labels.announce(exporter, source_id) {
+            self.known_exporters = None;
+        }
     }
 
     fn export_stats(&mut self) {

@@ -32,9 +32,13 @@ pub struct Snmpd {
 
 impl Snmpd {
     pub fn start(name: &str) -> Snmpd {
+        Snmpd::start_on(name, crate::free_udp_port())
+    }
+
+    /// An agent on `port` (an agent that comes back where a stopped one was).
+    pub fn start_on(name: &str, port: u16) -> Snmpd {
         let snmpd = crate::require("snmpd");
         let dir = crate::scratch(name);
-        let port = crate::free_udp_port();
         let persist = dir.join("persist");
         std::fs::create_dir_all(&persist).expect("persist dir");
         let mut conf =
@@ -122,10 +126,17 @@ impl Snmpd {
     }
 }
 
-impl Drop for Snmpd {
-    fn drop(&mut self) {
+impl Snmpd {
+    /// Stop the agent (its device then stops answering).
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             crate::terminate(&mut c, Duration::from_secs(5));
         }
+    }
+}
+
+impl Drop for Snmpd {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

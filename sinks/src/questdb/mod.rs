@@ -715,7 +715,8 @@ impl QuestDbSink {
             if probing && last_probe.elapsed() >= PROBE_EVERY {
                 last_probe = Instant::now();
                 if accepts_connections(&addrs) {
-                    tracing::info!(url = %self.cfg.url, "QuestDB accepts connections again; retrying now");
+                    // Debug: the one line for coming back is mark_up's, once a write succeeds.
+                    tracing::debug!(url = %self.cfg.url, "QuestDB accepts connections again; retrying now");
                     return;
                 }
             }

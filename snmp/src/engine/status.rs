@@ -157,34 +157,73 @@ pub(super) struct PollSummary<'a> {
     pub engine_boots: Option<u32>,
 }
 
-/// Tell the journal when a device changes state (before `st` is updated with this poll): its
-/// first answer, its first failure and the reason, the reason changing, going down (the
-/// third failure in a row) and coming back. One line per change, never one per poll, so a
-/// dead device or a wrong password is visible without flooding the log.
-fn log_transition(device: &str, st: &DeviceStatus, error: Option<&(&'static str, String)>) {
-    let was = st.state;
+/// Error kinds that mean the agent answered but refused nmsd's credentials: a configuration
+/// problem to report at once, not after the device has failed for three polls.
+const AUTH_ERRORS: &[&str] = &[
+    "wrong_digest",
+    "unknown_user",
+    "unsupported_sec_level",
+    "decryption_error",
+];
+
+/// The journal line a finished poll is worth (before `st` is updated with it), if any. One
+/// line per change an operator acts on, never one per poll: the first answer, going down (the
+/// third failed poll in a row), failing authentication (at once), the reason changing while
+/// down, and coming back after either. A single failed poll between answers is not a change
+/// (it shows in /api/v1/devices and the metrics), so a flaky link does not fill the journal;
+/// a device can log at most one line per poll interval, which is at least 5 s.
+fn transition(
+    st: &DeviceStatus,
+    error: Option<&(&'static str, String)>,
+) -> Option<(tracing::Level, String)> {
+    use tracing::Level;
     let failures = st.consecutive_failures;
+    let last_kind = st.last_error.as_ref().map(|e| e.kind);
+    let was_auth = failures > 0 && last_kind.is_some_and(|k| AUTH_ERRORS.contains(&k));
+    let was_down = failures >= DOWN_AFTER_FAILURES;
     match error {
-        None if was == "new" => tracing::info!(device, "SNMP device answering"),
-        None if failures > 0 => tracing::info!(
-            device,
-            failed_polls = failures,
-            "SNMP device answering again"
-        ),
-        None => {}
+        None if st.state == "new" => Some((Level::INFO, "SNMP device answering".into())),
+        None if was_down || was_auth => Some((
+            Level::INFO,
+            format!("SNMP device up again after {failures} failed polls"),
+        )),
+        None => None,
+        Some((kind, message)) if AUTH_ERRORS.contains(kind) => {
+            (last_kind != Some(*kind) || failures == 0).then(|| {
+                (
+                    Level::WARN,
+                    format!("SNMP device failing authentication ({kind}): {message}"),
+                )
+            })
+        }
         Some((kind, message)) => {
-            let same_kind = st.last_error.as_ref().is_some_and(|e| e.kind == *kind);
-            if failures == 0 || !same_kind {
-                tracing::warn!(device, kind, "SNMP device failing: {message}");
-            } else if failures + 1 == DOWN_AFTER_FAILURES {
-                tracing::warn!(
-                    device,
-                    kind,
-                    "SNMP device down (3 failed polls in a row; a device that does not answer \
-                     is probed with one request per interval): {message}"
-                );
+            if failures + 1 == DOWN_AFTER_FAILURES && !was_auth {
+                Some((
+                    Level::WARN,
+                    format!(
+                        "SNMP device down ({DOWN_AFTER_FAILURES} failed polls in a row; a device \
+                         that does not answer is probed with one request per interval): \
+                         {kind}: {message}"
+                    ),
+                ))
+            } else if (was_down || was_auth) && last_kind != Some(*kind) {
+                Some((
+                    Level::WARN,
+                    format!("SNMP device still down, now {kind}: {message}"),
+                ))
+            } else {
+                None
             }
         }
+    }
+}
+
+fn log_transition(device: &str, st: &DeviceStatus, error: Option<&(&'static str, String)>) {
+    let kind = error.map(|e| e.0);
+    match transition(st, error) {
+        Some((tracing::Level::INFO, line)) => tracing::info!(device, "{line}"),
+        Some((_, line)) => tracing::warn!(device, kind, "{line}"),
+        None => tracing::debug!(device, kind, "SNMP poll finished without a state change"),
     }
 }
 
@@ -229,6 +268,57 @@ mod tests {
             st.last_error.is_some(),
             "the last error stays for the operator"
         );
+    }
+
+    /// The journal lines a sequence of polls gives (None: a successful poll).
+    fn lines(polls: &[Option<&'static str>]) -> Vec<String> {
+        let mut st = DeviceStatus {
+            state: "new",
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for (i, p) in polls.iter().enumerate() {
+            let error = p.map(|k| (k, format!("{k} happened")));
+            if let Some((_, line)) = transition(&st, error.as_ref()) {
+                out.push(line);
+            }
+            st.record_poll("r1", &summary(error.as_ref()), i as u64);
+        }
+        out
+    }
+
+    #[test]
+    fn each_change_is_one_line_and_a_single_failed_poll_is_none() {
+        let t = Some("timeout");
+        let auth = Some("wrong_digest");
+        // First answer; one lost poll (no line); down at the third; still down (no line); back.
+        let l = lines(&[None, t, None, t, t, t, t, t, None, None]);
+        assert_eq!(l.len(), 3, "{l:?}");
+        assert!(l[0].contains("answering"), "{l:?}");
+        assert!(
+            l[1].contains("down") && l[1].contains("timeout happened"),
+            "{l:?}"
+        );
+        assert!(l[2].contains("up again after 5 failed polls"), "{l:?}");
+        // Wrong credentials: said at once, once, and not again as "down"; then fixed.
+        let l = lines(&[auth, auth, auth, auth, None]);
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(
+            l[0].contains("failing authentication (wrong_digest)"),
+            "{l:?}"
+        );
+        assert!(l[1].contains("up again"), "{l:?}");
+        // Down, then the reason changes: one more line.
+        let l = lines(&[
+            None,
+            t,
+            t,
+            t,
+            Some("discovery_timeout"),
+            Some("discovery_timeout"),
+        ]);
+        assert_eq!(l.len(), 3, "{l:?}");
+        assert!(l[2].contains("still down, now discovery_timeout"), "{l:?}");
     }
 
     #[test]

@@ -195,6 +195,7 @@ impl SinkQueue {
         let kind = msg.kind();
         let weight = msg.weight();
         if !self.admit(kind, weight) {
+            self.drop_log.dropped(rows);
             self.count(false, rows, kind);
             return false;
         }

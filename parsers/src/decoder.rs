@@ -926,7 +926,13 @@ impl DecoderContext {
                     return Err(truncated);
                 }
                 enterprise = be32(&b[pos..pos + 4]);
-                id = raw_id & 0x7FFF;
+                // With the bit set a field is enterprise-specific whatever its number (RFC 7011
+                // §3.2), and PEN 0 is IANA's reserved number, not IANA's elements: keeping the
+                // bit in the id makes such a field match no IANA element (it was once read as
+                // octetDeltaCount). Other PENs are told apart by `enterprise`.
+                if enterprise != 0 {
+                    id = raw_id & 0x7FFF;
+                }
                 pos += 4;
             }
             if kind == Templated::V9 && len == ie::VARIABLE_LENGTH {

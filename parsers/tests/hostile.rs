@@ -354,3 +354,46 @@ fn two_listeners_keep_one_hosts_exporters_apart() {
         .expect("decodes");
     assert!(out.iter().zip(&records).all(|(o, r)| o.bytes == r.bytes));
 }
+
+/// Found by the differential fuzzer: an IPFIX template field with the enterprise bit set and
+/// enterprise number 0 (IANA's "reserved" PEN) was read as the IANA element of the same number,
+/// so an enterprise-specific field 1 became the flow's byte count. With the bit set a field is
+/// enterprise-specific by definition (RFC 7011 §3.2), whatever the number; netflow_parser
+/// ignores it, and so must nmsd.
+#[test]
+fn an_enterprise_field_with_enterprise_number_zero_is_not_the_iana_element() {
+    let now_s: u32 = 1_767_225_600;
+    let mut m = Vec::new();
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&60u16.to_be_bytes());
+    m.extend_from_slice(&now_s.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes()); // sequence
+    m.extend_from_slice(&0u32.to_be_bytes()); // observation domain
+    // Template set: template 256 with (enterprise bit | 1, 4 bytes, PEN 0), octetDeltaCount
+    // (8 bytes), sourceIPv4Address.
+    m.extend_from_slice(&2u16.to_be_bytes());
+    m.extend_from_slice(&24u16.to_be_bytes());
+    m.extend_from_slice(&256u16.to_be_bytes());
+    m.extend_from_slice(&3u16.to_be_bytes());
+    m.extend_from_slice(&0x8001u16.to_be_bytes());
+    m.extend_from_slice(&4u16.to_be_bytes());
+    m.extend_from_slice(&0u32.to_be_bytes());
+    m.extend_from_slice(&1u16.to_be_bytes());
+    m.extend_from_slice(&8u16.to_be_bytes());
+    m.extend_from_slice(&8u16.to_be_bytes());
+    m.extend_from_slice(&4u16.to_be_bytes());
+    // Data set: one record.
+    m.extend_from_slice(&256u16.to_be_bytes());
+    m.extend_from_slice(&20u16.to_be_bytes());
+    m.extend_from_slice(&0xEEEE_EEEEu32.to_be_bytes());
+    m.extend_from_slice(&1234u64.to_be_bytes());
+    m.extend_from_slice(&[10, 0, 0, 1]);
+    assert_eq!(m.len(), 60);
+    let mut d = FlowDecoder::new(DecoderLimits::default());
+    let mut out = Vec::new();
+    d.decode(exporter(), &m, u64::from(now_s) * 1000, &mut out)
+        .expect("decodes");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].bytes, 1234, "{:?}", out[0]);
+    assert_eq!(out[0].src_addr, IpAddr::from([10, 0, 0, 1]));
+}

@@ -67,6 +67,21 @@ impl Config {
             .filter_map(|c| Some((c.id.as_str(), c.spec.as_flow_listener()?)))
     }
 
+    /// Every component's kind, id and type: sources, then processors, then sinks.
+    pub fn components(&self) -> Vec<(ComponentKind, String, String)> {
+        fn each<S: ?Sized>(
+            k: ComponentKind,
+            cs: &[Component<S>],
+        ) -> impl Iterator<Item = (ComponentKind, String, String)> + '_ {
+            cs.iter()
+                .map(move |c| (k, c.id.clone(), c.type_name.clone()))
+        }
+        each(ComponentKind::Source, &self.sources)
+            .chain(each(ComponentKind::Processor, &self.processors))
+            .chain(each(ComponentKind::Sink, &self.sinks))
+            .collect()
+    }
+
     /// The longest `shutdown_timeout` of the sinks (10 s with none).
     pub fn shutdown_timeout(&self) -> std::time::Duration {
         self.sinks
@@ -578,15 +593,47 @@ fn section<T: serde::de::DeserializeOwned>(
     name: &str,
     value: Spanned<DeValue<'_>>,
 ) -> Result<T, Located> {
-    serde_path_to_error::deserialize(ValueDeserializer::from(value)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let key = if path.is_empty() || path == "." {
-            name.to_string()
-        } else {
-            format!("{name}.{path}")
-        };
-        Located::new(text, key, inner.span(), inner.message().to_string())
+    serde_path_to_error::deserialize(ValueDeserializer::from(value))
+        .map_err(|e| located(text, name, e, None))
+}
+
+/// A table's parse error, keyed `<table>.<path inside it>` and placed at the bad value (or at
+/// `fallback`, the table, when serde gives no span).
+fn located(
+    text: &str,
+    table: &str,
+    e: crate::registry::ParseError,
+    fallback: Option<std::ops::Range<usize>>,
+) -> Located {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let key = if path.is_empty() || path == "." {
+        table.to_string()
+    } else {
+        format!("{table}.{path}")
+    };
+    Located::new(
+        text,
+        key,
+        inner.span().or(fallback),
+        inner.message().to_string(),
+    )
+}
+
+/// Parse one component's table with the registry entry of its type.
+fn component<T: ?Sized>(
+    parsers: &std::collections::BTreeMap<&'static str, crate::registry::ParseFn<T>>,
+    de: ValueDeserializer<'_>,
+    (id, type_name, inputs): (String, String, Vec<String>),
+    unknown: impl FnOnce() -> Located,
+    located: impl FnOnce(crate::registry::ParseError) -> Located,
+) -> Result<Component<T>, Located> {
+    let parse = parsers.get(type_name.as_str()).ok_or_else(unknown)?;
+    Ok(Component {
+        spec: parse(de).map_err(located)?,
+        id,
+        type_name,
+        inputs,
     })
 }
 
@@ -736,54 +783,20 @@ fn read_components(
             }
         };
         let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(rest)));
-        let located = |e: crate::registry::ParseError| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let k = if path.is_empty() || path == "." {
-                key.clone()
-            } else {
-                format!("{key}.{path}")
-            };
-            Located::new(
-                text,
-                k,
-                inner.span().or(Some(span.clone())),
-                inner.message().to_string(),
-            )
-        };
+        let located = |e| located(text, &key, e, Some(span.clone()));
+        let what = (id, type_str.clone(), inputs);
         match kind {
             ComponentKind::Source => {
-                let parse = registry
-                    .sources
-                    .get(type_str.as_str())
-                    .ok_or_else(unknown)?;
-                cfg.sources.push(Component {
-                    id,
-                    type_name: type_str.clone(),
-                    inputs,
-                    spec: parse(de).map_err(located)?,
-                });
+                cfg.sources
+                    .push(component(&registry.sources, de, what, unknown, located)?)
             }
             ComponentKind::Processor => {
-                let parse = registry
-                    .processors
-                    .get(type_str.as_str())
-                    .ok_or_else(unknown)?;
-                cfg.processors.push(Component {
-                    id,
-                    type_name: type_str.clone(),
-                    inputs,
-                    spec: parse(de).map_err(located)?,
-                });
+                cfg.processors
+                    .push(component(&registry.processors, de, what, unknown, located)?)
             }
             ComponentKind::Sink => {
-                let parse = registry.sinks.get(type_str.as_str()).ok_or_else(unknown)?;
-                cfg.sinks.push(Component {
-                    id,
-                    type_name: type_str.clone(),
-                    inputs,
-                    spec: parse(de).map_err(located)?,
-                });
+                cfg.sinks
+                    .push(component(&registry.sinks, de, what, unknown, located)?)
             }
         }
     }
@@ -997,13 +1010,8 @@ impl Config {
     /// every sink only streams it can store, and a per-worker processor only flows.
     fn wire(&mut self) -> Result<(), (String, String)> {
         let mut ids: Vec<(&str, String)> = Vec::new();
-        for (kind, id) in self
-            .sources
-            .iter()
-            .map(|c| ("sources", c.id.clone()))
-            .chain(self.processors.iter().map(|c| ("processors", c.id.clone())))
-            .chain(self.sinks.iter().map(|c| ("sinks", c.id.clone())))
-        {
+        for (kind, id, _) in self.components() {
+            let kind = kind.table();
             if let Some((other, _)) = ids.iter().find(|(_, i)| *i == id) {
                 return Err((
                     format!("{kind}.{id}"),

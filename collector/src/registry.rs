@@ -17,7 +17,7 @@ use crate::sources::SourceSpec;
 /// A config table's parse error: where (path inside the table) and the spanned TOML error.
 pub type ParseError = serde_path_to_error::Error<toml::de::Error>;
 
-type ParseFn<T> = fn(ValueDeserializer<'_>) -> Result<Arc<T>, ParseError>;
+pub(crate) type ParseFn<T> = fn(ValueDeserializer<'_>) -> Result<Arc<T>, ParseError>;
 
 fn source<C: SourceSpec + DeserializeOwned>(
     de: ValueDeserializer<'_>,

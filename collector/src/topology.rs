@@ -18,8 +18,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use nmsd_pipeline::component::{
-    ComponentCounters, ComponentKind, ComponentStats, Placement, ProcessorContext, SinkContext,
-    Upstream,
+    ComponentCounters, ComponentStats, Placement, ProcessorContext, SinkContext, Upstream,
 };
 use nmsd_pipeline::enrich::{IfDirectory, InterfaceDirectories};
 use nmsd_pipeline::event::EventLog;
@@ -173,22 +172,12 @@ impl Topology {
         let events = EventLog::new(EVENT_LOG);
 
         let counters: HashMap<String, ComponentCounters> = cfg
-            .sources
-            .iter()
-            .map(|c| (c, ComponentKind::Source))
-            .map(|(c, k)| (c.id.clone(), ComponentCounters::new(&c.id, k, &c.type_name)))
-            .chain(cfg.processors.iter().map(|c| {
-                (
-                    c.id.clone(),
-                    ComponentCounters::new(&c.id, ComponentKind::Processor, &c.type_name),
-                )
-            }))
-            .chain(cfg.sinks.iter().map(|c| {
-                (
-                    c.id.clone(),
-                    ComponentCounters::new(&c.id, ComponentKind::Sink, &c.type_name),
-                )
-            }))
+            .components()
+            .into_iter()
+            .map(|(kind, id, ty)| {
+                let c = ComponentCounters::new(&id, kind, &ty);
+                (id, c)
+            })
             .collect();
 
         // Interface names from every SNMP polling source (docs/snmp-design.md §10).

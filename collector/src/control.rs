@@ -224,23 +224,6 @@ async fn events(State(s): State<ControlState>) -> Json<serde_json::Value> {
         .recent()
         .into_iter()
         .map(|e| {
-            let fields: serde_json::Map<String, serde_json::Value> = e
-                .fields
-                .iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        nmsd_pipeline::event::FieldValue::Number(n) => json!(n),
-                        nmsd_pipeline::event::FieldValue::Integer(i) => json!(i),
-                        nmsd_pipeline::event::FieldValue::Text(t) => json!(t),
-                    };
-                    (k.to_string(), v)
-                })
-                .collect();
-            let labels: serde_json::Map<String, serde_json::Value> = e
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), json!(v)))
-                .collect();
             json!({
                 "ts_ms": e.ts_ms,
                 "kind": &*e.kind,
@@ -248,8 +231,8 @@ async fn events(State(s): State<ControlState>) -> Json<serde_json::Value> {
                 "subject": e.subject,
                 "component": &*e.component,
                 "message": e.message,
-                "labels": labels,
-                "fields": fields,
+                "labels": e.labels_map(),
+                "fields": e.fields_map(),
             })
         })
         .collect();

@@ -3,6 +3,7 @@
 //! One generic shape rather than a type per producer, so a sink stores every kind in one table
 //! and the control plane lists them without knowing who emitted them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How much an event matters.
@@ -23,8 +24,9 @@ impl Severity {
     }
 }
 
-/// A value of an event field.
-#[derive(Clone, Debug, PartialEq)]
+/// A value of an event field; serialized as the bare number or string.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum FieldValue {
     Number(f64),
     Integer(i64),
@@ -83,6 +85,19 @@ impl Event {
     pub fn message(mut self, m: impl Into<String>) -> Self {
         self.message = m.into();
         self
+    }
+
+    /// The labels as one object (a later duplicate key wins), for sinks and the API.
+    pub fn labels_map(&self) -> BTreeMap<&str, &str> {
+        self.labels
+            .iter()
+            .map(|(k, v)| (&**k, v.as_str()))
+            .collect()
+    }
+
+    /// The fields as one object (a later duplicate key wins).
+    pub fn fields_map(&self) -> BTreeMap<&str, &FieldValue> {
+        self.fields.iter().map(|(k, v)| (&**k, v)).collect()
     }
 }
 

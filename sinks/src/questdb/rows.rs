@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use nmsd_pipeline::event::{Event, FieldValue};
+use nmsd_pipeline::event::Event;
 use nmsd_pipeline::records::{Direction, FlowRecord, RollupRow};
 use nmsd_pipeline::snmp::{CustomRow, CustomValue, DeviceRow, InterfaceRow, LinkRow, TrapRow};
 use questdb::ingress::{Buffer, ColumnName, TableName, TimestampMicros};
@@ -282,31 +282,17 @@ impl RowWriter {
     /// Append one event; its labels and fields become JSON objects.
     pub fn event(&mut self, buf: &mut Buffer, e: &Event) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.events);
-        let labels: serde_json::Map<String, serde_json::Value> = e
-            .labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
-            .collect();
-        let fields: serde_json::Map<String, serde_json::Value> = e
-            .fields
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    FieldValue::Number(n) => serde_json::Value::from(*n),
-                    FieldValue::Integer(i) => serde_json::Value::from(*i),
-                    FieldValue::Text(t) => serde_json::Value::from(t.as_str()),
-                };
-                (k.to_string(), v)
-            })
-            .collect();
+        // Maps of strings and numbers: serializing them cannot fail.
+        let labels = serde_json::to_string(&e.labels_map()).unwrap_or_default();
+        let fields = serde_json::to_string(&e.fields_map()).unwrap_or_default();
         buf.table(table)?
             .symbol(c("kind"), &*e.kind)?
             .symbol(c("severity"), e.severity.name())?
             .symbol(c("component"), &*e.component)?
             .column_str(c("subject"), e.subject.as_str())?
             .column_str(c("message"), e.message.as_str())?
-            .column_str(c("labels"), serde_json::Value::Object(labels).to_string())?
-            .column_str(c("fields"), serde_json::Value::Object(fields).to_string())?
+            .column_str(c("labels"), labels)?
+            .column_str(c("fields"), fields)?
             .at(TimestampMicros::new(micros(e.ts_ms)))
     }
 }

@@ -309,22 +309,7 @@ mod tests {
         );
         let mut sent = [0u64; 3];
         let mut kept = [0u64; 3];
-        let row = RollupRow {
-            window_start_ms: 0,
-            exporter: std::net::Ipv4Addr::LOCALHOST.into(),
-            source: 0,
-            src_addr: std::net::Ipv4Addr::LOCALHOST.into(),
-            dst_addr: std::net::Ipv4Addr::LOCALHOST.into(),
-            protocol: 6,
-            dst_port: 80,
-            in_if: 0,
-            out_if: 0,
-            bytes: 1,
-            packets: 1,
-            flows: 1,
-            in_if_info: None,
-            out_if_info: None,
-        };
+        let row = RollupRow::sample();
         for i in 0..60 {
             let (k, b) = match i % 3 {
                 0 => (

@@ -120,6 +120,30 @@ pub struct RollupRow {
 }
 
 #[cfg(test)]
+impl RollupRow {
+    /// A one-flow TCP/80 row on loopback, for tests that only need some row.
+    pub(crate) fn sample() -> Self {
+        let lo = std::net::Ipv4Addr::LOCALHOST.into();
+        RollupRow {
+            window_start_ms: 0,
+            exporter: lo,
+            source: 0,
+            src_addr: lo,
+            dst_addr: lo,
+            protocol: 6,
+            dst_port: 80,
+            in_if: 0,
+            out_if: 0,
+            bytes: 1,
+            packets: 1,
+            flows: 1,
+            in_if_info: None,
+            out_if_info: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -239,30 +239,11 @@ mod tests {
     impl Processor for Echo {
         fn process(&mut self, input: Batch, out: &mut Emitter) {
             if let Batch::Flows(f) = input {
-                out.rollups(vec![row(); f.len()]);
+                out.rollups(vec![RollupRow::sample(); f.len()]);
             }
         }
         fn tick(&mut self, _: u64, _: &mut Emitter) {}
         fn flush(&mut self, _: &mut Emitter) {}
-    }
-
-    fn row() -> RollupRow {
-        RollupRow {
-            window_start_ms: 0,
-            exporter: std::net::Ipv4Addr::LOCALHOST.into(),
-            source: 0,
-            src_addr: std::net::Ipv4Addr::LOCALHOST.into(),
-            dst_addr: std::net::Ipv4Addr::LOCALHOST.into(),
-            protocol: 6,
-            dst_port: 80,
-            in_if: 0,
-            out_if: 0,
-            bytes: 1,
-            packets: 1,
-            flows: 1,
-            in_if_info: None,
-            out_if_info: None,
-        }
     }
 
     #[test]

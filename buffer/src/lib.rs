@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod crc32c;
+pub mod envelope;
 mod log;
 mod segment;
 

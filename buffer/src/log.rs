@@ -596,30 +596,74 @@ impl SegmentLog {
         self.segments.iter().position(|s| s.seq == seq)
     }
 
-    /// Reads the next record into `payload` (replacing its contents). `None` when every record
-    /// appended so far has been read. Records damaged since open are skipped and reported.
-    pub fn read_next(&mut self, payload: &mut Vec<u8>) -> Result<Option<RecordInfo>, BufferError> {
+    /// Where the record [`read_next`](Self::read_next) would return next starts, and its
+    /// payload length, without reading it. Moves the cursor over segments that are gone or
+    /// read to their end.
+    pub fn peek_next(&mut self) -> Option<(Position, u32)> {
         loop {
             let (seq, idx) = self.cursor;
             let Some(si) = self.segment_index(seq) else {
                 // The cursor's segment is gone (dropped when full): go on with the first one
                 // after it, never one before.
-                match self.segments.iter().find(|s| s.seq > seq) {
-                    Some(next) => {
-                        self.cursor = (next.seq, 0);
-                        continue;
-                    }
-                    None => return Ok(None),
-                }
+                let next = self.segments.iter().find(|s| s.seq > seq)?;
+                self.cursor = (next.seq, 0);
+                continue;
             };
             let seg = &self.segments[si];
             let Some(&(offset, len)) = seg.records.get(idx) else {
                 if si + 1 == self.segments.len() {
-                    return Ok(None);
+                    return None;
                 }
                 self.cursor = (self.segments[si + 1].seq, 0);
                 continue;
             };
+            return Some((
+                Position {
+                    segment: seq,
+                    offset,
+                },
+                len,
+            ));
+        }
+    }
+
+    /// Steps over the next record without reading it, for a record its caller already has
+    /// (delivered from memory). Returns where it starts and ends, as `read_next` would.
+    pub fn skip_next(&mut self) -> Option<RecordInfo> {
+        let (at, len) = self.peek_next()?;
+        self.cursor.1 += 1;
+        let end = Position {
+            segment: at.segment,
+            offset: at.offset + RECORD_OVERHEAD + len as u64,
+        };
+        self.read_end = end;
+        Some(RecordInfo { at, end })
+    }
+
+    /// End of the last record read or skipped (or the acknowledged position after a rewind):
+    /// the furthest [`ack`](Self::ack) may go.
+    pub fn read_position(&self) -> Position {
+        self.read_end
+    }
+
+    /// Where the next appended record will start, if it fits the current segment.
+    pub fn tail(&self) -> Position {
+        let a = self.active();
+        Position {
+            segment: a.seq,
+            offset: a.file_len,
+        }
+    }
+
+    /// Reads the next record into `payload` (replacing its contents). `None` when every record
+    /// appended so far has been read. Records damaged since open are skipped and reported.
+    pub fn read_next(&mut self, payload: &mut Vec<u8>) -> Result<Option<RecordInfo>, BufferError> {
+        loop {
+            let Some((at, len)) = self.peek_next() else {
+                return Ok(None);
+            };
+            let (seq, idx) = self.cursor;
+            let offset = at.offset;
             if self.reader.as_ref().is_none_or(|r| r.0 != seq) {
                 let f = File::open(segment_path(&self.cfg.dir, seq))
                     .map_err(self.io_error("opening a segment to read"))?;

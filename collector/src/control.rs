@@ -55,12 +55,17 @@ async fn readyz(State(s): State<ControlState>) -> Response {
                     .queued_bytes
                     .as_ref()
                     .map_or(0, |b| b.load(std::sync::atomic::Ordering::Relaxed));
-                Some(format!(
-                    "sink \"{}\" down ({}), {bytes} bytes queued",
-                    c.stats.id,
-                    sink.last_error()
-                        .unwrap_or_else(|| "not connected yet".into())
-                ))
+                let why = sink
+                    .last_error()
+                    .unwrap_or_else(|| "not connected yet".into());
+                Some(match sink.buffer() {
+                    Some(b) => format!(
+                        "sink \"{}\" down ({why}), buffering on disk: {} of {} bytes, {} batches, \
+                         oldest {:.0}s; {bytes} bytes queued",
+                        c.stats.id, b.bytes, b.max_bytes, b.records, b.oldest_age_s
+                    ),
+                    None => format!("sink \"{}\" down ({why}), {bytes} bytes queued", c.stats.id),
+                })
             })
             .collect();
         if down.is_empty() {
@@ -155,6 +160,9 @@ async fn status(State(s): State<ControlState>) -> Json<serde_json::Value> {
             "rows_rejected": q.rows_rejected(),
             "rows_lost": q.rows_lost(),
             "last_discard": q.last_discard(),
+            "rows_dropped_by_buffer": q.rows_dropped(),
+            "rows_kept_in_buffer": q.rows_kept(),
+            "buffer": q.buffer(),
         })
     };
     let mut sinks = serde_json::Map::new();

@@ -109,13 +109,17 @@ impl ShutdownReport {
             .map(|l| {
                 let s = &l.status;
                 let mut lost = s.rows_lost();
-                if stuck.contains(&l.thread_name()) {
+                // A disk buffer keeps what a stuck sink holds (its writer thread goes on
+                // appending the queue), so only a memory-only sink loses it.
+                if stuck.contains(&l.thread_name()) && s.buffer().is_none() {
                     // Left behind mid-request or mid-retry: everything it was given and did
                     // not settle (written, rejected or counted lost) is lost with the process.
                     let accepted = l.accepted_rows.load(Ordering::Relaxed);
                     let held = accepted
                         .saturating_sub(s.rows_written())
                         .saturating_sub(s.rows_rejected())
+                        .saturating_sub(s.rows_dropped())
+                        .saturating_sub(s.rows_kept())
                         .saturating_sub(lost);
                     metrics::counter!("nmsd_sink_rows_failed_total", "sink" => l.name.clone(), "reason" => "shutdown")
                         .increment(held);

@@ -20,6 +20,7 @@ use anyhow::Context;
 use nmsd_pipeline::component::{
     ComponentCounters, ComponentStats, Placement, ProcessorContext, SinkContext, Upstream,
 };
+use nmsd_pipeline::delivery::{MemoryInput, SinkBufferConfig, SinkInput};
 use nmsd_pipeline::enrich::{IfDirectory, InterfaceDirectories};
 use nmsd_pipeline::event::EventLog;
 use nmsd_pipeline::global::{GlobalSender, GlobalStage, global_queue};
@@ -211,11 +212,26 @@ impl Topology {
                 status: status.clone(),
             });
             let thread = format!("nmsd-sink-{}", s.id);
+            let input: Box<dyn SinkInput> = match s.spec.buffer() {
+                SinkBufferConfig::Memory => Box::new(MemoryInput::new(rx)),
+                SinkBufferConfig::Disk(d) => {
+                    let dir = cfg.general.state_dir.join("buffer").join(&s.id);
+                    let input = nmsd_sinks::disk_buffer::start(&s.id, dir, &d, rx, status.clone())
+                        .with_context(|| {
+                            format!(
+                                "sink \"{}\": cannot open its disk buffer (check that state_dir \
+                                 is writable by nmsd and the disk has room)",
+                                s.id
+                            )
+                        })?;
+                    Box::new(input)
+                }
+            };
             let sink = s
                 .spec
                 .build(SinkContext {
                     id: Arc::from(s.id.as_str()),
-                    input: rx,
+                    input,
                     shutdown: sink_shutdown.clone(),
                     status: status.clone(),
                     heartbeat: liveness.heartbeat(thread.clone()),

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use metrics::Counter;
 
+use crate::delivery::{SinkBufferConfig, SinkInput};
 use crate::enrich::InterfaceDirectories;
 use crate::heartbeat::Heartbeat;
 use crate::processors::Processor;
-use crate::queue::{QueueBounds, SinkQueueReceiver};
+use crate::queue::QueueBounds;
 use crate::shutdown::ShutdownSignal;
 use crate::sink_status::SinkStatus;
 use crate::snmp::CustomTableSchema;
@@ -238,7 +239,8 @@ pub struct Upstream {
 /// What a sink is built with.
 pub struct SinkContext {
     pub id: Arc<str>,
-    pub input: SinkQueueReceiver,
+    /// Its queue, or the disk buffer in front of it ([`SinkSpec::buffer`]).
+    pub input: Box<dyn SinkInput>,
     /// Begun by the collector when it starts stopping; the sink drains and gives up at its
     /// deadline.
     pub shutdown: Arc<ShutdownSignal>,
@@ -264,6 +266,11 @@ pub trait SinkSpec: fmt::Debug + Send + Sync + 'static {
 
     /// How long stopping may take (the longest of all sinks' applies to the process).
     fn shutdown_timeout(&self) -> Duration;
+
+    /// Whether a disk buffer sits between its queue and the sink (the topology builds it).
+    fn buffer(&self) -> SinkBufferConfig {
+        SinkBufferConfig::Memory
+    }
 
     /// Checks that need no I/O; `Err((key, message))`.
     fn validate(&self) -> Result<(), (String, String)> {

@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod component;
+pub mod delivery;
 pub mod drop_log;
 pub mod enrich;
 pub mod event;

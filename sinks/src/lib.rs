@@ -3,6 +3,7 @@
 //! per sink, its config struct beside it.
 
 pub mod backoff;
+pub mod disk_buffer;
 pub mod questdb;
 
 pub use nmsd_pipeline::shutdown::ShutdownSignal;

@@ -6,7 +6,9 @@
 //! for as long as it takes; meanwhile the sink stops taking from its queue, so the queue's full
 //! policy decides what happens upstream (drop and count, by default): the receive path never
 //! blocks on QuestDB.
-//! A durable disk spool will sit between the queue and this loop (see docs/design.md).
+//! With `buffer = { type = "disk" }` the topology puts a disk buffer between the queue and
+//! this loop; a batch is marked done (and may leave the buffer) only once QuestDB answered 2xx
+//! for every row of it (decision 0017).
 
 mod rows;
 pub mod schema;
@@ -18,8 +20,9 @@ use crossbeam_channel::RecvTimeoutError;
 use metrics::{Counter, Histogram};
 use nmsd_pipeline::Batch;
 use nmsd_pipeline::component::{ComponentCounters, Sink, SinkContext, SinkSpec};
+use nmsd_pipeline::delivery::{Delivery, DeliveryToken, SinkBufferConfig, SinkInput};
 use nmsd_pipeline::heartbeat::Heartbeat;
-use nmsd_pipeline::queue::{QueueBounds, SinkQueueReceiver};
+use nmsd_pipeline::queue::QueueBounds;
 use nmsd_pipeline::ring::FullPolicy;
 use nmsd_pipeline::stream::StreamSet;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
@@ -29,7 +32,7 @@ use serde::Deserialize;
 use crate::backoff::Backoff;
 use nmsd_pipeline::shutdown::ShutdownSignal;
 use nmsd_pipeline::sink_status::SinkStatus;
-pub use rows::RowWriter;
+pub use rows::{RowKey, RowWriter};
 pub use schema::TableNames;
 
 /// QuestDB partitioning of a table.
@@ -92,6 +95,9 @@ pub struct QuestDbConfig {
     /// How long stopping may take, from the moment it begins (the collector holds every stage
     /// to it); rows still unwritten then are counted as lost.
     pub shutdown_timeout: HumanDuration,
+    /// `{ type = "memory" }` (the queue alone) or `{ type = "disk", max_size, when_full,
+    /// fsync }`: batches survive an outage longer than the queue and a restart.
+    pub buffer: SinkBufferConfig,
 }
 
 /// Default `batch_bytes`. A buffer is checked after each message (up to 4,096 roll-up rows,
@@ -128,6 +134,8 @@ impl Default for QuestDbConfig {
             retry_max: HumanDuration::from_secs(30),
             request_timeout: HumanDuration::from_secs(10),
             shutdown_timeout: HumanDuration::from_secs(10),
+            // Durable by default: an outage or a restart loses nothing acknowledged.
+            buffer: SinkBufferConfig::Disk(Default::default()),
         }
     }
 }
@@ -282,9 +290,15 @@ impl SinkSpec for QuestDbConfig {
         self.shutdown_timeout.get()
     }
 
+    fn buffer(&self) -> SinkBufferConfig {
+        self.buffer.clone()
+    }
+
     fn validate(&self) -> Result<(), (String, String)> {
         QuestDbConfig::validate(self).map_err(|m| ("url".to_string(), m))?;
-        self.validate_ranges().map_err(|(k, m)| (k.to_string(), m))
+        self.validate_ranges()
+            .map_err(|(k, m)| (k.to_string(), m))?;
+        self.buffer.validate()
     }
 
     fn build(&self, ctx: SinkContext) -> Result<Box<dyn Sink>, String> {
@@ -365,6 +379,8 @@ struct TableBuffer {
     /// One table per buffer makes every flush one transaction; the shared buffer of the
     /// user-defined tables cannot be.
     transactional: bool,
+    /// The deliveries whose rows are in `buf`: done once it is written.
+    tokens: Vec<DeliveryToken>,
 }
 
 impl TableBuffer {
@@ -390,7 +406,7 @@ impl TableBuffer {
 /// The running sink. Build it with [`QuestDbSink::new`] and run it on its own thread.
 pub struct QuestDbSink {
     cfg: QuestDbConfig,
-    rx: SinkQueueReceiver,
+    rx: Box<dyn SinkInput>,
     shutdown: Arc<ShutdownSignal>,
     status: Arc<SinkStatus>,
     writer: RowWriter,
@@ -402,7 +418,9 @@ pub struct QuestDbSink {
     last_encode_log: Option<Instant>,
     encode_discards_unlogged: u64,
     /// Messages taken off the queue while waiting for the server during shutdown.
-    stash: Vec<Batch>,
+    stash: Vec<Delivery>,
+    /// When the current outage began (for the recovery line).
+    down_since: Option<Instant>,
     id: Arc<str>,
     counters: ComponentCounters,
     /// User-defined SNMP tables of the polling sources upstream.
@@ -438,6 +456,7 @@ impl QuestDbSink {
             last_encode_log: None,
             encode_discards_unlogged: 0,
             stash: Vec::new(),
+            down_since: None,
             id: ctx.id,
             counters: ctx.counters,
             custom_tables: ctx.upstream.custom_tables,
@@ -470,11 +489,17 @@ impl QuestDbSink {
                 self.status.set_error(e);
                 // Keep draining so workers never block on a dead sink.
                 self.heartbeat.idle();
-                for m in self.rx.iter() {
-                    self.counters.received(m.rows() as u64);
-                    self.rejected(m.rows() as u64);
+                loop {
+                    match self.rx.recv_timeout(Duration::from_secs(1)) {
+                        Ok(d) => {
+                            self.counters.received(d.batch.rows() as u64);
+                            self.rejected(d.batch.rows() as u64);
+                            self.rx.done(d.token);
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
                 }
-                return;
             }
         };
         if !self.ensure_schema() {
@@ -494,10 +519,11 @@ impl QuestDbSink {
                 table: table.clone(),
                 sink: self.id.clone(),
                 transactional: i != Table::Custom as usize,
+                tokens: Vec::new(),
             })
             .collect();
         for m in std::mem::take(&mut self.stash) {
-            self.counters.received(m.rows() as u64);
+            self.counters.received(m.batch.rows() as u64);
             self.append(m, &mut tables);
         }
         let interval = self.cfg.batch_interval.get();
@@ -514,7 +540,7 @@ impl QuestDbSink {
             self.heartbeat.beat();
             let closed = matches!(msg, Err(RecvTimeoutError::Disconnected));
             if let Ok(m) = msg {
-                self.counters.received(m.rows() as u64);
+                self.counters.received(m.batch.rows() as u64);
                 self.append(m, &mut tables);
             }
             for t in tables.iter_mut() {
@@ -530,8 +556,10 @@ impl QuestDbSink {
                 }
             }
             if gave_up {
-                let pending: u64 = tables.iter().map(|t| t.rows() as u64).sum();
-                self.lost(pending);
+                for t in tables.iter_mut() {
+                    let rows = t.rows() as u64;
+                    self.given_up(rows);
+                }
                 self.drain_after_failure();
                 return;
             }
@@ -547,68 +575,88 @@ impl QuestDbSink {
         );
     }
 
-    fn append(&mut self, m: Batch, tables: &mut [TableBuffer]) {
+    fn append(&mut self, d: Delivery, tables: &mut [TableBuffer]) {
         let w = &mut self.writer;
+        let m = d.batch;
+        let id = d.batch_id;
+        let key = |i: usize| RowKey {
+            batch: id,
+            row: u32::try_from(i).unwrap_or(u32::MAX),
+        };
         let kind = m.kind().name();
         let (i, discarded) = match &m {
             Batch::Flows(r) => (
                 Table::Flows,
-                write_rows(&mut tables[Table::Flows as usize].buf, r, |b, f| {
-                    w.flow(b, f)
+                write_rows(&mut tables[Table::Flows as usize].buf, r, |b, i, f| {
+                    w.flow(b, f, key(i))
                 }),
             ),
             Batch::Rollups(r) => (
                 Table::Rollups,
-                write_rows(&mut tables[Table::Rollups as usize].buf, r, |b, x| {
-                    w.rollup(b, x)
+                write_rows(&mut tables[Table::Rollups as usize].buf, r, |b, i, x| {
+                    w.rollup(b, x, key(i))
                 }),
             ),
             Batch::SnmpInterfaces(r) => (
                 Table::SnmpInterface,
-                write_rows(&mut tables[Table::SnmpInterface as usize].buf, r, |b, x| {
-                    w.snmp_interface(b, x)
-                }),
+                write_rows(
+                    &mut tables[Table::SnmpInterface as usize].buf,
+                    r,
+                    |b, _, x| w.snmp_interface(b, x),
+                ),
             ),
             Batch::SnmpDevices(r) => (
                 Table::SnmpDevice,
-                write_rows(&mut tables[Table::SnmpDevice as usize].buf, r, |b, x| {
+                write_rows(&mut tables[Table::SnmpDevice as usize].buf, r, |b, _, x| {
                     w.snmp_device(b, x)
                 }),
             ),
             Batch::Traps(r) => (
                 Table::SnmpTrap,
-                write_rows(&mut tables[Table::SnmpTrap as usize].buf, r, |b, x| {
-                    w.snmp_trap(b, x)
+                write_rows(&mut tables[Table::SnmpTrap as usize].buf, r, |b, i, x| {
+                    w.snmp_trap(b, x, key(i))
                 }),
             ),
             Batch::TopologyLinks(r) => (
                 Table::TopologyLink,
-                write_rows(&mut tables[Table::TopologyLink as usize].buf, r, |b, x| {
-                    w.topology_link(b, x)
-                }),
+                write_rows(
+                    &mut tables[Table::TopologyLink as usize].buf,
+                    r,
+                    |b, _, x| w.topology_link(b, x),
+                ),
             ),
             Batch::Events(r) => (
                 Table::Events,
-                write_rows(&mut tables[Table::Events as usize].buf, r, |b, x| {
-                    w.event(b, x)
+                write_rows(&mut tables[Table::Events as usize].buf, r, |b, i, x| {
+                    w.event(b, x, key(i))
                 }),
             ),
             Batch::SnmpCustom(r) => {
                 let prefix = &self.cfg.table_prefix;
                 (
                     Table::Custom,
-                    write_rows(&mut tables[Table::Custom as usize].buf, r, |b, x| {
+                    write_rows(&mut tables[Table::Custom as usize].buf, r, |b, _, x| {
                         w.snmp_custom(b, prefix, x)
                     }),
                 )
             }
             // Internal to the global stage; the topology never routes it to a sink.
-            Batch::FlowView(_) => return,
+            Batch::FlowView(_) => {
+                self.rx.done(d.token);
+                return;
+            }
         };
         if let Some((n, e)) = discarded {
             self.discard_unencodable(kind, n, &e);
         }
         let t = &mut tables[i as usize];
+        t.tokens.push(d.token);
+        if t.rows() == 0 {
+            // Nothing of it to write (every row discarded): done now.
+            for tok in t.tokens.drain(..) {
+                self.rx.done(tok);
+            }
+        }
         if t.oldest.is_none() && t.rows() > 0 {
             t.oldest = Some(Instant::now());
         }
@@ -652,6 +700,9 @@ impl QuestDbSink {
                 Ok(()) => {
                     t.buf.clear();
                     t.oldest = None;
+                    for tok in t.tokens.drain(..) {
+                        self.rx.done(tok);
+                    }
                     t.count_written(rows);
                     self.status.add_rows(rows);
                     self.counters.sent(rows);
@@ -669,19 +720,20 @@ impl QuestDbSink {
                         .set_discard(format!("{rows} rows rejected by QuestDB: {e}"));
                     t.buf.clear();
                     t.oldest = None;
+                    for tok in t.tokens.drain(..) {
+                        self.rx.done(tok);
+                    }
                     return true;
                 }
                 Err(FlushError::Transient(e)) => {
                     self.counters.error();
                     self.mark_down(&e);
                     if self.gave_up() {
-                        tracing::error!(
-                            rows,
-                            "QuestDB still unreachable at shutdown; {rows} rows not written"
-                        );
-                        self.lost(rows);
+                        self.given_up(rows);
                         t.buf.clear();
                         t.oldest = None;
+                        // Not done: a disk buffer keeps them for the next start.
+                        t.tokens.clear();
                         return false;
                     }
                     self.metrics.retries.increment(1);
@@ -797,8 +849,19 @@ impl QuestDbSink {
     }
 
     fn mark_up(&mut self) {
-        if !self.status.connected() && self.last_outage_log.is_some() {
-            tracing::info!(url = %self.cfg.url, "QuestDB reachable again; writing resumes");
+        if !self.status.connected()
+            && let Some(since) = self.down_since.take()
+        {
+            let held = self.rx.held();
+            tracing::info!(
+                url = %self.cfg.url,
+                down_for_s = since.elapsed().as_secs(),
+                buffered_bytes = held.bytes,
+                buffered_batches = held.records,
+                "QuestDB reachable again after {}s; writing resumes with {} bytes buffered",
+                since.elapsed().as_secs(),
+                held.bytes
+            );
         }
         self.last_outage_log = None;
         self.backoff.reset();
@@ -806,22 +869,36 @@ impl QuestDbSink {
         self.metrics.up.set(1.0);
     }
 
-    /// Log an outage plainly when it starts and every 30 s while it lasts.
+    /// Log an outage once when it starts (a reminder every 10 minutes while it lasts, at debug
+    /// level every 30 s), with what is buffered.
     fn mark_down(&mut self, e: &str) {
         self.metrics.up.set(0.0);
         self.status.set_error(e.to_string());
+        let first = self.down_since.is_none();
+        let since = *self.down_since.get_or_insert_with(Instant::now);
         let due = self
             .last_outage_log
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30));
-        if due {
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(if first { 0 } else { 600 }));
+        let held = self.rx.held();
+        if first || due {
             self.last_outage_log = Some(Instant::now());
+            let what = if self.rx.durable() {
+                "batches go to the disk buffer (bounded by buffer.max_size) and are written \
+                 once it is back"
+            } else {
+                "rows wait in the sink queue, and what does not fit is dropped and counted in \
+                 nmsd_sink_queue_dropped_rows_total (a disk buffer, buffer = { type = \"disk\" }, \
+                 keeps them longer and across restarts)"
+            };
             tracing::warn!(
-                "QuestDB sink cannot write to {}: {e}. Retrying with backoff (up to {:?}); \
-                 flows are still collected, and rows that do not fit the sink queue are \
-                 dropped and counted in nmsd_sink_queue_dropped_rows_total",
+                down_for_s = since.elapsed().as_secs(),
+                buffered_bytes = held.bytes,
+                "QuestDB sink cannot write to {}: {e}. Retrying with backoff (up to {:?}); {what}",
                 self.cfg.url,
                 self.cfg.retry_max.get()
             );
+        } else {
+            tracing::debug!(buffered_bytes = held.bytes, "QuestDB still down: {e}");
         }
     }
 
@@ -845,13 +922,42 @@ impl QuestDbSink {
         self.status.add_lost(rows);
     }
 
+    /// Rows pending when the sink gave up at shutdown: kept in a disk buffer for the next
+    /// start, lost otherwise.
+    fn given_up(&self, rows: u64) {
+        if rows == 0 {
+            return;
+        }
+        if self.rx.durable() {
+            self.status.add_kept(rows);
+        } else {
+            tracing::error!(
+                rows,
+                "QuestDB still unreachable at shutdown; {rows} rows not written"
+            );
+            self.lost(rows);
+        }
+    }
+
     fn drain_after_failure(&mut self) {
+        if self.rx.durable() {
+            // Everything not written stays in the disk buffer (it logs what it keeps).
+            let rows: u64 = self.stash.iter().map(|d| d.batch.rows() as u64).sum();
+            self.counters.received(rows);
+            self.status.add_kept(rows);
+            return;
+        }
         let mut rows = 0u64;
-        for m in std::mem::take(&mut self.stash)
-            .into_iter()
-            .chain(self.rx.iter())
-        {
-            rows += m.rows() as u64;
+        let stash = std::mem::take(&mut self.stash);
+        for m in stash {
+            rows += m.batch.rows() as u64;
+        }
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => rows += m.batch.rows() as u64,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
         self.counters.received(rows);
         self.lost(rows);
@@ -882,11 +988,11 @@ fn accepts_connections(addrs: &[std::net::SocketAddr]) -> bool {
 fn write_rows<T>(
     buf: &mut Buffer,
     rows: &[T],
-    mut write: impl FnMut(&mut Buffer, &T) -> questdb::Result<()>,
+    mut write: impl FnMut(&mut Buffer, usize, &T) -> questdb::Result<()>,
 ) -> Option<(u64, questdb::Error)> {
     let mut discarded: Option<(u64, questdb::Error)> = None;
-    for r in rows {
-        let result = buf.set_marker().and_then(|()| write(buf, r));
+    for (i, r) in rows.iter().enumerate() {
+        let result = buf.set_marker().and_then(|()| write(buf, i, r));
         if let Err(e) = result {
             if buf.rewind_to_marker().is_err() {
                 // No marker to go back to means set_marker itself failed: the buffer was not
@@ -944,13 +1050,17 @@ mod tests {
             ..ok
         };
         let rows = [ok, year_2500, ok, max, ok];
-        let discarded = write_rows(&mut buf, &rows, |b, f| writer.flow(b, f));
+        let key = |i: usize| RowKey {
+            batch: 7,
+            row: i as u32,
+        };
+        let discarded = write_rows(&mut buf, &rows, |b, i, f| writer.flow(b, f, key(i)));
         let (n, e) = discarded.expect("two rows refused");
         assert_eq!(n, 2);
         assert!(e.msg().contains("out of range"), "{e}");
         assert_eq!(buf.row_count(), 3);
         // The buffer is at a row boundary: the next row goes in.
-        assert!(write_rows(&mut buf, &[ok], |b, f| writer.flow(b, f)).is_none());
+        assert!(write_rows(&mut buf, &[ok], |b, i, f| writer.flow(b, f, key(i))).is_none());
         assert_eq!(buf.row_count(), 4);
     }
 

@@ -16,6 +16,24 @@ fn c(name: &'static str) -> ColumnName<'static> {
     ColumnName::new_unchecked(name)
 }
 
+/// Which batch a row came in and where in it: written to the `batch` and `batch_row` columns of
+/// the tables without a natural key, whose DEDUP keys (ts, batch, batch_row) make a row
+/// replayed from the disk buffer, or resent after a timeout, land on its first copy
+/// (decision 0017).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowKey {
+    pub batch: u64,
+    pub row: u32,
+}
+
+impl RowKey {
+    fn write(self, buf: &mut Buffer) -> questdb::Result<&mut Buffer> {
+        // Batch ids are microseconds since 1970 plus a counter: far below i64::MAX.
+        buf.column_i64(c("batch"), self.batch.min(i64::MAX as u64) as i64)?
+            .column_i64(c("batch_row"), i64::from(self.row))
+    }
+}
+
 /// Writes rows into ILP buffers, reusing its scratch strings.
 pub struct RowWriter {
     names: TableNames,
@@ -51,7 +69,7 @@ impl RowWriter {
     }
 
     /// Append one `flows` row.
-    pub fn flow(&mut self, buf: &mut Buffer, f: &FlowRecord) -> questdb::Result<()> {
+    pub fn flow(&mut self, buf: &mut Buffer, f: &FlowRecord, key: RowKey) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.flows);
         let exporter = Self::exporter_str(&mut self.exporter_cache, f.exporter);
         buf.table(table)?
@@ -84,13 +102,13 @@ impl RowWriter {
             .column_i64(c("vlan"), f.vlan as i64)?
             .column_i64(c("bytes"), clamp(f.bytes))?
             .column_i64(c("packets"), clamp(f.packets))?
-            .column_i64(c("sampling_interval"), f.sampling_interval as i64)?
-            .at(TimestampMicros::new(micros(f.end_ms)))
+            .column_i64(c("sampling_interval"), f.sampling_interval as i64)?;
+        key.write(buf)?.at(TimestampMicros::new(micros(f.end_ms)))
     }
 
     /// Append one roll-up row, with the interface names an `interface_names` processor
     /// upstream added.
-    pub fn rollup(&mut self, buf: &mut Buffer, r: &RollupRow) -> questdb::Result<()> {
+    pub fn rollup(&mut self, buf: &mut Buffer, r: &RollupRow, key: RowKey) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.rollup);
         let exporter = Self::exporter_str(&mut self.exporter_cache, r.exporter);
         buf.table(table)?.symbol(c("exporter"), exporter)?;
@@ -124,7 +142,8 @@ impl RowWriter {
             .column_i64(c("out_if"), r.out_if as i64)?
             .column_i64(c("bytes"), clamp(r.bytes))?
             .column_i64(c("packets"), clamp(r.packets))?
-            .column_i64(c("flows"), clamp(r.flows))?
+            .column_i64(c("flows"), clamp(r.flows))?;
+        key.write(buf)?
             .at(TimestampMicros::new(micros(r.window_start_ms)))
     }
 
@@ -280,7 +299,7 @@ impl RowWriter {
     }
 
     /// Append one event; its labels and fields become JSON objects.
-    pub fn event(&mut self, buf: &mut Buffer, e: &Event) -> questdb::Result<()> {
+    pub fn event(&mut self, buf: &mut Buffer, e: &Event, key: RowKey) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.events);
         // Maps of strings and numbers: serializing them cannot fail.
         let labels = serde_json::to_string(&e.labels_map()).unwrap_or_default();
@@ -292,14 +311,14 @@ impl RowWriter {
             .column_str(c("subject"), e.subject.as_str())?
             .column_str(c("message"), e.message.as_str())?
             .column_str(c("labels"), labels)?
-            .column_str(c("fields"), fields)?
-            .at(TimestampMicros::new(micros(e.ts_ms)))
+            .column_str(c("fields"), fields)?;
+        key.write(buf)?.at(TimestampMicros::new(micros(e.ts_ms)))
     }
 }
 
 impl RowWriter {
     /// Append one `snmp_trap` row.
-    pub fn snmp_trap(&mut self, buf: &mut Buffer, r: &TrapRow) -> questdb::Result<()> {
+    pub fn snmp_trap(&mut self, buf: &mut Buffer, r: &TrapRow, key: RowKey) -> questdb::Result<()> {
         let table = TableName::new_unchecked(&self.names.snmp_trap);
         buf.table(table)?
             .symbol(c("version"), r.version)?
@@ -328,8 +347,8 @@ impl RowWriter {
         if let Some(sp) = r.specific_trap {
             buf.column_i64(c("specific_trap"), sp.clamp(0, i32::MAX as i64))?;
         }
-        buf.column_str(c("varbinds"), r.varbinds.as_str())?
-            .at(TimestampMicros::new(micros(r.ts_ms)))
+        buf.column_str(c("varbinds"), r.varbinds.as_str())?;
+        key.write(buf)?.at(TimestampMicros::new(micros(r.ts_ms)))
     }
 }
 

@@ -41,7 +41,7 @@ pub fn ddl(
     flows_partition: Partition,
     rollup_partition: Partition,
 ) -> Vec<String> {
-    vec![
+    let mut v = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              ts TIMESTAMP, start_ts TIMESTAMP, \
@@ -53,8 +53,9 @@ pub fn ddl(
              src_port INT, dst_port INT, protocol SHORT, tcp_flags SHORT, tos SHORT, \
              in_if LONG, out_if LONG, src_as LONG, dst_as LONG, vlan INT, \
              direction SYMBOL CAPACITY 4 CACHE, \
-             bytes LONG, packets LONG, sampling_interval LONG\
-             ) TIMESTAMP(ts) PARTITION BY {} WAL",
+             bytes LONG, packets LONG, sampling_interval LONG, \
+             batch LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
             names.flows,
             flows_partition.sql()
         ),
@@ -66,8 +67,9 @@ pub fn ddl(
              bytes LONG, packets LONG, flows LONG, \
              in_if_name SYMBOL CAPACITY 262144 NOCACHE, out_if_name SYMBOL CAPACITY 262144 NOCACHE, \
              in_if_alias VARCHAR, out_if_alias VARCHAR, \
-             in_if_speed_mbps LONG, out_if_speed_mbps LONG\
-             ) TIMESTAMP(ts) PARTITION BY {} WAL",
+             in_if_speed_mbps LONG, out_if_speed_mbps LONG, \
+             batch LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
             names.rollup,
             rollup_partition.sql()
         ),
@@ -134,15 +136,16 @@ pub fn ddl(
              ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, device)",
             names.snmp_device
         ),
-        // Traps have no natural key: no DEDUP (inform retransmissions are collapsed in memory).
+        // Traps have no natural key: the batch id makes a replay idempotent (inform
+        // retransmissions are collapsed in memory before that).
         format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              ts TIMESTAMP, source_ipv4 IPV4, source_ipv6 VARCHAR, source_port INT, \
              version SYMBOL CAPACITY 4 CACHE, pdu SYMBOL CAPACITY 4 CACHE, \
              trap_oid SYMBOL CAPACITY 4096 CACHE, uptime_ticks LONG, security_name SYMBOL, \
              engine_id VARCHAR, request_id LONG, enterprise VARCHAR, generic_trap INT, \
-             specific_trap INT, varbinds VARCHAR\
-             ) TIMESTAMP(ts) PARTITION BY DAY WAL",
+             specific_trap INT, varbinds VARCHAR, batch LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
             names.snmp_trap
         ),
         format!(
@@ -156,16 +159,30 @@ pub fn ddl(
             names.topology_link
         ),
         // Events (alerts, incidents) of any kind: labels and fields as JSON objects, since
-        // each kind has its own. No natural key, so no DEDUP.
+        // each kind has its own. No natural key: the batch id makes a replay idempotent.
         format!(
             "CREATE TABLE IF NOT EXISTS {} (\
              ts TIMESTAMP, kind SYMBOL CAPACITY 1024 CACHE, severity SYMBOL CAPACITY 8 CACHE, \
              component SYMBOL CAPACITY 256 CACHE, subject VARCHAR, message VARCHAR, \
-             labels VARCHAR, fields VARCHAR\
-             ) TIMESTAMP(ts) PARTITION BY DAY WAL",
+             labels VARCHAR, fields VARCHAR, batch LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
             names.events
         ),
-    ]
+    ];
+    // Tables an earlier version created without batch ids get them, and DEDUP on them
+    // (decision 0017). Their old rows have null ids, which no new row has.
+    for t in [&names.flows, &names.rollup, &names.snmp_trap, &names.events] {
+        v.push(format!(
+            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS batch LONG"
+        ));
+        v.push(format!(
+            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS batch_row INT"
+        ));
+        v.push(format!(
+            "ALTER TABLE {t} DEDUP ENABLE UPSERT KEYS(ts, batch, batch_row)"
+        ));
+    }
+    v
 }
 
 /// Why a query failed.
@@ -320,9 +337,9 @@ mod tests {
         };
         let d = ddl(&names, Partition::Hour, Partition::Day);
         assert!(d[0].starts_with("CREATE TABLE IF NOT EXISTS lab_flows ("));
-        assert!(d[0].ends_with("PARTITION BY HOUR WAL"));
+        assert!(d[0].ends_with("PARTITION BY HOUR WAL DEDUP UPSERT KEYS(ts, batch, batch_row)"));
         assert!(d[1].contains("lab_flows_1m"));
-        assert!(d[1].ends_with("PARTITION BY DAY WAL"));
+        assert!(d[1].ends_with("PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch, batch_row)"));
         assert!(d.iter().any(|s| {
             s.starts_with("ALTER TABLE lab_flows_1m ADD COLUMN IF NOT EXISTS in_if_name")
         }));

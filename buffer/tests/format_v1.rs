@@ -391,3 +391,21 @@ fn a_format_1_segment_of_snmp_rows_traps_and_links_replays_to_the_same_batches()
         }
     }
 }
+
+/// The fuzz seeds of `decode_batch` (buffer/fuzz/corpus/decode_batch/, one file per stream,
+/// named by the stream) are the fixtures' batches, so the fuzzer starts from every stream tag.
+#[test]
+fn the_decode_batch_fuzz_seeds_are_the_fixture_batches() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/decode_batch");
+    let all: Vec<Batch> = batches().into_iter().chain(snmp_batches()).collect();
+    assert_eq!(all.len(), 8, "one batch per stored stream");
+    for b in all {
+        let mut bytes = Vec::new();
+        codec::encode(&b, &mut bytes).expect("encode");
+        let path = dir.join(b.kind().name());
+        if std::env::var_os("NMSD_BLESS").is_some() {
+            fs::write(&path, &bytes).expect("bless");
+        }
+        assert_eq!(fs::read(&path).expect("seed"), bytes, "{}", path.display());
+    }
+}

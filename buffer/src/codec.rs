@@ -65,8 +65,8 @@
 //! Stream tags 3 to 7 (SNMP rows, traps, topology links) were added to version 1 later, without
 //! bumping the version byte: data written before held only tags 1, 2 and 8, which read exactly
 //! as before, and a build that predates the new tags refuses them as an unknown stream rather
-//! than misreading them. The internal flow view returns
-//! [`CodecError::Unsupported`]: it never leaves the global stage, so no sink buffers it.
+//! than misreading them. The internal flow view returns [`CodecError::Unsupported`]: it never
+//! leaves the global stage, so no sink buffers it.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -92,8 +92,9 @@ const TAG_TRAPS: u8 = 6;
 const TAG_TOPOLOGY_LINKS: u8 = 7;
 const TAG_EVENTS: u8 = 8;
 
-/// Bytes of the smallest encoded flow / roll-up row / event, to bound a row count read from
-/// the input before allocating for it.
+/// Bytes of the smallest encoded row of each stream (all options empty, all strings empty), to
+/// bound a row count read from the input before allocating for it. A test encodes such rows
+/// and checks these.
 const MIN_FLOW_LEN: usize = 32 + 4 * 5 + 24 + 6 + 6;
 const MIN_ROLLUP_LEN: usize = 8 + 5 + 1 + 10 + 1 + 2 + 8 + 24 + 8;
 const MIN_EVENT_LEN: usize = 8 + 4 + 1 + 4 + 4 + 4 + 4 + 4;

@@ -8,7 +8,9 @@
 #
 # Builds into $CARGO_TARGET_DIR/fuzz when CARGO_TARGET_DIR is set (else buffer/fuzz/target).
 # New inputs go to a scratch corpus under that target dir, so a run never changes the
-# repository. Exits non-zero if a target crashed, printing where the input was written
+# repository. A committed corpus, buffer/fuzz/corpus/<target>/, is read as seeds when there is
+# one: corpus/decode_batch/ holds one encoded batch per stream, the batches of the format
+# fixtures (buffer/tests/format_v1.rs keeps them equal and rewrites them under NMSD_BLESS=1). Exits non-zero if a target crashed, printing where the input was written
 # (buffer/fuzz/artifacts/<target>/). Needs cargo-fuzz; stable toolchain with RUSTC_BOOTSTRAP=1
 # (cargo-fuzz passes -Z flags), as parsers/fuzz/run.sh does.
 set -euo pipefail
@@ -38,12 +40,15 @@ target_dir="${target_dir:-$here/target}"
 failed=()
 for t in "${targets[@]}"; do
     scratch="$target_dir/scratch-corpus/$t"
+    seeds=()
+    [[ -d "$here/corpus/$t" ]] && seeds=("$here/corpus/$t")
     artifacts="$here/artifacts/$t"
     log="$target_dir/logs/$t.log"
     mkdir -p "$scratch" "$artifacts" "$(dirname "$log")"
     echo "run.sh: $t for ${seconds}s (log: $log)"
     rc=0
-    "$target_dir/$triple/release/$t" "$scratch" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    # The first corpus directory receives new inputs: the scratch one.
+    "$target_dir/$triple/release/$t" "$scratch" "${seeds[@]}" -max_total_time="$seconds" -rss_limit_mb=2048 \
         -max_len=8192 -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts/" \
         >"$log" 2>&1 || rc=$?
     runs="$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)"

@@ -331,6 +331,8 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
         &NmsdOptions {
             questdb: Some(dead.clone()),
             table_prefix: "outage_".into(),
+            // The memory queue alone; the disk buffer's part is below.
+            sink_extra: "buffer = { type = \"memory\" }\n".into(),
             ..NmsdOptions::default()
         },
     );
@@ -371,26 +373,64 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
         "the log names the lost rows:\n{log}"
     );
 
-    // With QuestDB up the same setup writes.
+    // With the disk buffer (the default) the same outage loses nothing: the rows wait in
+    // state_dir, the stop is clean, and the next start writes them once QuestDB is there.
+    let state = nmsd_acceptance::scratch("outage-state");
+    let mut nmsd = Nmsd::start(
+        "no-questdb-disk",
+        &NmsdOptions {
+            questdb: Some(dead),
+            table_prefix: "outage_".into(),
+            state_dir: Some(state.clone()),
+            sink_extra: "shutdown_timeout = \"2s\"\n".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    send(nmsd.flow_port, &good);
+    nmsd.wait_metric(
+        "nmsd_buffer_appended_rows_total",
+        &[],
+        n as f64,
+        Duration::from_secs(10),
+    );
+    let (code, body) = nmsd.get("/readyz").expect("readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("buffering on disk"), "{body}");
+    let status = nmsd.stop();
+    assert!(status.success(), "nothing was lost: {}", nmsd.log());
+    assert!(nmsd.log().contains("disk buffer keeps"), "{}", nmsd.log());
+
     let q = QuestDb::shared();
     let mut nmsd = Nmsd::start(
         "questdb-up",
         &NmsdOptions {
             questdb: Some(q.url()),
             table_prefix: "outage_".into(),
+            state_dir: Some(state),
             ..NmsdOptions::default()
         },
     );
-    send(nmsd.flow_port, &good);
     nmsd.wait_metric(
         "nmsd_sink_rows_written_total",
         &["table=\"outage_flows\""],
         n as f64,
         Duration::from_secs(20),
     );
+    assert!(nmsd.log().contains("from the previous run"), "{}", nmsd.log());
+    // And live data as before.
+    send(nmsd.flow_port, &good);
+    nmsd.wait_metric(
+        "nmsd_sink_rows_written_total",
+        &["table=\"outage_flows\""],
+        2.0 * n as f64,
+        Duration::from_secs(20),
+    );
     assert!(nmsd.stop().success());
     q.wait_applied("outage_flows", Duration::from_secs(30));
-    assert_eq!(q.scalar("select count() from outage_flows"), Some(n as i64));
+    assert_eq!(
+        q.scalar("select count() from outage_flows"),
+        Some(2 * n as i64)
+    );
 }
 
 #[test]
@@ -547,15 +587,26 @@ fn the_shipped_config_keeps_its_state_in_systemds_state_directory() {
         datagrams.len() as f64,
         Duration::from_secs(10),
     );
-    // Nothing listens at the sink's port, so the rows queued for it are lost at shutdown and
-    // nmsd says so with exit status 1 (issue 11, item 18); the state must be saved all the same.
+    // Nothing listens at the sink's port: the shipped disk buffer keeps what the sink could
+    // not write, in $STATE_DIRECTORY, for the next start, so nothing is lost and nmsd exits 0
+    // (issue 12); the state must be saved all the same.
     let status = nmsd.stop();
-    assert_eq!(status.code(), Some(1), "{}", nmsd.log());
+    assert!(status.success(), "{}", nmsd.log());
     assert!(
-        nmsd.log().contains("rows lost at shutdown"),
+        nmsd.log().contains("disk buffer keeps") && nmsd.log().contains("nothing lost"),
         "{}",
         nmsd.log()
     );
+    let segments = std::fs::read_dir(var_lib.join("buffer").join("questdb"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+            })
+            .count()
+        })
+        .unwrap_or(0);
+    assert!(segments > 0, "the disk buffer is in $STATE_DIRECTORY");
     let saved = std::fs::read_dir(var_lib.join("templates"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -675,8 +726,9 @@ fn kernel_drops_are_counted_while_the_pipeline_is_stalled() {
                 "http://127.0.0.1:{}",
                 nmsd_acceptance::free_tcp_port()
             )),
+            // The memory queue alone: a disk buffer would take the batches off it.
             sink_extra: "queue_capacity = 1\nqueue_full_policy = \"block\"\n\
-                         shutdown_timeout = \"1s\"\n"
+                         shutdown_timeout = \"1s\"\nbuffer = { type = \"memory\" }\n"
                 .into(),
             receive_buffer: "64KiB".into(),
             netflow_extra: "ring_capacity = 1\nbatch_datagrams = 1\n".into(),

@@ -16,8 +16,8 @@ fn c(name: &'static str) -> ColumnName<'static> {
     ColumnName::new_unchecked(name)
 }
 
-/// Which batch a row came in and where in it: written to the `batch` and `batch_row` columns of
-/// the tables without a natural key, whose DEDUP keys (ts, batch, batch_row) make a row
+/// Which batch a row came in and where in it: written to the `batch_id` and `batch_row` columns of
+/// the tables without a natural key, whose DEDUP keys (ts, batch_id, batch_row) make a row
 /// replayed from the disk buffer, or resent after a timeout, land on its first copy
 /// (decision 0017).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct RowKey {
 impl RowKey {
     fn write(self, buf: &mut Buffer) -> questdb::Result<&mut Buffer> {
         // Batch ids are microseconds since 1970 plus a counter: far below i64::MAX.
-        buf.column_i64(c("batch"), self.batch.min(i64::MAX as u64) as i64)?
+        buf.column_i64(c("batch_id"), self.batch.min(i64::MAX as u64) as i64)?
             .column_i64(c("batch_row"), i64::from(self.row))
     }
 }

@@ -54,8 +54,8 @@ pub fn ddl(
              in_if LONG, out_if LONG, src_as LONG, dst_as LONG, vlan INT, \
              direction SYMBOL CAPACITY 4 CACHE, \
              bytes LONG, packets LONG, sampling_interval LONG, \
-             batch LONG, batch_row INT\
-             ) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
+             batch_id LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS(ts, batch_id, batch_row)",
             names.flows,
             flows_partition.sql()
         ),
@@ -68,8 +68,8 @@ pub fn ddl(
              in_if_name SYMBOL CAPACITY 262144 NOCACHE, out_if_name SYMBOL CAPACITY 262144 NOCACHE, \
              in_if_alias VARCHAR, out_if_alias VARCHAR, \
              in_if_speed_mbps LONG, out_if_speed_mbps LONG, \
-             batch LONG, batch_row INT\
-             ) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
+             batch_id LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY {} WAL DEDUP UPSERT KEYS(ts, batch_id, batch_row)",
             names.rollup,
             rollup_partition.sql()
         ),
@@ -144,8 +144,8 @@ pub fn ddl(
              version SYMBOL CAPACITY 4 CACHE, pdu SYMBOL CAPACITY 4 CACHE, \
              trap_oid SYMBOL CAPACITY 4096 CACHE, uptime_ticks LONG, security_name SYMBOL, \
              engine_id VARCHAR, request_id LONG, enterprise VARCHAR, generic_trap INT, \
-             specific_trap INT, varbinds VARCHAR, batch LONG, batch_row INT\
-             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
+             specific_trap INT, varbinds VARCHAR, batch_id LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch_id, batch_row)",
             names.snmp_trap
         ),
         format!(
@@ -164,8 +164,8 @@ pub fn ddl(
             "CREATE TABLE IF NOT EXISTS {} (\
              ts TIMESTAMP, kind SYMBOL CAPACITY 1024 CACHE, severity SYMBOL CAPACITY 8 CACHE, \
              component SYMBOL CAPACITY 256 CACHE, subject VARCHAR, message VARCHAR, \
-             labels VARCHAR, fields VARCHAR, batch LONG, batch_row INT\
-             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch, batch_row)",
+             labels VARCHAR, fields VARCHAR, batch_id LONG, batch_row INT\
+             ) TIMESTAMP(ts) PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch_id, batch_row)",
             names.events
         ),
     ];
@@ -173,13 +173,13 @@ pub fn ddl(
     // (decision 0017). Their old rows have null ids, which no new row has.
     for t in [&names.flows, &names.rollup, &names.snmp_trap, &names.events] {
         v.push(format!(
-            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS batch LONG"
+            "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS batch_id LONG"
         ));
         v.push(format!(
             "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS batch_row INT"
         ));
         v.push(format!(
-            "ALTER TABLE {t} DEDUP ENABLE UPSERT KEYS(ts, batch, batch_row)"
+            "ALTER TABLE {t} DEDUP ENABLE UPSERT KEYS(ts, batch_id, batch_row)"
         ));
     }
     v
@@ -337,9 +337,9 @@ mod tests {
         };
         let d = ddl(&names, Partition::Hour, Partition::Day);
         assert!(d[0].starts_with("CREATE TABLE IF NOT EXISTS lab_flows ("));
-        assert!(d[0].ends_with("PARTITION BY HOUR WAL DEDUP UPSERT KEYS(ts, batch, batch_row)"));
+        assert!(d[0].ends_with("PARTITION BY HOUR WAL DEDUP UPSERT KEYS(ts, batch_id, batch_row)"));
         assert!(d[1].contains("lab_flows_1m"));
-        assert!(d[1].ends_with("PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch, batch_row)"));
+        assert!(d[1].ends_with("PARTITION BY DAY WAL DEDUP UPSERT KEYS(ts, batch_id, batch_row)"));
         assert!(d.iter().any(|s| {
             s.starts_with("ALTER TABLE lab_flows_1m ADD COLUMN IF NOT EXISTS in_if_name")
         }));

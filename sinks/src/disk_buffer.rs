@@ -223,9 +223,8 @@ impl Shared {
             .chain(st.previous_oldest_ms)
             .min();
         let age_s = oldest.map_or(0.0, |ms| ((now_ms() - ms).max(0) as f64) / 1000.0);
-        let backlog = st.unread.len() as u64
-            + u64::from(st.previous_oldest_ms.is_some())
-                .max(records.saturating_sub(st.unread.len() as u64 + st.inflight.len() as u64));
+        // Every unacknowledged record is either handed out (in flight) or still to be read.
+        let backlog = records.saturating_sub(st.inflight.len() as u64);
         self.metrics.bytes.set(bytes as f64);
         self.metrics.records.set(records as f64);
         self.metrics.oldest_age.set(age_s);
@@ -530,6 +529,10 @@ impl DiskInput {
                 if let Some(r) = st.recent.pop_front() {
                     st.recent_bytes -= r.weight;
                 }
+            }
+            if next_on_disk.is_none_or(|at| at >= st.run_start) {
+                // What a previous run left is all read.
+                st.previous_oldest_ms = None;
             }
             let at = next_on_disk?;
             let in_order = st.recent.front().is_some_and(|r| r.at == at);

@@ -65,6 +65,9 @@ pub struct NmsdOptions {
     pub env: Vec<(String, String)>,
     /// Inputs of the roll-up (quoted ids): the netflow source and any flow source in `extra`.
     pub rollup_inputs: Vec<String>,
+    /// Inputs of the sink (quoted ids) instead of the names processor, `netflow` if
+    /// `raw_flows`, and the sources in `extra`.
+    pub sink_inputs: Option<Vec<String>>,
 }
 
 impl Default for NmsdOptions {
@@ -85,6 +88,7 @@ impl Default for NmsdOptions {
             nofile_limit: None,
             env: Vec::new(),
             rollup_inputs: vec!["\"netflow\"".into()],
+            sink_inputs: None,
         }
     }
 }
@@ -108,6 +112,9 @@ impl Nmsd {
             inputs.push("\"netflow\"".into());
         }
         inputs.extend(extra_sources);
+        if let Some(i) = &opts.sink_inputs {
+            inputs.clone_from(i);
+        }
         let sink = match &opts.questdb {
             Some(url) => format!(
                 "[sinks.questdb]\ntype = \"questdb\"\ninputs = [{}]\nurl = \"{url}\"\n\
@@ -259,6 +266,22 @@ impl Nmsd {
         self.child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL (a crash: no shutdown, nothing flushed) and wait for the process to go.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A field of /proc/PID/status in KiB (`VmRSS`, `VmHWM`), if the process runs.
+    pub fn proc_status_kib(&self, field: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
     /// SIGTERM and wait for a clean exit.

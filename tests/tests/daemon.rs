@@ -416,7 +416,11 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
         n as f64,
         Duration::from_secs(20),
     );
-    assert!(nmsd.log().contains("from the previous run"), "{}", nmsd.log());
+    assert!(
+        nmsd.log().contains("from the previous run"),
+        "{}",
+        nmsd.log()
+    );
     // And live data as before.
     send(nmsd.flow_port, &good);
     nmsd.wait_metric(

@@ -18,7 +18,7 @@ use nmsd_pipeline::clock::unix_ms;
 
 use nmsd_parsers::{FlowDecoder, FlowRecord};
 use nmsd_sinks::questdb::schema::{self, ExecClient, TableNames};
-use nmsd_sinks::questdb::{QuestDbConfig, RowWriter};
+use nmsd_sinks::questdb::{QuestDbConfig, RowKey, RowWriter};
 use questdb::ingress::{Buffer, ProtocolVersion, Sender, TableName};
 
 use crate::child::Proc;
@@ -249,6 +249,7 @@ pub fn bare_write(
     let cpu0 = crate::procfs::thread_cpu_time();
     let start = Instant::now();
     let mut written = 0u64;
+    let batch_ids = unix_ms() * 1000;
     'outer: while written < cfg.rows {
         let shift = unix_ms().saturating_sub(last_end);
         for r in records {
@@ -261,7 +262,12 @@ pub fn bare_write(
                 end_ms: r.end_ms + shift,
                 ..*r
             };
-            w.flow(&mut buf, &moved)
+            // Batch ids as the sink writes them (the DEDUP keys of the flows table).
+            let key = RowKey {
+                batch: batch_ids + written,
+                row: buf.row_count() as u32,
+            };
+            w.flow(&mut buf, &moved, key)
                 .map_err(|e| format!("encoding a row: {e}"))?;
             if buf.row_count() >= batch || buf.len() as u64 >= cfg.batch_bytes {
                 written += flush(&mut sender, &mut buf, &mut report)?;
@@ -331,8 +337,12 @@ mod tests {
         }
         .table_names();
         let mut w = RowWriter::new(names);
-        for r in &recs {
-            w.flow(&mut buf, r).expect("row");
+        for (i, r) in recs.iter().enumerate() {
+            let key = RowKey {
+                batch: 1,
+                row: i as u32,
+            };
+            w.flow(&mut buf, r, key).expect("row");
         }
         assert_eq!(buf.row_count(), 100);
         let text = String::from_utf8_lossy(buf.as_bytes());

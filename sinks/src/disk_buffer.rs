@@ -145,6 +145,28 @@ impl BufferMetrics {
             "Rows a disk buffer dropped: when_full drop_newest/drop_oldest, a write error, or \
              a record that no longer decodes."
         );
+        metrics::describe_gauge!(
+            "nmsd_buffer_max_bytes",
+            "A sink's disk buffer bound (buffer.max_size)."
+        );
+        metrics::describe_counter!(
+            "nmsd_buffer_replayed_records_total",
+            "Batches a sink read back from its disk buffer."
+        );
+        metrics::describe_counter!(
+            "nmsd_buffer_appended_rows_total",
+            "Rows appended to a sink's disk buffer (acknowledged by nmsd: from here they survive \
+             a crash of nmsd)."
+        );
+        metrics::describe_counter!(
+            "nmsd_buffer_dropped_records_total",
+            "Batches a disk buffer dropped, by reason (including batches a previous run left, \
+             whose rows are not known until read)."
+        );
+        metrics::describe_counter!(
+            "nmsd_buffer_corrupt_bytes_total",
+            "Bytes skipped over damaged places in a disk buffer."
+        );
         metrics::describe_counter!(
             "nmsd_buffer_corrupt_records_total",
             "Damaged places found in a disk buffer (torn tail, checksum mismatch, garbage), each \

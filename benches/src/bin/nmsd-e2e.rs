@@ -80,6 +80,7 @@ QUESTDB SINK BENCH (questdb-sink, questdb-ceiling):
     --sink-batch N        rows per flush, both (default 50000, nmsd's batch_rows default)
     --sink-batch-bytes B  ...or ILP bytes per flush, both (default 1 MiB, nmsd's batch_bytes
                           default; k/M suffixes are powers of 1000)
+    --sink-buffer B       the QuestDB sink's buffer: disk (default, as shipped) or memory
 
 PEERS:
     --goflow2-format F    goflow2 output encoding: bin (default) or json
@@ -219,6 +220,7 @@ struct Args {
     template_every: u64,
     workers: usize,
     ring_policy: String,
+    sink_buffer: String,
     stop_loss_pct: f64,
     sink_rate: f64,
     sink_rows: u64,
@@ -262,6 +264,7 @@ fn parse_args() -> Result<Args, String> {
         template_every: 1000,
         workers: 0,
         ring_policy: "block".into(),
+        sink_buffer: "disk".into(),
         stop_loss_pct: 1.0,
         sink_rate: 15e3,
         sink_rows: 3_000_000,
@@ -307,6 +310,12 @@ fn parse_args() -> Result<Args, String> {
                 a.ring_policy = value(&mut p)?;
                 if a.ring_policy != "drop" && a.ring_policy != "block" {
                     return Err("--ring-policy is drop or block".into());
+                }
+            }
+            Long("sink-buffer") => {
+                a.sink_buffer = value(&mut p)?;
+                if a.sink_buffer != "disk" && a.sink_buffer != "memory" {
+                    return Err("--sink-buffer is disk or memory".into());
                 }
             }
             Long("stop-loss") => a.stop_loss_pct = parse_si(&value(&mut p)?)?,
@@ -820,20 +829,22 @@ impl Harness<'_> {
                     (Some(q), Target::QuestDbSink) => format!(
                         "[sinks.questdb]\ntype = \"questdb\"\ninputs = [\"netflow\", \"rollup\"]\n\
                          url = \"{}\"\ntable_prefix = \"{prefix}\"\n\
-                         batch_rows = {}\nbatch_bytes = {}\n",
+                         batch_rows = {}\nbatch_bytes = {}\nbuffer = {{ type = \"{}\" }}\n",
                         q.url(),
                         self.args.sink_batch,
-                        self.args.sink_batch_bytes
+                        self.args.sink_batch_bytes,
+                        self.args.sink_buffer
                     ),
                     (Some(q), Target::QuestDb | Target::QuestDbRaw) => format!(
                         "[sinks.questdb]\ntype = \"questdb\"\ninputs = [{}\"rollup\"]\n\
-                         url = \"{}\"\ntable_prefix = \"{prefix}\"\n",
+                         url = \"{}\"\ntable_prefix = \"{prefix}\"\nbuffer = {{ type = \"{}\" }}\n",
                         if t == Target::QuestDbRaw {
                             "\"netflow\", "
                         } else {
                             ""
                         },
-                        q.url()
+                        q.url(),
+                        self.args.sink_buffer
                     ),
                     _ => String::new(),
                 };
@@ -1806,14 +1817,16 @@ fn report(
     );
     let _ = writeln!(
         r,
-        "- nmsd: workers {} ({}), ring_full_policy {}, 4 MiB socket buffers",
+        "- nmsd: workers {} ({}), ring_full_policy {}, 4 MiB socket buffers, QuestDB sink \
+         buffer {}",
         args.workers,
         if args.workers == 0 {
             "one per core"
         } else {
             "fixed"
         },
-        args.ring_policy
+        args.ring_policy,
+        args.sink_buffer
     );
     for v in versions {
         let _ = writeln!(r, "- {v}");

@@ -223,6 +223,8 @@ pub struct PipelineConfig {
     pub max_time_behind: HumanDuration,
     /// Batches queued for the global stage (processors that see every worker and source).
     pub global_queue_capacity: usize,
+    /// Bytes those batches may weigh; raw flows give way first (as in the sink queues).
+    pub global_queue_max_bytes: nmsd_pipeline::units::ByteSize,
     /// What workers and sources do when that queue is full: "block" or "drop" (counted).
     pub global_queue_full_policy: nmsd_pipeline::FullPolicy,
 }
@@ -273,6 +275,7 @@ impl Default for PipelineConfig {
             // (an exporter that lost its time) is caught.
             max_time_behind: HumanDuration::from_secs(3650 * 86_400),
             global_queue_capacity: 1024,
+            global_queue_max_bytes: nmsd_pipeline::units::ByteSize(64 << 20),
             global_queue_full_policy: nmsd_pipeline::FullPolicy::Block,
         }
     }
@@ -375,6 +378,13 @@ impl PipelineConfig {
             self.global_queue_capacity,
             1,
             1_000_000,
+            "",
+        )?;
+        check_range(
+            "global_queue_max_bytes",
+            self.global_queue_max_bytes.0,
+            1 << 20,
+            64 << 30,
             "",
         )?;
         check_duration(

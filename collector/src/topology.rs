@@ -282,6 +282,7 @@ impl Topology {
         } else {
             let (tx, rx) = global_queue(
                 cfg.pipeline.global_queue_capacity,
+                cfg.pipeline.global_queue_max_bytes.0,
                 cfg.pipeline.global_queue_full_policy,
             );
             (Some(tx), Some(rx))

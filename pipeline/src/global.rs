@@ -1,18 +1,20 @@
 //! The global stage: one thread for the processors that must see everything (SNMP rows, traps,
 //! events, flows from every worker, merged keyed views).
 //!
-//! Workers and sources reach it over one bounded queue, under its full policy; drops are
-//! counted in `nmsd_global_queue_dropped_records_total`. It stops when every sender is gone
+//! Workers and sources reach it over one queue bounded in batches and in bytes (with the sink
+//! queues' stream priorities: raw flows give way first), under its full policy; drops are
+//! counted in `nmsd_global_queue_dropped_records_total{stream,reason}`. It stops when every sender is gone
 //! (workers and sources finished), after flushing its processors.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use metrics::{Counter, Gauge};
+use metrics::Gauge;
 
 use crate::clock::unix_ms;
 use crate::heartbeat::Heartbeat;
+use crate::queue::{ByteBudget, Shed};
 use crate::ring::FullPolicy;
 use crate::route::{Graph, Slot};
 use crate::stream::Batch;
@@ -25,18 +27,45 @@ const TICK: Duration = Duration::from_millis(250);
 pub struct GlobalSender {
     tx: Sender<(u16, Batch)>,
     policy: FullPolicy,
-    dropped: Counter,
+    budget: ByteBudget,
+    bytes: Gauge,
     /// Shared by the senders' clones: one journal line when drops start, then every 30 s.
     drop_log: Arc<crate::drop_log::DropLog>,
     occupancy: Gauge,
 }
 
-/// Make the global stage's queue.
-pub fn global_queue(capacity: usize, policy: FullPolicy) -> (GlobalSender, Receiver<(u16, Batch)>) {
+/// The global stage's end of its queue.
+pub struct GlobalReceiver {
+    rx: Receiver<(u16, Batch)>,
+    budget: ByteBudget,
+    bytes: Gauge,
+}
+
+impl GlobalReceiver {
+    fn recv_timeout(&self, wait: Duration) -> Result<(u16, Batch), RecvTimeoutError> {
+        let r = self.rx.recv_timeout(wait);
+        if let Ok((_, b)) = &r {
+            self.bytes.set(self.budget.sub(b.weight()) as f64);
+        }
+        r
+    }
+}
+
+/// Make the global stage's queue: `capacity` batches weighing at most `max_bytes`.
+pub fn global_queue(
+    capacity: usize,
+    max_bytes: u64,
+    policy: FullPolicy,
+) -> (GlobalSender, GlobalReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     metrics::describe_counter!(
         "nmsd_global_queue_dropped_records_total",
-        "Records dropped because the global stage's queue was full (queue_full_policy = \"drop\")."
+        "Records dropped because the global stage's queue was full (global_queue_full_policy = \
+         \"drop\"), by stream and reason (priority: shed to leave room for higher streams)."
+    );
+    metrics::describe_gauge!(
+        "nmsd_global_queue_bytes",
+        "Bytes the batches queued for the global stage weigh (bounded by global_queue_max_bytes)."
     );
     metrics::describe_gauge!(
         "nmsd_global_queue_capacity_batches",
@@ -47,11 +76,14 @@ pub fn global_queue(capacity: usize, policy: FullPolicy) -> (GlobalSender, Recei
         "Batches waiting in the global stage's queue."
     );
     metrics::gauge!("nmsd_global_queue_capacity_batches").set(capacity as f64);
+    let budget = ByteBudget::new(max_bytes);
+    let bytes = metrics::gauge!("nmsd_global_queue_bytes");
     (
         GlobalSender {
             tx,
             policy,
-            dropped: metrics::counter!("nmsd_global_queue_dropped_records_total"),
+            budget: budget.clone(),
+            bytes: bytes.clone(),
             drop_log: Arc::new(crate::drop_log::DropLog::new(
                 "global stage queue",
                 "records",
@@ -59,7 +91,7 @@ pub fn global_queue(capacity: usize, policy: FullPolicy) -> (GlobalSender, Recei
             )),
             occupancy: metrics::gauge!("nmsd_global_queue_occupancy_batches"),
         },
-        rx,
+        GlobalReceiver { rx, budget, bytes },
     )
 }
 
@@ -67,28 +99,38 @@ impl GlobalSender {
     /// Queue a batch emitted by `node` (of the global graph) under the full policy.
     pub fn send(&self, node: u16, b: Batch) -> bool {
         let rows = b.rows() as u64;
-        let ok = match self.policy {
-            FullPolicy::Block => self.tx.send((node, b)).is_ok(),
-            FullPolicy::Drop => match self.tx.try_send((node, b)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    self.drop_log.dropped(rows);
-                    false
+        let kind = b.kind();
+        let weight = b.weight();
+        let sent = self
+            .budget
+            .admit(kind, weight, self.policy, || self.tx.is_empty())
+            .and_then(|()| {
+                self.budget.add(weight);
+                let r = match self.policy {
+                    FullPolicy::Block => self.tx.send((node, b)).map_err(|_| Shed::Full),
+                    FullPolicy::Drop => self.tx.try_send((node, b)).map_err(|e| match e {
+                        TrySendError::Full(_) | TrySendError::Disconnected(_) => Shed::Full,
+                    }),
+                };
+                if r.is_err() {
+                    self.budget.sub(weight);
                 }
-                Err(TrySendError::Disconnected(_)) => false,
-            },
-        };
-        if !ok {
-            self.dropped.increment(rows);
+                r
+            });
+        if let Err(why) = sent {
+            self.drop_log.dropped(rows);
+            metrics::counter!("nmsd_global_queue_dropped_records_total", "stream" => kind.name(), "reason" => why.label())
+                .increment(rows);
         }
         self.occupancy.set(self.tx.len() as f64);
-        ok
+        self.bytes.set(self.budget.held() as f64);
+        sent.is_ok()
     }
 }
 
 /// The global stage's thread body.
 pub struct GlobalStage {
-    pub rx: Receiver<(u16, Batch)>,
+    pub rx: GlobalReceiver,
     pub graph: Arc<Graph>,
     pub slots: Vec<Slot>,
     pub heartbeat: Arc<Heartbeat>,

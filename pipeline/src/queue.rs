@@ -5,7 +5,9 @@
 //! by stream priority: raw flows are refused once the queue holds half its bytes, roll-ups,
 //! SNMP rows and traps at nine tenths, events only when it is full, so during an outage the
 //! aggregated data outlives the bulk. Under `block` a sender waits instead, for the same
-//! thresholds. A batch is always taken by an empty queue, whatever it weighs.
+//! thresholds. A batch is always taken by an empty queue, whatever it weighs. Drops are counted
+//! per stream and reason: `priority` (shed below the bound to make room for higher streams) or
+//! `full`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,17 +24,110 @@ use crate::stream::{Batch, StreamKind};
 /// Share of `max_bytes` up to which a stream of each priority is taken (see the module doc).
 const ADMIT_PERCENT: [u64; 3] = [100, 90, 50];
 
+/// Why a batch was not queued: the `reason` label of the drop counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// It would fit, but not under its stream's share: lower-priority streams give way first.
+    Priority,
+    /// The queue is full (its byte bound or its batch capacity).
+    Full,
+}
+
+impl Shed {
+    pub fn label(self) -> &'static str {
+        match self {
+            Shed::Priority => "priority",
+            Shed::Full => "full",
+        }
+    }
+}
+
+/// A queue's byte bound, shared by its senders and its receiver: what its batches weigh
+/// ([`Batch::weight`]) and how much of it each stream priority may fill.
+#[derive(Clone, Debug)]
+pub struct ByteBudget {
+    held: Arc<AtomicU64>,
+    max: u64,
+}
+
+impl ByteBudget {
+    pub fn new(max: u64) -> Self {
+        ByteBudget {
+            held: Arc::default(),
+            max: max.max(1),
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The shared counter, for status and readiness.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.held.clone()
+    }
+
+    /// Whether a batch of `kind` weighing `weight` fits under its priority's share; under
+    /// `block`, wait until it does (or `idle()` says the queue is empty and nobody takes from
+    /// it). An empty budget takes any batch, so one larger than the bound cannot be refused
+    /// forever.
+    pub fn admit(
+        &self,
+        kind: StreamKind,
+        weight: u64,
+        policy: FullPolicy,
+        idle: impl Fn() -> bool,
+    ) -> Result<(), Shed> {
+        let limit = self.max / 100 * ADMIT_PERCENT[kind.priority()];
+        loop {
+            let held = self.held();
+            if held == 0 || held.saturating_add(weight) <= limit {
+                return Ok(());
+            }
+            match policy {
+                FullPolicy::Drop if held.saturating_add(weight) <= self.max => {
+                    return Err(Shed::Priority);
+                }
+                FullPolicy::Drop => return Err(Shed::Full),
+                FullPolicy::Block => {
+                    // The receiver takes batches every few milliseconds while it can; a
+                    // sender waiting on bytes re-checks at that pace.
+                    if idle() && self.held() == held {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+        }
+    }
+
+    pub fn add(&self, weight: u64) {
+        self.held.fetch_add(weight, Ordering::Relaxed);
+    }
+
+    /// Give back `weight`; returns what is held after.
+    pub fn sub(&self, weight: u64) -> u64 {
+        self.held
+            .fetch_sub(weight, Ordering::Relaxed)
+            .saturating_sub(weight)
+    }
+}
+
 /// Worker end of a sink's queue; cloned once per worker.
 #[derive(Clone)]
 pub struct SinkQueue {
     name: Arc<str>,
     tx: Sender<Batch>,
     policy: FullPolicy,
-    /// Raw flows dropped (other streams' drops are looked up when they happen).
+    /// Raw flows shed by priority (other drops are looked up when they happen).
     dropped_rows: Counter,
     /// Bytes the batches in the queue weigh, shared with the receiver.
-    bytes: Arc<AtomicU64>,
-    max_bytes: u64,
+    budget: ByteBudget,
     bytes_gauge: Gauge,
     occupancy: Gauge,
     accepted_rows: Arc<AtomicU64>,
@@ -48,7 +143,7 @@ pub struct SinkQueue {
 pub struct SinkQueueReceiver {
     rx: Receiver<Batch>,
     occupancy: Gauge,
-    bytes: Arc<AtomicU64>,
+    budget: ByteBudget,
     bytes_gauge: Gauge,
     accepted_rows: Arc<AtomicU64>,
 }
@@ -90,16 +185,15 @@ pub fn sink_queue(name: &str, bounds: QueueBounds) -> (SinkQueue, SinkQueueRecei
     metrics::gauge!("nmsd_sink_queue_max_bytes", "sink" => label.clone()).set(max_bytes as f64);
     let occupancy = metrics::gauge!("nmsd_sink_queue_occupancy_messages", "sink" => label.clone());
     let bytes_gauge = metrics::gauge!("nmsd_sink_queue_bytes", "sink" => label.clone());
-    let bytes = Arc::new(AtomicU64::new(0));
+    let budget = ByteBudget::new(max_bytes);
     let q = SinkQueue {
         name: Arc::from(name),
         tx,
         policy,
         // Flows from the start (every config has them); other streams from their first drop,
         // so /metrics lists no SNMP series where SNMP is not set up.
-        dropped_rows: metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => label.clone(), "stream" => StreamKind::Flows.name()),
-        bytes: bytes.clone(),
-        max_bytes: max_bytes.max(1),
+        dropped_rows: metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => label.clone(), "stream" => StreamKind::Flows.name(), "reason" => Shed::Priority.label()),
+        budget: budget.clone(),
         bytes_gauge: bytes_gauge.clone(),
         occupancy: occupancy.clone(),
         accepted_rows: Arc::default(),
@@ -116,7 +210,7 @@ pub fn sink_queue(name: &str, bounds: QueueBounds) -> (SinkQueue, SinkQueueRecei
         SinkQueueReceiver {
             rx,
             occupancy,
-            bytes,
+            budget,
             bytes_gauge,
             accepted_rows,
         },
@@ -132,13 +226,12 @@ impl SinkQueueReceiver {
 
     /// What the queued batches weigh now, in bytes (for status and readiness).
     pub fn queued_bytes(&self) -> Arc<AtomicU64> {
-        self.bytes.clone()
+        self.budget.counter()
     }
 
     fn taken(&self, b: Option<&Batch>) {
         if let Some(b) = b {
-            let w = b.weight();
-            let left = self.bytes.fetch_sub(w, Ordering::Relaxed).saturating_sub(w);
+            let left = self.budget.sub(b.weight());
             self.bytes_gauge.set(left as f64);
         }
         self.occupancy.set(self.rx.len() as f64);
@@ -194,71 +287,50 @@ impl SinkQueue {
         let rows = msg.rows() as u64;
         let kind = msg.kind();
         let weight = msg.weight();
-        if !self.admit(kind, weight) {
+        if let Err(why) = self
+            .budget
+            .admit(kind, weight, self.policy, || self.tx.is_empty())
+        {
             self.drop_log.dropped(rows);
-            self.count(false, rows, kind);
+            self.count(Err(why), rows, kind);
             return false;
         }
-        self.bytes.fetch_add(weight, Ordering::Relaxed);
-        let ok = match self.policy {
-            FullPolicy::Block => self.tx.send(msg).is_ok(),
+        self.budget.add(weight);
+        let sent = match self.policy {
+            FullPolicy::Block => self.tx.send(msg).map_err(|_| None),
             FullPolicy::Drop => match self.tx.try_send(msg) {
-                Ok(()) => true,
+                Ok(()) => Ok(()),
                 Err(TrySendError::Full(_)) => {
                     self.drop_log.dropped(rows);
-                    false
+                    Err(Some(Shed::Full))
                 }
                 // The sink has stopped (shutdown): counted, but not news for the journal.
-                Err(TrySendError::Disconnected(_)) => false,
+                Err(TrySendError::Disconnected(_)) => Err(None),
             },
         };
-        if !ok {
-            self.bytes.fetch_sub(weight, Ordering::Relaxed);
+        if sent.is_err() {
+            self.budget.sub(weight);
         }
-        self.count(ok, rows, kind);
+        let ok = sent.is_ok();
+        self.count(sent.map_err(|w| w.unwrap_or(Shed::Full)), rows, kind);
         self.occupancy.set(self.tx.len() as f64);
-        self.bytes_gauge
-            .set(self.bytes.load(Ordering::Relaxed) as f64);
+        self.bytes_gauge.set(self.budget.held() as f64);
         ok
     }
 
-    /// Whether a batch of `kind` weighing `weight` fits under its priority's share of the byte
-    /// bound; under `block`, wait until it does (or the sink stops). An empty queue takes any
-    /// batch, so one larger than the bound cannot be refused forever.
-    fn admit(&self, kind: StreamKind, weight: u64) -> bool {
-        let limit = self.max_bytes / 100 * ADMIT_PERCENT[kind.priority()];
-        loop {
-            let held = self.bytes.load(Ordering::Relaxed);
-            if held == 0 || held.saturating_add(weight) <= limit {
-                return true;
-            }
-            match self.policy {
-                FullPolicy::Drop => return false,
-                FullPolicy::Block => {
-                    // The sink takes batches every few milliseconds while it can write; a
-                    // sender waiting on bytes re-checks at that pace.
-                    if self.tx.is_empty() && self.bytes.load(Ordering::Relaxed) == held {
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            }
-        }
-    }
-
-    fn count(&self, queued: bool, rows: u64, kind: StreamKind) {
-        if queued {
-            self.accepted_rows.fetch_add(rows, Ordering::Relaxed);
-        } else {
-            if kind == StreamKind::Flows {
+    fn count(&self, queued: Result<(), Shed>, rows: u64, kind: StreamKind) {
+        if let Err(why) = queued {
+            if kind == StreamKind::Flows && why == Shed::Priority {
                 self.dropped_rows.increment(rows);
             } else {
-                metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => self.name.to_string(), "stream" => kind.name())
+                metrics::counter!("nmsd_sink_queue_dropped_rows_total", "sink" => self.name.to_string(), "stream" => kind.name(), "reason" => why.label())
                     .increment(rows);
             }
             if let Some(c) = &self.counters {
                 c.discarded("queue_full", rows);
             }
+        } else {
+            self.accepted_rows.fetch_add(rows, Ordering::Relaxed);
         }
     }
 }
@@ -266,6 +338,41 @@ impl SinkQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_says_why_it_refuses() {
+        let b = ByteBudget::new(1000);
+        let idle = || false;
+        b.add(400);
+        // Flows may fill half: 400 + 200 is past it, though it would fit the bound.
+        assert_eq!(
+            b.admit(StreamKind::Flows, 200, FullPolicy::Drop, idle),
+            Err(Shed::Priority)
+        );
+        assert_eq!(
+            b.admit(StreamKind::Rollups, 200, FullPolicy::Drop, idle),
+            Ok(())
+        );
+        b.add(500);
+        assert_eq!(
+            b.admit(StreamKind::Events, 200, FullPolicy::Drop, idle),
+            Err(Shed::Full)
+        );
+        assert_eq!(
+            b.admit(StreamKind::Events, 100, FullPolicy::Drop, idle),
+            Ok(())
+        );
+        // Under block with nobody taking from an empty queue, it goes in rather than wait.
+        assert_eq!(
+            b.admit(StreamKind::Flows, 200, FullPolicy::Block, || true),
+            Ok(())
+        );
+        assert_eq!(b.sub(900), 0);
+        assert_eq!(
+            b.admit(StreamKind::Flows, 5000, FullPolicy::Drop, idle),
+            Ok(())
+        );
+    }
 
     #[test]
     fn occupancy_gauge_follows_the_sink_draining_the_queue() {

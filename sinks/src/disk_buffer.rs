@@ -188,14 +188,10 @@ impl BufferMetrics {
     }
 
     fn dropped(&self, reason: &'static str, rows: u64, records: u64) {
-        if rows > 0 {
-            metrics::counter!("nmsd_buffer_dropped_rows_total", "sink" => self.sink.clone(), "reason" => reason)
-                .increment(rows);
-        }
-        if records > 0 {
-            metrics::counter!("nmsd_buffer_dropped_records_total", "sink" => self.sink.clone(), "reason" => reason)
-                .increment(records);
-        }
+        metrics::counter!("nmsd_buffer_dropped_rows_total", "sink" => self.sink.clone(), "reason" => reason)
+            .increment(rows);
+        metrics::counter!("nmsd_buffer_dropped_records_total", "sink" => self.sink.clone(), "reason" => reason)
+            .increment(records);
     }
 }
 
@@ -326,8 +322,17 @@ pub fn start(
             "disk buffer holds batches from the previous run; replaying them next to live data"
         );
     }
+    let metrics = BufferMetrics::new(sink, max_size);
+    // The drop series that can happen under this policy exist from the start (at 0), so
+    // dashboards and rate() see them before the first drop.
+    metrics.dropped("write_error", 0, 0);
+    match cfg.when_full {
+        BufferWhenFull::Block => {}
+        BufferWhenFull::DropNewest => metrics.dropped("drop_newest", 0, 0),
+        BufferWhenFull::DropOldest => metrics.dropped("drop_oldest", 0, 0),
+    }
     let shared = Arc::new(Shared {
-        metrics: BufferMetrics::new(sink, max_size),
+        metrics,
         state: Mutex::new(st),
         readable: Condvar::new(),
         room: Condvar::new(),

@@ -554,7 +554,11 @@ fn locate_key(text: &str, key: &str) -> Option<usize> {
             return Some(i + 1);
         }
     }
-    header_line
+    // A key inside an inline table (`buffer = { max_size = ... }`) is on its parent's line.
+    header_line.or_else(|| {
+        key.rsplit_once('.')
+            .and_then(|(parent, _)| locate_key(text, parent))
+    })
 }
 
 /// A parse error before the whole file is read: key and where.
@@ -1277,6 +1281,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_disk_buffer_is_located_on_its_line() {
+        let sink = "[sinks.q]\ntype = \"questdb\"\ninputs = [\"nf\"]\n";
+        let e = parse(&format!(
+            "{NETFLOW}{sink}buffer = {{ type = \"disk\", max_size = \"1MiB\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("sinks.q.buffer.max_size"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = parse(&format!(
+            "{NETFLOW}{sink}buffer = {{ type = \"disk\", when_full = \"wait\" }}\n"
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("when_full"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = parse(&format!("{NETFLOW}{sink}buffer = {{ type = \"tape\" }}\n")).unwrap_err();
+        assert!(e.to_string().contains("disk"), "says what is allowed: {e}");
+    }
+
+    #[test]
     fn bad_snmp_tag_is_located() {
         let base = "[sources.snmp]\ntype = \"snmp\"\n[[sources.snmp.profiles]]\nname = \"p\"\n\
                     version = \"2c\"\ncommunity = { env = \"C\" }\n[[sources.snmp.devices]]\n\
@@ -1318,7 +1341,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("sources.b.ring_capacity"));
-        assert_eq!(e.line, Some(8), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
     }
 
     #[test]

@@ -213,7 +213,10 @@ impl Topology {
             });
             let thread = format!("nmsd-sink-{}", s.id);
             let input: Box<dyn SinkInput> = match s.spec.buffer() {
-                SinkBufferConfig::Memory => Box::new(MemoryInput::new(rx)),
+                SinkBufferConfig::Memory => {
+                    warn_of_a_left_disk_buffer(&cfg.general.state_dir, &s.id);
+                    Box::new(MemoryInput::new(rx))
+                }
                 SinkBufferConfig::Disk(d) => {
                     let dir = cfg.general.state_dir.join("buffer").join(&s.id);
                     let input = nmsd_sinks::disk_buffer::start(&s.id, dir, &d, rx, status.clone())
@@ -716,5 +719,29 @@ impl Topology {
         );
         report.log();
         report
+    }
+}
+
+/// A sink switched from a disk buffer to memory leaves its segments behind: they are not
+/// written, and the operator should know (switch back to write them, or delete the folder).
+fn warn_of_a_left_disk_buffer(state_dir: &std::path::Path, sink: &str) {
+    let dir = state_dir.join("buffer").join(sink);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let (files, bytes) = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .filter_map(|e| e.metadata().ok())
+        .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.len()));
+    // An empty segment is 8 bytes: only a header.
+    if bytes > files * 8 {
+        tracing::warn!(
+            sink,
+            dir = %dir.display(),
+            bytes,
+            "sink has buffer = {{ type = \"memory\" }} but a disk buffer from an earlier run is \
+             still there, unwritten; set buffer type \"disk\" again to write it, or delete the folder"
+        );
     }
 }

@@ -400,6 +400,28 @@ fn runs_without_questdb_and_catches_up_when_it_appears() {
     assert!(status.success(), "nothing was lost: {}", nmsd.log());
     assert!(nmsd.log().contains("disk buffer keeps"), "{}", nmsd.log());
 
+    // An operator who switches that sink to the memory buffer is told the rows are still on
+    // disk, unwritten (and they stay there for the next disk-buffered start).
+    let mut nmsd = Nmsd::start(
+        "no-questdb-switched",
+        &NmsdOptions {
+            questdb: Some(format!(
+                "http://127.0.0.1:{}",
+                nmsd_acceptance::free_tcp_port()
+            )),
+            table_prefix: "outage_".into(),
+            state_dir: Some(state.clone()),
+            sink_extra: "buffer = { type = \"memory\" }\n".into(),
+            ..NmsdOptions::default()
+        },
+    );
+    let log = nmsd.log();
+    assert!(
+        log.contains("a disk buffer from an earlier run is still there"),
+        "{log}"
+    );
+    assert!(nmsd.stop().success());
+
     let q = QuestDb::shared();
     let mut nmsd = Nmsd::start(
         "questdb-up",

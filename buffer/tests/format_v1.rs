@@ -5,7 +5,8 @@
 //! Two fixtures: `0000000000000000.seg` (flows, roll-ups, an event: the first streams of
 //! encoding 1) and `snmp-traps-links.seg` (one batch of each stream added to encoding 1 later:
 //! SNMP interface, device and custom rows, traps, topology links). Both are written the same
-//! way and must stay byte for byte.
+//! way and must stay byte for byte. A third, `envelope-v1.seg`, holds the records a sink's disk
+//! buffer writes: each batch in envelope 1 (batch id, append time), as nmsd stores them.
 //!
 //! `NMSD_BLESS=1 cargo test -p nmsd-buffer --test format_v1` rewrites the fixtures; only do that
 //! for a new format, keeping the old fixtures under their own names.
@@ -15,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nmsd_buffer::codec;
+use nmsd_buffer::{codec, envelope};
 use nmsd_buffer::{BufferConfig, FsyncPolicy, SegmentLog, WhenFull};
 use nmsd_pipeline::Batch;
 use nmsd_pipeline::enrich::IfInfo;
@@ -408,4 +409,53 @@ fn the_decode_batch_fuzz_seeds_are_the_fixture_batches() {
         }
         assert_eq!(fs::read(&path).expect("seed"), bytes, "{}", path.display());
     }
+}
+
+fn envelope_fixture() -> PathBuf {
+    fixture_dir().join("envelope-v1.seg")
+}
+
+/// Batch id and append time of the n-th record of the envelope fixture.
+fn envelope_of(n: usize) -> (u64, i64) {
+    (1_765_000_000_000_000 + n as u64, 1_765_000_000_000 + n as i64 * 10)
+}
+
+#[test]
+fn this_build_writes_envelope_1_byte_for_byte() {
+    let dir = scratch("envelope-write");
+    {
+        let mut log = SegmentLog::open(cfg(dir.clone())).expect("open");
+        for (n, b) in batches().into_iter().enumerate() {
+            let (id, ms) = envelope_of(n);
+            let mut bytes = Vec::new();
+            envelope::encode(id, ms, &b, &mut bytes).expect("encode");
+            log.append(&bytes).expect("append");
+        }
+    }
+    let written = fs::read(dir.join("0000000000000000.seg")).expect("segment");
+    let _ = fs::remove_dir_all(&dir);
+    if std::env::var_os("NMSD_BLESS").is_some() {
+        fs::write(envelope_fixture(), &written).expect("bless");
+    }
+    let pinned = fs::read(envelope_fixture()).expect("fixture");
+    assert_eq!(written, pinned, "the record envelope changed: bump its version");
+}
+
+#[test]
+fn an_envelope_1_segment_replays_to_the_same_batches_ids_and_times() {
+    let dir = scratch("envelope-replay");
+    fs::copy(envelope_fixture(), dir.join("0000000000000000.seg")).expect("copy");
+    let mut log = SegmentLog::open(cfg(dir.clone())).expect("open");
+    let mut buf = Vec::new();
+    let mut n = 0;
+    let want = batches();
+    while log.read_next(&mut buf).expect("read").is_some() {
+        let e = envelope::decode(&buf).expect("decode");
+        assert_eq!((e.batch_id, e.appended_ms), envelope_of(n));
+        assert_eq!(format!("{:?}", e.batch), format!("{:?}", want[n]));
+        n += 1;
+    }
+    assert_eq!(n, want.len());
+    drop(log);
+    let _ = fs::remove_dir_all(&dir);
 }

@@ -16,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nmsd_buffer::{codec, envelope};
 use nmsd_buffer::{BufferConfig, FsyncPolicy, SegmentLog, WhenFull};
+use nmsd_buffer::{codec, envelope};
 use nmsd_pipeline::Batch;
 use nmsd_pipeline::enrich::IfInfo;
 use nmsd_pipeline::event::{Event, FieldValue, Severity};
@@ -417,7 +417,10 @@ fn envelope_fixture() -> PathBuf {
 
 /// Batch id and append time of the n-th record of the envelope fixture.
 fn envelope_of(n: usize) -> (u64, i64) {
-    (1_765_000_000_000_000 + n as u64, 1_765_000_000_000 + n as i64 * 10)
+    (
+        1_765_000_000_000_000 + n as u64,
+        1_765_000_000_000 + n as i64 * 10,
+    )
 }
 
 #[test]
@@ -438,7 +441,10 @@ fn this_build_writes_envelope_1_byte_for_byte() {
         fs::write(envelope_fixture(), &written).expect("bless");
     }
     let pinned = fs::read(envelope_fixture()).expect("fixture");
-    assert_eq!(written, pinned, "the record envelope changed: bump its version");
+    assert_eq!(
+        written, pinned,
+        "the record envelope changed: bump its version"
+    );
 }
 
 #[test]

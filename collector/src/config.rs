@@ -1341,7 +1341,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("sources.b.ring_capacity"));
-        assert_eq!(e.line, Some(7), "{e}");
+        assert_eq!(e.line, Some(8), "{e}");
     }
 
     #[test]

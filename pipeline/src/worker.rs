@@ -396,6 +396,7 @@ impl ParseWorker {
         }
         // The batch is shared with every processor and sink that takes this source's flows;
         // when none kept it (no sink stores raw flows), the buffer comes back for the next one.
+        let rows = self.flows.len();
         let flows = Arc::new(std::mem::take(&mut self.flows));
         self.graph.dispatch(
             source as usize,
@@ -408,7 +409,11 @@ impl ParseWorker {
                 v.clear();
                 v
             })
-            .unwrap_or_else(|_| Vec::with_capacity(FLOWS_CAPACITY));
+            // Kept by a sink's queue: allocate the next one for about this batch's rows, not
+            // for the largest batch there can be. A queue holds the whole allocation (it is
+            // bounded by it), so a 4,096-record buffer holding 1,280 records tripled what a
+            // queue of raw flows took. A larger batch grows it.
+            .unwrap_or_else(|_| Vec::with_capacity(next_capacity(rows)));
     }
 
     /// Announce an exporter the first time any worker decodes a datagram of it.
@@ -466,6 +471,14 @@ impl ParseWorker {
 
 /// Records a worker's flow buffer is allocated for (a full batch of large datagrams).
 const FLOWS_CAPACITY: usize = 4096;
+
+/// Capacity of the next flow buffer after one of `rows` records was kept downstream: an eighth
+/// more, rounded to 64 records, within [256, FLOWS_CAPACITY].
+fn next_capacity(rows: usize) -> usize {
+    (rows + rows / 8)
+        .next_multiple_of(64)
+        .clamp(256, FLOWS_CAPACITY)
+}
 
 /// Empty polls before an idle worker parks: a burst is often mid-flight.
 const SPIN_BEFORE_PARK: u32 = 128;

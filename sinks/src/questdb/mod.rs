@@ -766,7 +766,10 @@ impl QuestDbSink {
             self.heartbeat.beat();
             if probing && last_probe.elapsed() >= PROBE_EVERY {
                 last_probe = Instant::now();
-                if accepts_connections(&addrs) {
+                // Listening is not ready: a restarting QuestDB opens its port before it takes
+                // writes, and a write that fails then cost a whole backoff (60 s in the
+                // hostile-flows test under load). Retry once it answers HTTP.
+                if accepts_connections(&addrs) && self.answers_ping() {
                     // Debug: the one line for coming back is mark_up's, once a write succeeds.
                     tracing::debug!(url = %self.cfg.url, "QuestDB accepts connections again; retrying now");
                     return;
@@ -776,6 +779,11 @@ impl QuestDbSink {
         // Stopping: retry every 250 ms, never past the deadline.
         let left = self.shutdown.remaining().unwrap_or_default();
         std::thread::sleep(left.min(Duration::from_millis(250)));
+    }
+
+    /// Whether the server answers `GET /ping` (ILP over HTTP's health check) with 2xx.
+    fn answers_ping(&self) -> bool {
+        schema::ExecClient::new(&self.cfg.url, Duration::from_secs(1)).ping()
     }
 
     /// The server's addresses, resolved now (empty if the name does not resolve).

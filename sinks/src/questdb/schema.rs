@@ -242,6 +242,14 @@ impl ExecClient {
         }
     }
 
+    /// Whether the server answers `GET /ping` with 2xx (it is up and takes ILP writes).
+    pub fn ping(&self) -> bool {
+        self.agent
+            .get(format!("{}/ping", self.base))
+            .call()
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     /// Apply `m` if its check query says it is still needed; true when it was applied.
     pub fn migrate(&self, m: &Migration) -> Result<bool, ExecError> {
         let needed = row_count(&self.exec(&m.needed_while_rows)?).unwrap_or(0) > 0;

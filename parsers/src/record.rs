@@ -10,6 +10,8 @@ pub enum FlowVersion {
     NetflowV5 = 5,
     NetflowV9 = 9,
     Ipfix = 10,
+    /// Built from captured packets by nmsd's own flow table (capture, pcap files).
+    Packets = 0,
 }
 
 impl FlowVersion {
@@ -23,6 +25,7 @@ impl FlowVersion {
             FlowVersion::NetflowV5 => "v5",
             FlowVersion::NetflowV9 => "v9",
             FlowVersion::Ipfix => "ipfix",
+            FlowVersion::Packets => "packets",
         }
     }
 }

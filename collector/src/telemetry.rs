@@ -74,6 +74,38 @@ fn describe() {
         "nmsd_flow_receive_errors_total",
         "recvmmsg failures other than timeouts."
     );
+    c!(
+        "nmsd_packet_frames_total",
+        "Frames read by a packet source (pcap_file), counted when its file is done."
+    );
+    c!(
+        "nmsd_packet_frames_malformed_total",
+        "Frames a packet source skipped because they did not decode, by kind."
+    );
+    c!(
+        "nmsd_packet_flows_total",
+        "Flow records a packet source's flow table emitted."
+    );
+    c!(
+        "nmsd_flow_table_evicted_total",
+        "Flows a packet source's full flow table reported early to make room for a new one."
+    );
+    c!(
+        "nmsd_packet_tcp_syn_total",
+        "TCP SYN segments without ACK in a packet source's flows (connection attempts)."
+    );
+    c!(
+        "nmsd_packet_tcp_syn_ack_total",
+        "TCP SYN+ACK segments in a packet source's flows (accepted connections)."
+    );
+    c!(
+        "nmsd_packet_tcp_rst_total",
+        "TCP RST segments in a packet source's flows."
+    );
+    c!(
+        "nmsd_packet_icmp_unreachable_total",
+        "ICMP and ICMPv6 destination unreachable messages in a packet source's flows."
+    );
     g!(
         "nmsd_flow_socket_receive_buffer_bytes",
         "SO_RCVBUF granted by the kernel (twice the usable size)."

@@ -248,7 +248,7 @@ impl CaptureReader {
             self.interfaces.clear();
         }
         let len = u32_at(buf, 4, big_endian);
-        if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+        if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD {
             return Err(CaptureError::BadBlock {
                 offset: self.offset,
                 len: u64::from(len),

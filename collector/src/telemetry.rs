@@ -75,6 +75,38 @@ fn describe() {
         "recvmmsg failures other than timeouts."
     );
     c!(
+        "nmsd_sflow_datagrams_total",
+        "sFlow datagrams received by an sflow source."
+    );
+    c!(
+        "nmsd_sflow_datagrams_malformed_total",
+        "sFlow datagrams that did not decode (samples before the damage are kept), by kind."
+    );
+    c!(
+        "nmsd_sflow_flow_samples_total",
+        "sFlow flow samples (compact and expanded) received."
+    );
+    c!(
+        "nmsd_sflow_flow_samples_undecoded_total",
+        "sFlow flow samples whose sampled packet did not decode or was of an unsupported header protocol."
+    );
+    c!(
+        "nmsd_sflow_counter_samples_total",
+        "sFlow counter samples received (decoded, not stored yet)."
+    );
+    c!(
+        "nmsd_sflow_datagrams_lost_total",
+        "sFlow datagrams missing from an agent's sequence, per agent and sub-agent."
+    );
+    c!(
+        "nmsd_sflow_samples_dropped_by_agent_total",
+        "Samples an sFlow agent reports it dropped (growth of its drops counters), per agent and sub-agent."
+    );
+    c!(
+        "nmsd_sflow_agents_untracked_total",
+        "sFlow datagrams from agents beyond max_agents (decoded, their loss not tracked)."
+    );
+    c!(
         "nmsd_packet_frames_total",
         "Frames read by a packet source (pcap_file), counted when its file is done."
     );

@@ -194,7 +194,7 @@ impl DecoderStats {
 fn vidx(v: FlowVersion) -> usize {
     match v {
         // The flow decoder never produces packet-built records; they have no stats here.
-        FlowVersion::NetflowV5 | FlowVersion::Packets => 0,
+        FlowVersion::NetflowV5 | FlowVersion::Packets | FlowVersion::Sflow => 0,
         FlowVersion::NetflowV9 => 1,
         FlowVersion::Ipfix => 2,
     }

@@ -28,6 +28,7 @@ pub mod packet;
 pub mod pcap;
 pub mod persist;
 pub mod record;
+pub mod sflow;
 pub mod snmp;
 pub mod template;
 

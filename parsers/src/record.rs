@@ -12,6 +12,8 @@ pub enum FlowVersion {
     Ipfix = 10,
     /// Built from captured packets by nmsd's own flow table (capture, pcap files).
     Packets = 0,
+    /// sFlow v5 flow samples, decoded by nmsd's packet decoder.
+    Sflow = 1,
 }
 
 impl FlowVersion {
@@ -26,6 +28,7 @@ impl FlowVersion {
             FlowVersion::NetflowV9 => "v9",
             FlowVersion::Ipfix => "ipfix",
             FlowVersion::Packets => "packets",
+            FlowVersion::Sflow => "sflow",
         }
     }
 }

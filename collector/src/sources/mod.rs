@@ -16,6 +16,7 @@ use nmsd_pipeline::stream::StreamSet;
 
 pub mod netflow;
 pub mod pcap_file;
+pub mod sflow;
 pub mod snmp;
 pub mod snmp_traps;
 

@@ -92,7 +92,7 @@ fn describe() {
     );
     c!(
         "nmsd_sflow_counter_samples_total",
-        "sFlow counter samples received (decoded, not stored yet)."
+        "sFlow counter samples received."
     );
     c!(
         "nmsd_sflow_datagrams_lost_total",

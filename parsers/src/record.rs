@@ -21,6 +21,18 @@ impl FlowVersion {
         self as u8
     }
 
+    /// The version with this [`FlowVersion::as_u8`] number (for codecs that store it).
+    pub const fn from_u8(v: u8) -> Option<FlowVersion> {
+        match v {
+            5 => Some(FlowVersion::NetflowV5),
+            9 => Some(FlowVersion::NetflowV9),
+            10 => Some(FlowVersion::Ipfix),
+            0 => Some(FlowVersion::Packets),
+            1 => Some(FlowVersion::Sflow),
+            _ => None,
+        }
+    }
+
     /// Short lowercase label, used for metrics and storage.
     pub const fn label(self) -> &'static str {
         match self {
@@ -140,6 +152,20 @@ impl Default for FlowRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_round_trip_through_their_number() {
+        for v in [
+            FlowVersion::NetflowV5,
+            FlowVersion::NetflowV9,
+            FlowVersion::Ipfix,
+            FlowVersion::Packets,
+            FlowVersion::Sflow,
+        ] {
+            assert_eq!(FlowVersion::from_u8(v.as_u8()), Some(v));
+        }
+        assert_eq!(FlowVersion::from_u8(2), None);
+    }
 
     #[test]
     fn record_stays_small() {

@@ -91,8 +91,8 @@ fn describe() {
         "sFlow flow samples whose sampled packet did not decode or was of an unsupported header protocol."
     );
     c!(
-        "nmsd_sflow_counter_samples_total",
-        "sFlow counter samples received."
+        "nmsd_sflow_interface_samples_total",
+        "sFlow counter samples (interface counters) received."
     );
     c!(
         "nmsd_sflow_datagrams_lost_total",

@@ -213,7 +213,7 @@ fn receive(
     let l = [("source", id.to_string())];
     let datagrams = metrics::counter!("nmsd_sflow_datagrams_total", &l);
     let flow_samples = metrics::counter!("nmsd_sflow_flow_samples_total", &l);
-    let counter_samples = metrics::counter!("nmsd_sflow_counter_samples_total", &l);
+    let counter_samples = metrics::counter!("nmsd_sflow_interface_samples_total", &l);
     let undecoded = metrics::counter!("nmsd_sflow_flow_samples_undecoded_total", &l);
     let untracked = metrics::counter!("nmsd_sflow_agents_untracked_total", &l);
     let malformed: Vec<metrics::Counter> = sflow::SflowError::KINDS

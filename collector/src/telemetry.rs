@@ -108,7 +108,11 @@ fn describe() {
     );
     c!(
         "nmsd_packet_frames_total",
-        "Frames read by a packet source (pcap_file), counted when its file is done."
+        "Frames read by a packet source (capture: as read; pcap_file: when its file is done)."
+    );
+    c!(
+        "nmsd_capture_kernel_drops_total",
+        "Frames the kernel dropped before a capture source read them (PACKET_STATISTICS, read every second)."
     );
     c!(
         "nmsd_packet_frames_malformed_total",

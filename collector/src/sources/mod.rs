@@ -14,6 +14,7 @@ use nmsd_pipeline::route::SourceOutput;
 use nmsd_pipeline::snmp::CustomTableSchema;
 use nmsd_pipeline::stream::StreamSet;
 
+pub mod capture;
 pub mod netflow;
 pub mod pcap_file;
 pub mod sflow;

@@ -262,7 +262,8 @@ impl FlowTable {
             vlan: p.vlan,
             protocol: p.protocol,
             tos: p.tos,
-            direction: Direction::Ingress,
+            // A capture point sees both directions and a file does not say which is which.
+            direction: Direction::Unknown,
             version: FlowVersion::Packets,
             source: self.cfg.source,
             ..FlowRecord::EMPTY

@@ -425,6 +425,49 @@ mod tests {
     }
 
     #[test]
+    fn recorded_speed_keeps_the_gaps_and_a_stop_ends_the_wait() {
+        let dir = std::env::temp_dir().join(format!("nmsd-pcap-pace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.pcap");
+        let t0 = 1_700_000_000_000_000u64;
+        std::fs::write(
+            &path,
+            pcap_of(&[(t0, udp_frame(1, 10)), (t0 + 300_000, udp_frame(1, 10))]),
+        )
+        .unwrap();
+        let stop = AtomicBool::new(false);
+        let cfg = FlowTableConfig::default();
+        let started = Instant::now();
+        let s = replay_file(&path, cfg, ReplaySpeed::Recorded, &stop, |_| {}).unwrap();
+        assert_eq!(s.frames, 2);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        // A gap of an hour: the stop flag ends the wait within the 100 ms slice.
+        std::fs::write(
+            &path,
+            pcap_of(&[
+                (t0, udp_frame(1, 10)),
+                (t0 + 3_600_000_000, udp_frame(1, 10)),
+            ]),
+        )
+        .unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let setter = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                stop.store(true, Ordering::Relaxed);
+            })
+        };
+        let started = Instant::now();
+        let s = replay_file(&path, cfg, ReplaySpeed::Recorded, &stop, |_| {}).unwrap();
+        setter.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(s.stopped);
+        assert_eq!(s.flows, 1, "what was read is still flushed");
+    }
+
+    #[test]
     fn a_missing_or_foreign_file_is_an_error() {
         let stop = AtomicBool::new(false);
         let cfg = FlowTableConfig::default();

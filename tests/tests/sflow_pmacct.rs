@@ -2,13 +2,17 @@
 //! packet of a pcap (rate 1) and exports sFlow v5. The test keeps the datagrams, replays them to
 //! nmsd, and writes them to a pcap for tshark's sFlow dissector. nmsd's stored flows must equal
 //! tshark's reading of the same datagrams: samples, packets (the sum of sampling rates) and
-//! IP-level bytes of the sampled headers (issue 13 item 5).
+//! IP-level bytes of the sampled headers (issue 13 item 5). nfdump's sFlow collector `sfcapd`
+//! receives the same datagrams: per protocol its flows and packets equal nmsd's, and its bytes
+//! are the frame lengths (IP + 14-byte Ethernet header + 4-byte FCS as pmacctd reports them)
+//! where nmsd counts IP bytes, as NetFlow does.
 
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use nmsd_acceptance::nfdump::{Nfcapd, Totals, totals_by_protocol};
 use nmsd_acceptance::nmsd::{Nmsd, NmsdOptions};
 use nmsd_acceptance::questdb::QuestDb;
 use nmsd_acceptance::{free_udp_port, pcap, require, scratch};
@@ -123,7 +127,7 @@ fn tshark_totals(pcap: &Path) -> (i64, i64, i64) {
 }
 
 #[test]
-fn pmacct_sfprobe_into_nmsd_matches_tshark() {
+fn pmacct_sfprobe_into_nmsd_matches_tshark_and_sfcapd() {
     let q = QuestDb::shared();
     let traffic = pcap(SEED, SESSIONS);
     let dir = scratch("sflow-pmacct");
@@ -147,9 +151,11 @@ fn pmacct_sfprobe_into_nmsd_matches_tshark() {
             ..NmsdOptions::default()
         },
     );
+    let sfcapd = Nfcapd::start_program("sfcapd", "sfcapd-pmacct");
     let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
     for (i, d) in datagrams.iter().enumerate() {
         tx.send_to(d, ("127.0.0.1", port)).expect("send");
+        tx.send_to(d, ("127.0.0.1", sfcapd.port)).expect("send");
         if i % 64 == 63 {
             // Paced: the point is decoding, not the socket buffer.
             std::thread::sleep(Duration::from_millis(2));
@@ -198,6 +204,28 @@ fn pmacct_sfprobe_into_nmsd_matches_tshark() {
     assert_eq!(n(3), Some(1), "one agent");
     assert_eq!(r.get(4).and_then(|v| v.as_str()), Some("sflow"));
     assert_eq!(n(5), Some(1), "sampling rate 1");
+    // sfcapd's reading of the same datagrams, per protocol.
+    let reference = totals_by_protocol(&sfcapd.stop(), None);
+    let ours: std::collections::BTreeMap<u8, Totals> = q
+        .query(&format!(
+            "select protocol, count(), sum(packets), sum(bytes) from {flows} \
+             where version = 'sflow' group by protocol order by protocol"
+        ))
+        .into_iter()
+        .map(|r| {
+            let n = |i: usize| r.get(i).and_then(|v| v.as_u64()).unwrap_or(u64::MAX);
+            (
+                n(0) as u8,
+                Totals {
+                    flows: n(1),
+                    packets: n(2),
+                    // Frame bytes, as sfcapd counts them: 18 bytes of Ethernet per packet.
+                    bytes: n(3) + 18 * n(2),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(ours, reference, "nmsd vs sfcapd/nfdump per protocol");
     let agent = q.query(&format!(
         "select exporter from {flows} where version = 'sflow' limit 1"
     ));

@@ -217,6 +217,23 @@ impl super::SourceSpec for CaptureSourceConfig {
 struct CaptureSocket {
     fd: OwnedFd,
     ifindex: u32,
+    link: LinkType,
+}
+
+/// How the interface's frames begin, from its ARPHRD type: Ethernet and loopback carry an
+/// Ethernet header, tun-style devices (ARPHRD_NONE) bare IP.
+fn link_type(interface: &str) -> anyhow::Result<LinkType> {
+    let path = format!("/sys/class/net/{interface}/type");
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?;
+    match text.trim() {
+        "1" | "772" => Ok(LinkType::Ethernet),
+        "65534" => Ok(LinkType::RawIp),
+        other => anyhow::bail!(
+            "link type {other} (ARPHRD) is not supported: Ethernet, loopback and tun-style \
+             (raw IP) interfaces are"
+        ),
+    }
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -249,9 +266,12 @@ impl CaptureSocket {
         if ifindex == 0 {
             anyhow::bail!("no such interface: {}", io::Error::last_os_error());
         }
+        let link = link_type(&cfg.interface)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket receives nothing until it is bound to the interface below, so
+        // no frame of another interface slips in between socket() and bind().
         // SAFETY: plain socket(2); the fd is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
         if raw < 0 {
             let err = io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EPERM) {
@@ -305,7 +325,7 @@ impl CaptureSocket {
             mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
             setsockopt(s, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
         }
-        Ok(CaptureSocket { fd, ifindex })
+        Ok(CaptureSocket { fd, ifindex, link })
     }
 
     /// Frames the kernel dropped since the last call (reading resets the kernel's count).
@@ -433,7 +453,7 @@ fn run(
             for (i, msg) in msgs.iter().take(n as usize).enumerate() {
                 let len = (msg.msg_len as usize).min(snap);
                 let frame = &bufs[i * snap..i * snap + len];
-                match packet::decode(LinkType::Ethernet, frame) {
+                match packet::decode(sock.link, frame) {
                     Ok(p) => table.add(now_ms, &p, &mut out),
                     Err(e) => {
                         if let Some(k) = PacketError::KINDS.iter().position(|k| *k == e.kind()) {

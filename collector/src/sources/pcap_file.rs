@@ -333,8 +333,14 @@ pub fn replay_file(
                     break;
                 }
                 if need > MAX_RECORD as usize + 64 {
-                    // The reader bounds records; this is only a guard for the buffer.
-                    return Err(CaptureError::TruncatedAtEnd(0).into());
+                    // The reader refuses longer records itself; this guards the buffer should
+                    // that ever change.
+                    return Err(CaptureError::RecordTooLarge {
+                        offset: 0,
+                        len: need as u64,
+                        max: MAX_RECORD,
+                    }
+                    .into());
                 }
                 // Keep the unread tail, grow if one record is larger than the buffer, refill.
                 buf.copy_within(start..end, 0);

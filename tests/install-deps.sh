@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian 12 machine (idempotent):
-# the real peers (softflowd, nfdump, tshark, snmpd, snmpsim), promtool (Debian's `prometheus`) to lint
+# the real peers (softflowd, pmacct, nfdump and its sfcapd, tshark, snmpd, snmpsim), promtool (Debian's `prometheus`) to lint
 # /metrics, a JDK and the QuestDB jar from Maven Central, rustfmt/clippy, Python 3. Run as root (CI and the dev machines are root).
 set -euo pipefail
 
 QUESTDB_VERSION="${QUESTDB_VERSION:-9.3.4}"
 
 need_apt=()
-for pkg_bin in softflowd:softflowd nfdump:nfcapd tshark:tshark snmpd:snmpd snmp:snmpget python3:python3 openjdk-17-jre-headless:java maven:mvn prometheus:promtool; do
+for pkg_bin in softflowd:softflowd pmacct:pmacctd nfdump:nfcapd nfdump-sflow:sfcapd tshark:tshark snmpd:snmpd snmp:snmpget python3:python3 openjdk-17-jre-headless:java maven:mvn prometheus:promtool; do
     pkg="${pkg_bin%%:*}"
     bin="${pkg_bin##*:}"
     command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need_apt+=("$pkg")

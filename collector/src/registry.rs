@@ -48,10 +48,13 @@ pub struct Registry {
 impl Registry {
     /// Every component nmsd ships.
     pub fn builtin() -> Self {
-        use crate::sources::{netflow, snmp, snmp_traps};
+        use crate::sources::{capture, netflow, pcap_file, sflow, snmp, snmp_traps};
         use nmsd_pipeline::processors::{interface_names, rollup};
         Registry::default()
             .source::<netflow::NetflowSourceConfig>("netflow")
+            .source::<capture::CaptureSourceConfig>("capture")
+            .source::<pcap_file::PcapFileSourceConfig>("pcap_file")
+            .source::<sflow::SflowSourceConfig>("sflow")
             .source::<snmp::SnmpSourceConfig>("snmp")
             .source::<snmp_traps::SnmpTrapsSourceConfig>("snmp_traps")
             .processor::<rollup::RollupConfig>("rollup")

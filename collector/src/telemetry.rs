@@ -74,6 +74,74 @@ fn describe() {
         "nmsd_flow_receive_errors_total",
         "recvmmsg failures other than timeouts."
     );
+    c!(
+        "nmsd_sflow_datagrams_total",
+        "sFlow datagrams received by an sflow source."
+    );
+    c!(
+        "nmsd_sflow_datagrams_malformed_total",
+        "sFlow datagrams that did not decode (samples before the damage are kept), by kind."
+    );
+    c!(
+        "nmsd_sflow_flow_samples_total",
+        "sFlow flow samples (compact and expanded) received."
+    );
+    c!(
+        "nmsd_sflow_flow_samples_undecoded_total",
+        "sFlow flow samples whose sampled packet did not decode or was of an unsupported header protocol."
+    );
+    c!(
+        "nmsd_sflow_interface_samples_total",
+        "sFlow counter samples (interface counters) received."
+    );
+    c!(
+        "nmsd_sflow_datagrams_lost_total",
+        "sFlow datagrams missing from an agent's sequence, per agent and sub-agent."
+    );
+    c!(
+        "nmsd_sflow_samples_dropped_by_agent_total",
+        "Samples an sFlow agent reports it dropped (growth of its drops counters), per agent and sub-agent."
+    );
+    c!(
+        "nmsd_sflow_agents_untracked_total",
+        "sFlow datagrams from agents beyond max_agents (decoded, their loss not tracked)."
+    );
+    c!(
+        "nmsd_packet_frames_total",
+        "Frames read by a packet source (capture: as read; pcap_file: when its file is done)."
+    );
+    c!(
+        "nmsd_capture_kernel_drops_total",
+        "Frames the kernel dropped before a capture source read them (PACKET_STATISTICS, read every second)."
+    );
+    c!(
+        "nmsd_packet_frames_malformed_total",
+        "Frames a packet source skipped because they did not decode, by kind."
+    );
+    c!(
+        "nmsd_packet_flows_total",
+        "Flow records a packet source's flow table emitted."
+    );
+    c!(
+        "nmsd_flow_table_evicted_total",
+        "Flows a packet source's full flow table reported early to make room for a new one."
+    );
+    c!(
+        "nmsd_packet_tcp_syn_total",
+        "TCP SYN segments without ACK in a packet source's flows (connection attempts)."
+    );
+    c!(
+        "nmsd_packet_tcp_syn_ack_total",
+        "TCP SYN+ACK segments in a packet source's flows (accepted connections)."
+    );
+    c!(
+        "nmsd_packet_tcp_rst_total",
+        "TCP RST segments in a packet source's flows."
+    );
+    c!(
+        "nmsd_packet_icmp_unreachable_total",
+        "ICMP and ICMPv6 destination unreachable messages in a packet source's flows."
+    );
     g!(
         "nmsd_flow_socket_receive_buffer_bytes",
         "SO_RCVBUF granted by the kernel (twice the usable size)."

@@ -191,8 +191,18 @@ impl Topology {
         let interfaces = InterfaceDirectories {
             sources: directories.values().cloned().collect(),
         };
-        let flow_source_names: Vec<String> =
-            cfg.flow_sources().map(|(id, _)| id.to_string()).collect();
+        // Listeners first (their index is their position among listeners), then the sources
+        // that build flows from packets.
+        let flow_source_names: Vec<String> = cfg
+            .flow_sources()
+            .map(|(id, _)| id.to_string())
+            .chain(
+                cfg.sources
+                    .iter()
+                    .filter(|c| c.spec.flow_source())
+                    .map(|c| c.id.clone()),
+            )
+            .collect();
 
         // Sinks first, so everything else has somewhere to send.
         let mut sink_queues = HashMap::new();
@@ -590,6 +600,11 @@ impl Topology {
                     state_dir: cfg.general.state_dir.clone(),
                     counters: counters[&c.id].clone(),
                     interfaces: directories.get(&c.id).cloned(),
+                    flow_source_index: flow_source_names
+                        .iter()
+                        .position(|n| *n == c.id)
+                        .and_then(|i| u8::try_from(i).ok())
+                        .unwrap_or(0),
                 })
                 .with_context(|| format!("starting source \"{}\"", c.id))?;
             receivers.extend(running.threads);

@@ -19,7 +19,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 parsers="$(dirname "$here")"
-all_targets=(decode_v5 decode_v9 decode_ipfix differential persist_restore snmp_decode)
+all_targets=(decode_v5 decode_v9 decode_ipfix differential persist_restore snmp_decode decode_packet decode_sflow)
 
 seconds=60
 merge=0

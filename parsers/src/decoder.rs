@@ -193,7 +193,8 @@ impl DecoderStats {
 /// Version index into the per-version stat arrays.
 fn vidx(v: FlowVersion) -> usize {
     match v {
-        FlowVersion::NetflowV5 => 0,
+        // The flow decoder never produces packet-built records; they have no stats here.
+        FlowVersion::NetflowV5 | FlowVersion::Packets | FlowVersion::Sflow => 0,
         FlowVersion::NetflowV9 => 1,
         FlowVersion::Ipfix => 2,
     }

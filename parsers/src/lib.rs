@@ -1,6 +1,7 @@
 //! Wire-format decoders for nmsd.
 //!
-//! NetFlow v5, NetFlow v9 and IPFIX datagrams become fixed-size [`FlowRecord`]s. Templates are
+//! NetFlow v5, NetFlow v9 and IPFIX datagrams become fixed-size [`FlowRecord`]s; captured
+//! packets ([`packet`]) and capture files ([`pcap`]) are read here too, for the flow builder. Templates are
 //! compiled into field-offset programs when they arrive (see [`template`]), so decoding a record
 //! allocates nothing. This crate does no I/O: sockets, files and clocks belong to the caller.
 //!
@@ -23,8 +24,11 @@ pub mod domain;
 pub mod error;
 pub mod hash;
 pub mod ie;
+pub mod packet;
+pub mod pcap;
 pub mod persist;
 pub mod record;
+pub mod sflow;
 pub mod snmp;
 pub mod template;
 
@@ -33,5 +37,6 @@ pub use decoder::{
 };
 pub use domain::{DomainKey, ExporterLoss};
 pub use error::DecodeError;
+pub use packet::{LinkType, PacketError, PacketInfo};
 pub use record::{Direction, FlowRecord, FlowVersion};
 pub use template::{FieldSpec, TemplateDef, TemplateKind};

@@ -10,11 +10,27 @@ pub enum FlowVersion {
     NetflowV5 = 5,
     NetflowV9 = 9,
     Ipfix = 10,
+    /// Built from captured packets by nmsd's own flow table (capture, pcap files).
+    Packets = 0,
+    /// sFlow v5 flow samples, decoded by nmsd's packet decoder.
+    Sflow = 1,
 }
 
 impl FlowVersion {
     pub const fn as_u8(self) -> u8 {
         self as u8
+    }
+
+    /// The version with this [`FlowVersion::as_u8`] number (for codecs that store it).
+    pub const fn from_u8(v: u8) -> Option<FlowVersion> {
+        match v {
+            5 => Some(FlowVersion::NetflowV5),
+            9 => Some(FlowVersion::NetflowV9),
+            10 => Some(FlowVersion::Ipfix),
+            0 => Some(FlowVersion::Packets),
+            1 => Some(FlowVersion::Sflow),
+            _ => None,
+        }
     }
 
     /// Short lowercase label, used for metrics and storage.
@@ -23,6 +39,8 @@ impl FlowVersion {
             FlowVersion::NetflowV5 => "v5",
             FlowVersion::NetflowV9 => "v9",
             FlowVersion::Ipfix => "ipfix",
+            FlowVersion::Packets => "packets",
+            FlowVersion::Sflow => "sflow",
         }
     }
 }
@@ -134,6 +152,20 @@ impl Default for FlowRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_round_trip_through_their_number() {
+        for v in [
+            FlowVersion::NetflowV5,
+            FlowVersion::NetflowV9,
+            FlowVersion::Ipfix,
+            FlowVersion::Packets,
+            FlowVersion::Sflow,
+        ] {
+            assert_eq!(FlowVersion::from_u8(v.as_u8()), Some(v));
+        }
+        assert_eq!(FlowVersion::from_u8(2), None);
+    }
 
     #[test]
     fn record_stays_small() {

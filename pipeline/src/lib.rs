@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod drop_log;
 pub mod enrich;
 pub mod event;
+pub mod flow_table;
 pub mod global;
 pub mod heartbeat;
 pub mod processors;

@@ -21,7 +21,7 @@ impl std::ops::AddAssign for Totals {
     }
 }
 
-/// A running nfcapd writing to its own folder.
+/// A running nfcapd (or sfcapd) writing to its own folder.
 pub struct Nfcapd {
     pub port: u16,
     pub dir: PathBuf,
@@ -30,7 +30,12 @@ pub struct Nfcapd {
 
 impl Nfcapd {
     pub fn start(name: &str) -> Nfcapd {
-        let bin = crate::require("nfcapd");
+        Nfcapd::start_program("nfcapd", name)
+    }
+
+    /// `program` with nfcapd's options: `nfcapd`, or `sfcapd` (nfdump's sFlow collector).
+    pub fn start_program(program: &str, name: &str) -> Nfcapd {
+        let bin = crate::require(program);
         let dir = crate::scratch(name);
         let port = crate::free_udp_port();
         let child = Command::new(bin)
@@ -44,7 +49,7 @@ impl Nfcapd {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("nfcapd starts");
+            .unwrap_or_else(|e| panic!("{program} starts: {e}"));
         // nfcapd binds right away; give it a moment before anything sends.
         std::thread::sleep(Duration::from_millis(300));
         Nfcapd {

@@ -111,9 +111,19 @@ modules = ["system", "interfaces"]
 type = "snmp_traps"
 listen = ["127.0.0.1:{trap_port}"]
 communities = [{{ name = "lab", community = {{ file = "{c}" }} }}]
+
+[sources.capture]
+type = "pcap_file"
+path = "{pcap}"
+
+[sources.sflow]
+type = "sflow"
+listen = "127.0.0.1:{sflow_port}"
 "#,
         c = community.display(),
         port = agent.port,
+        pcap = nmsd_acceptance::pcap(1, 100).path.display(),
+        sflow_port = nmsd_acceptance::free_udp_port(),
     );
     // The sink points at a port nothing listens on: its series are there all the same, and
     // no JVM is needed for a lint.
@@ -165,8 +175,18 @@ communities = [{{ name = "lab", community = {{ file = "{c}" }} }}]
         2.0,
         Duration::from_secs(30),
     );
+    // The capture file is read to its end.
+    nmsd.wait_metric(
+        "nmsd_packet_frames_total",
+        &[],
+        1.0,
+        Duration::from_secs(30),
+    );
     let (_, body) = nmsd.get("/metrics").expect("metrics endpoint answers");
     for family in [
+        "nmsd_packet_flows_total",
+        "nmsd_flow_table_evicted_total",
+        "nmsd_sflow_datagrams_total",
         "nmsd_snmp_traps_received_total",
         "nmsd_snmp_device_up",
         "nmsd_flow_records_decoded_total",

@@ -14,7 +14,10 @@ use nmsd_pipeline::route::SourceOutput;
 use nmsd_pipeline::snmp::CustomTableSchema;
 use nmsd_pipeline::stream::StreamSet;
 
+pub mod capture;
 pub mod netflow;
+pub mod pcap_file;
+pub mod sflow;
 pub mod snmp;
 pub mod snmp_traps;
 
@@ -30,6 +33,12 @@ pub struct SourceContext {
     /// The interface directory this source publishes, if it learns interfaces
     /// ([`SourceSpec::publishes_interfaces`]).
     pub interfaces: Option<Arc<Published<IfDirectory>>>,
+    /// Its position among the sources that produce flow records (listeners first, then
+    /// [`SourceSpec::flow_source`]s): what its records carry in [`FlowRecord::source`] so a
+    /// sink can name it. 0 for sources that produce no flows.
+    ///
+    /// [`FlowRecord::source`]: nmsd_pipeline::records::FlowRecord::source
+    pub flow_source_index: u8,
 }
 
 /// Tells a source thread to stop.
@@ -70,6 +79,12 @@ pub trait SourceSpec: std::fmt::Debug + Send + Sync + Any {
     /// affinity), so the topology starts it, not [`SourceSpec::start`].
     fn as_flow_listener(&self) -> Option<&netflow::NetflowSourceConfig> {
         None
+    }
+
+    /// Whether it builds flow records itself (from packets) on its own thread: it then gets a
+    /// flow source index after the listeners', and sinks name its records by its id.
+    fn flow_source(&self) -> bool {
+        false
     }
 
     /// Whether it learns interface names and speeds (for the `interface_names` processor).

@@ -1053,12 +1053,10 @@ impl<'a> Reader<'a> {
             255 => Direction::Unknown,
             d => return Err(self.bad("direction", d.into())),
         };
-        f.version = match self.u8()? {
-            5 => FlowVersion::NetflowV5,
-            9 => FlowVersion::NetflowV9,
-            10 => FlowVersion::Ipfix,
-            v => return Err(self.bad("flow version", v.into())),
-        };
+        // The number the record carries (5, 9, 10; 0 for flows built from packets, 1 for
+        // sFlow): every version nmsd makes flows from.
+        let v = self.u8()?;
+        f.version = FlowVersion::from_u8(v).ok_or_else(|| self.bad("flow version", v.into()))?;
         f.source = self.u8()?;
         Ok(f)
     }
@@ -1248,7 +1246,9 @@ mod tests {
                 FlowVersion::NetflowV5,
                 FlowVersion::NetflowV9,
                 FlowVersion::Ipfix,
-            ][r.below(3) as usize],
+                FlowVersion::Packets,
+                FlowVersion::Sflow,
+            ][r.below(5) as usize],
             source: r.next() as u8,
         }
     }

@@ -50,8 +50,11 @@ fn a_stuck_sink_and_worker_make_nmsd_not_ready_and_starve_the_watchdog() {
         "liveness",
         &NmsdOptions {
             questdb: Some(url),
+            // The memory queue alone, so that the stuck sink blocks the worker behind it (a
+            // disk buffer would take the batches off the queue).
             sink_extra: "request_timeout = \"120s\"\nshutdown_timeout = \"2s\"\n\
-                         queue_capacity = 1\nqueue_full_policy = \"block\"\n"
+                         queue_capacity = 1\nqueue_full_policy = \"block\"\n\
+                         buffer = { type = \"memory\" }\n"
                 .into(),
             env: vec![
                 ("NOTIFY_SOCKET".into(), notify_path.display().to_string()),

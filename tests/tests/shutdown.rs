@@ -34,6 +34,19 @@ fn options(url: String, buffer: &str) -> NmsdOptions {
     }
 }
 
+/// SIGTERM, and check that stopping took no longer than `shutdown_timeout` (plus slack).
+fn stop_within_the_timeout(nmsd: &mut Nmsd) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    let status = nmsd.stop();
+    let took = started.elapsed();
+    let log = nmsd.log();
+    assert!(
+        took <= Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + SLACK,
+        "shutdown took {took:?} against a {SHUTDOWN_TIMEOUT_SECS} s shutdown_timeout; log:\n{log}"
+    );
+    (status, log)
+}
+
 fn send_20_flows(port: u16) {
     let records = encode::sample_records(20, false, 1_767_225_600_000);
     let datagram = encode::v5_datagram(
@@ -62,14 +75,7 @@ fn shutdown_with_rows_queued_for_a_stopped_questdb_honours_the_timeout_and_fails
     // The sink is stuck in its first request (creating the tables); the rows wait in its queue.
     std::thread::sleep(Duration::from_millis(500));
 
-    let started = Instant::now();
-    let status = nmsd.stop();
-    let took = started.elapsed();
-    let log = nmsd.log();
-    assert!(
-        took <= Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + SLACK,
-        "shutdown took {took:?} against a {SHUTDOWN_TIMEOUT_SECS} s shutdown_timeout; log:\n{log}"
-    );
+    let (status, log) = stop_within_the_timeout(&mut nmsd);
     assert!(
         !status.success(),
         "rows were lost, yet the exit status is {status}; log:\n{log}"
@@ -93,14 +99,7 @@ fn shutdown_with_nothing_queued_exits_zero_within_the_timeout() {
     let mut nmsd = Nmsd::start("shutdown-clean", &options(url, "memory"));
     // Let the sink get stuck in its first request.
     std::thread::sleep(Duration::from_millis(500));
-    let started = Instant::now();
-    let status = nmsd.stop();
-    let took = started.elapsed();
-    let log = nmsd.log();
-    assert!(
-        took <= Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + SLACK,
-        "shutdown took {took:?} against a {SHUTDOWN_TIMEOUT_SECS} s shutdown_timeout; log:\n{log}"
-    );
+    let (status, log) = stop_within_the_timeout(&mut nmsd);
     assert!(
         status.success(),
         "nothing was lost, yet the exit status is {status}; log:\n{log}"
@@ -128,14 +127,7 @@ fn a_stuck_sink_with_a_disk_buffer_stops_promptly_and_the_next_start_writes_its_
         20.0,
         Duration::from_secs(10),
     );
-    let started = Instant::now();
-    let status = nmsd.stop();
-    let took = started.elapsed();
-    let log = nmsd.log();
-    assert!(
-        took <= Duration::from_secs(SHUTDOWN_TIMEOUT_SECS) + SLACK,
-        "shutdown took {took:?}; log:\n{log}"
-    );
+    let (status, log) = stop_within_the_timeout(&mut nmsd);
     assert!(status.success(), "nothing was lost: {status}; log:\n{log}");
 
     let q = nmsd_acceptance::questdb::QuestDb::shared();

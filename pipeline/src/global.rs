@@ -9,12 +9,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use metrics::Gauge;
 
 use crate::clock::unix_ms;
 use crate::heartbeat::Heartbeat;
-use crate::queue::{ByteBudget, Shed};
+use crate::queue::{ByteBudget, Refused};
 use crate::ring::FullPolicy;
 use crate::route::{Graph, Slot};
 use crate::stream::Batch;
@@ -103,23 +103,13 @@ impl GlobalSender {
         let weight = b.weight();
         let sent = self
             .budget
-            .admit(kind, weight, self.policy, || self.tx.is_empty())
-            .and_then(|()| {
-                self.budget.add(weight);
-                let r = match self.policy {
-                    FullPolicy::Block => self.tx.send((node, b)).map_err(|_| Shed::Full),
-                    FullPolicy::Drop => self.tx.try_send((node, b)).map_err(|e| match e {
-                        TrySendError::Full(_) | TrySendError::Disconnected(_) => Shed::Full,
-                    }),
-                };
-                if r.is_err() {
-                    self.budget.sub(weight);
-                }
-                r
-            });
+            .send(&self.tx, (node, b), kind, weight, self.policy);
         if let Err(why) = sent {
-            self.drop_log.dropped(rows);
-            metrics::counter!("nmsd_global_queue_dropped_records_total", "stream" => kind.name(), "reason" => why.label())
+            // The stage stopping (shutdown) is counted, but not news for the journal.
+            if why != Refused::Stopped {
+                self.drop_log.dropped(rows);
+            }
+            metrics::counter!("nmsd_global_queue_dropped_records_total", "stream" => kind.name(), "reason" => why.reason().label())
                 .increment(rows);
         }
         self.occupancy.set(self.tx.len() as f64);

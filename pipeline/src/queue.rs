@@ -42,6 +42,25 @@ impl Shed {
     }
 }
 
+/// Why a batch was not queued by [`ByteBudget::send`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Shed by the byte bound or a full channel: news for the journal.
+    Shed(Shed),
+    /// The receiver has stopped (shutdown): counted as `full`, but not news.
+    Stopped,
+}
+
+impl Refused {
+    /// The drop counters' `reason`.
+    pub fn reason(self) -> Shed {
+        match self {
+            Refused::Shed(s) => s,
+            Refused::Stopped => Shed::Full,
+        }
+    }
+}
+
 /// A queue's byte bound, shared by its senders and its receiver: what its batches weigh
 /// ([`Batch::weight`]) and how much of it each stream priority may fill.
 #[derive(Clone, Debug)]
@@ -108,6 +127,34 @@ impl ByteBudget {
 
     pub fn add(&self, weight: u64) {
         self.held.fetch_add(weight, Ordering::Relaxed);
+    }
+
+    /// Queue `msg` (of `kind`, weighing `weight`) on `tx` under this bound and `policy`: it is
+    /// admitted by its stream's share ([`ByteBudget::admit`]), then sent (waiting under
+    /// `block`, refused when the channel is full under `drop`); its weight is held until the
+    /// receiver takes it, and given back if it was not queued.
+    pub fn send<T>(
+        &self,
+        tx: &Sender<T>,
+        msg: T,
+        kind: StreamKind,
+        weight: u64,
+        policy: FullPolicy,
+    ) -> Result<(), Refused> {
+        self.admit(kind, weight, policy, || tx.is_empty())
+            .map_err(Refused::Shed)?;
+        self.add(weight);
+        let sent = match policy {
+            FullPolicy::Block => tx.send(msg).map_err(|_| Refused::Stopped),
+            FullPolicy::Drop => tx.try_send(msg).map_err(|e| match e {
+                TrySendError::Full(_) => Refused::Shed(Shed::Full),
+                TrySendError::Disconnected(_) => Refused::Stopped,
+            }),
+        };
+        if sent.is_err() {
+            self.sub(weight);
+        }
+        sent
     }
 
     /// Give back `weight`; returns what is held after.
@@ -287,32 +334,12 @@ impl SinkQueue {
         let rows = msg.rows() as u64;
         let kind = msg.kind();
         let weight = msg.weight();
-        if let Err(why) = self
-            .budget
-            .admit(kind, weight, self.policy, || self.tx.is_empty())
-        {
+        let sent = self.budget.send(&self.tx, msg, kind, weight, self.policy);
+        if let Err(Refused::Shed(_)) = sent {
             self.drop_log.dropped(rows);
-            self.count(Err(why), rows, kind);
-            return false;
-        }
-        self.budget.add(weight);
-        let sent = match self.policy {
-            FullPolicy::Block => self.tx.send(msg).map_err(|_| None),
-            FullPolicy::Drop => match self.tx.try_send(msg) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) => {
-                    self.drop_log.dropped(rows);
-                    Err(Some(Shed::Full))
-                }
-                // The sink has stopped (shutdown): counted, but not news for the journal.
-                Err(TrySendError::Disconnected(_)) => Err(None),
-            },
-        };
-        if sent.is_err() {
-            self.budget.sub(weight);
         }
         let ok = sent.is_ok();
-        self.count(sent.map_err(|w| w.unwrap_or(Shed::Full)), rows, kind);
+        self.count(sent.map_err(Refused::reason), rows, kind);
         self.occupancy.set(self.tx.len() as f64);
         self.bytes_gauge.set(self.budget.held() as f64);
         ok

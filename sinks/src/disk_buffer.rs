@@ -233,10 +233,12 @@ impl Shared {
     fn publish(&self, st: &State) {
         let bytes = st.log.size_bytes();
         let records = st.log.unacked_records();
+        // Positions grow with append time, so the first of each set is its oldest.
         let oldest = st
             .inflight
-            .values()
-            .map(|f| f.appended_ms)
+            .first_key_value()
+            .map(|(_, f)| f.appended_ms)
+            .into_iter()
             .chain(st.unread.front().map(|u| u.appended_ms))
             .chain(st.previous_oldest_ms)
             .min();

@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::packet_flows::FlowTableKeys;
 use nmsd_parsers::packet::{self, LinkType, PacketError};
 use nmsd_pipeline::Batch;
 use nmsd_pipeline::flow_table::{FlowTable, FlowTableConfig, PacketCounters};
@@ -57,13 +58,13 @@ pub struct CaptureSourceConfig {
     /// The flows' exporter; by default the interface's first IPv4 address (0.0.0.0 if none).
     #[serde(default)]
     pub exporter: Option<IpAddr>,
-    #[serde(default = "default_max_flows")]
+    #[serde(default = "super::packet_flows::default_max_flows")]
     pub max_flows: usize,
-    #[serde(default = "default_active_timeout")]
+    #[serde(default = "super::packet_flows::default_active_timeout")]
     pub active_timeout: HumanDuration,
-    #[serde(default = "default_idle_timeout")]
+    #[serde(default = "super::packet_flows::default_idle_timeout")]
     pub idle_timeout: HumanDuration,
-    #[serde(default = "default_tcp_close_timeout")]
+    #[serde(default = "super::packet_flows::default_tcp_close_timeout")]
     pub tcp_close_timeout: HumanDuration,
 }
 
@@ -78,18 +79,6 @@ fn default_read_timeout() -> HumanDuration {
 }
 fn default_receive_buffer() -> ByteSize {
     ByteSize(16 << 20)
-}
-fn default_max_flows() -> usize {
-    65_536
-}
-fn default_active_timeout() -> HumanDuration {
-    HumanDuration::from_secs(60)
-}
-fn default_idle_timeout() -> HumanDuration {
-    HumanDuration::from_secs(15)
-}
-fn default_tcp_close_timeout() -> HumanDuration {
-    HumanDuration::from_secs(5)
 }
 
 /// A `tcpdump -ddd` program as `sock_filter` instructions.
@@ -129,16 +118,17 @@ pub fn parse_bpf(text: &str) -> Result<Vec<libc::sock_filter>, String> {
 }
 
 impl CaptureSourceConfig {
-    fn table_config(&self, exporter: IpAddr, in_if: u32, source: u8) -> FlowTableConfig {
-        FlowTableConfig {
+    fn table_keys(&self) -> FlowTableKeys {
+        FlowTableKeys {
             max_flows: self.max_flows,
-            active_timeout_ms: self.active_timeout.as_millis_u64(),
-            idle_timeout_ms: self.idle_timeout.as_millis_u64(),
-            tcp_close_timeout_ms: self.tcp_close_timeout.as_millis_u64(),
-            exporter,
-            in_if,
-            source,
+            active_timeout: self.active_timeout,
+            idle_timeout: self.idle_timeout,
+            tcp_close_timeout: self.tcp_close_timeout,
         }
+    }
+
+    fn table_config(&self, exporter: IpAddr, in_if: u32, source: u8) -> FlowTableConfig {
+        self.table_keys().table_config(exporter, in_if, source)
     }
 }
 
@@ -166,16 +156,7 @@ impl super::SourceSpec for CaptureSourceConfig {
         if !(64 << 10..=(i32::MAX as u64)).contains(&self.receive_buffer.0) {
             return e("receive_buffer", "must be between 64KiB and 2GiB".into());
         }
-        if !(1..=16 << 20).contains(&self.max_flows) {
-            return e("max_flows", "must be between 1 and 16777216".into());
-        }
-        if self.idle_timeout.0.is_zero() || self.active_timeout.0.is_zero() {
-            return e(
-                "idle_timeout",
-                "idle_timeout and active_timeout must be above 0".into(),
-            );
-        }
-        Ok(())
+        self.table_keys().validate()
     }
 
     fn flow_source(&self) -> bool {

@@ -16,6 +16,7 @@ use nmsd_pipeline::stream::StreamSet;
 
 pub mod capture;
 pub mod netflow;
+mod packet_flows;
 pub mod pcap_file;
 pub mod sflow;
 pub mod snmp;

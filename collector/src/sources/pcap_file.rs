@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::packet_flows::FlowTableKeys;
 use nmsd_parsers::packet::{self, LinkType, PacketError};
 use nmsd_parsers::pcap::{CaptureError, CaptureReader, MAX_RECORD, Step};
 use nmsd_pipeline::Batch;
@@ -54,46 +55,36 @@ pub struct PcapFileSourceConfig {
     #[serde(default)]
     pub interface_index: u32,
     /// Most flows tracked at once; a new flow past it evicts the least recently seen of a few.
-    #[serde(default = "default_max_flows")]
+    #[serde(default = "super::packet_flows::default_max_flows")]
     pub max_flows: usize,
     /// A flow is reported (and a new one started) after it has lasted this long.
-    #[serde(default = "default_active_timeout")]
+    #[serde(default = "super::packet_flows::default_active_timeout")]
     pub active_timeout: HumanDuration,
     /// A flow is reported when it has seen no packet for this long.
-    #[serde(default = "default_idle_timeout")]
+    #[serde(default = "super::packet_flows::default_idle_timeout")]
     pub idle_timeout: HumanDuration,
     /// A TCP flow is reported this long after its first FIN or RST.
-    #[serde(default = "default_tcp_close_timeout")]
+    #[serde(default = "super::packet_flows::default_tcp_close_timeout")]
     pub tcp_close_timeout: HumanDuration,
 }
 
 fn default_exporter() -> IpAddr {
     IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
-fn default_max_flows() -> usize {
-    65_536
-}
-fn default_active_timeout() -> HumanDuration {
-    HumanDuration::from_secs(60)
-}
-fn default_idle_timeout() -> HumanDuration {
-    HumanDuration::from_secs(15)
-}
-fn default_tcp_close_timeout() -> HumanDuration {
-    HumanDuration::from_secs(5)
-}
 
 impl PcapFileSourceConfig {
     /// The flow table this source builds, with `source` as the records' source index.
     pub fn table_config(&self, source: u8) -> FlowTableConfig {
-        FlowTableConfig {
+        self.table_keys()
+            .table_config(self.exporter, self.interface_index, source)
+    }
+
+    fn table_keys(&self) -> FlowTableKeys {
+        FlowTableKeys {
             max_flows: self.max_flows,
-            active_timeout_ms: self.active_timeout.as_millis_u64(),
-            idle_timeout_ms: self.idle_timeout.as_millis_u64(),
-            tcp_close_timeout_ms: self.tcp_close_timeout.as_millis_u64(),
-            exporter: self.exporter,
-            in_if: self.interface_index,
-            source,
+            active_timeout: self.active_timeout,
+            idle_timeout: self.idle_timeout,
+            tcp_close_timeout: self.tcp_close_timeout,
         }
     }
 }
@@ -104,17 +95,7 @@ impl super::SourceSpec for PcapFileSourceConfig {
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
-        let e = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
-        if !(1..=16 << 20).contains(&self.max_flows) {
-            return e("max_flows", "must be between 1 and 16777216");
-        }
-        if self.idle_timeout.0.is_zero() || self.active_timeout.0.is_zero() {
-            return e(
-                "idle_timeout",
-                "idle_timeout and active_timeout must be above 0",
-            );
-        }
-        Ok(())
+        self.table_keys().validate()
     }
 
     fn check_environment(&self) -> Result<(), (String, String)> {

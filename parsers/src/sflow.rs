@@ -175,6 +175,17 @@ impl<'a> Xdr<'a> {
         Ok(u64::from(self.u32()?) << 32 | u64::from(self.u32()?))
     }
 
+    /// A sample's data source: (type, index), two words when expanded, else packed in one
+    /// (type in the top 8 bits).
+    fn source_id(&mut self, expanded: bool) -> Result<(u32, u32), SflowError> {
+        if expanded {
+            Ok((self.u32()?, self.u32()?))
+        } else {
+            let v = self.u32()?;
+            Ok((v >> 24, v & 0x00FF_FFFF))
+        }
+    }
+
     fn ipv4(&mut self) -> Result<Ipv4Addr, SflowError> {
         let b = self.take(4)?;
         Ok(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
@@ -241,12 +252,7 @@ fn compact_if(v: u32) -> u32 {
 fn flow_sample(s: &mut Xdr<'_>, expanded: bool) -> Result<FlowSample, SflowError> {
     s.what = "flow sample";
     let sequence = s.u32()?;
-    let (source_id_type, source_id_index) = if expanded {
-        (s.u32()?, s.u32()?)
-    } else {
-        let v = s.u32()?;
-        (v >> 24, v & 0x00FF_FFFF)
-    };
+    let (source_id_type, source_id_index) = s.source_id(expanded)?;
     let sampling_rate = s.u32()?;
     let sample_pool = s.u32()?;
     let drops = s.u32()?;
@@ -343,12 +349,7 @@ fn flow_sample(s: &mut Xdr<'_>, expanded: bool) -> Result<FlowSample, SflowError
 fn counter_sample(s: &mut Xdr<'_>, expanded: bool) -> Result<CounterSample, SflowError> {
     s.what = "counter sample";
     let sequence = s.u32()?;
-    let (source_id_type, source_id_index) = if expanded {
-        (s.u32()?, s.u32()?)
-    } else {
-        let v = s.u32()?;
-        (v >> 24, v & 0x00FF_FFFF)
-    };
+    let (source_id_type, source_id_index) = s.source_id(expanded)?;
     let records = s.u32()?;
     let mut sample = CounterSample {
         sequence,

@@ -34,19 +34,25 @@ pub struct GlobalSender {
     occupancy: Gauge,
 }
 
-/// The global stage's end of its queue.
+/// The global stage's end of its queue. It sets the gauges each time it looks at the queue,
+/// idle or not: a sender's set can land after the stage took the batch, and once traffic
+/// stops no sender corrects it.
 pub struct GlobalReceiver {
     rx: Receiver<(u16, Batch)>,
     budget: ByteBudget,
     bytes: Gauge,
+    occupancy: Gauge,
 }
 
 impl GlobalReceiver {
     fn recv_timeout(&self, wait: Duration) -> Result<(u16, Batch), RecvTimeoutError> {
         let r = self.rx.recv_timeout(wait);
-        if let Ok((_, b)) = &r {
-            self.bytes.set(self.budget.sub(b.weight()) as f64);
-        }
+        let held = match &r {
+            Ok((_, b)) => self.budget.sub(b.weight()),
+            Err(_) => self.budget.held(),
+        };
+        self.bytes.set(held as f64);
+        self.occupancy.set(self.rx.len() as f64);
         r
     }
 }
@@ -78,6 +84,7 @@ pub fn global_queue(
     metrics::gauge!("nmsd_global_queue_capacity_batches").set(capacity as f64);
     let budget = ByteBudget::new(max_bytes);
     let bytes = metrics::gauge!("nmsd_global_queue_bytes");
+    let occupancy = metrics::gauge!("nmsd_global_queue_occupancy_batches");
     (
         GlobalSender {
             tx,
@@ -89,9 +96,14 @@ pub fn global_queue(
                 "records",
                 "nmsd_global_queue_dropped_records_total",
             )),
-            occupancy: metrics::gauge!("nmsd_global_queue_occupancy_batches"),
+            occupancy: occupancy.clone(),
         },
-        GlobalReceiver { rx, budget, bytes },
+        GlobalReceiver {
+            rx,
+            budget,
+            bytes,
+            occupancy,
+        },
     )
 }
 
@@ -150,5 +162,30 @@ impl GlobalStage {
         }
         self.graph.flush(&mut self.slots);
         tracing::debug!("global stage stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As for the sink queues: a sender's gauge write can land after the stage took its batch;
+    /// the stage's idle look must correct it (it used to set nothing when idle, and occupancy
+    /// was only ever set by senders).
+    #[test]
+    fn a_senders_late_gauge_write_is_corrected_by_the_idle_stage() {
+        let rec = crate::test_metrics::recorder();
+        let (tx, rx) =
+            crate::test_metrics::within(&rec, || global_queue(4, 1 << 20, FullPolicy::Drop));
+        let value = |name: &str| crate::test_metrics::value(&rec, name);
+        let batch = Batch::flows(vec![nmsd_parsers::FlowRecord::default()]);
+        let weight = batch.weight() as f64;
+        assert!(tx.send(0, batch));
+        assert!(rx.recv_timeout(Duration::from_millis(1)).is_ok());
+        tx.bytes.set(weight);
+        tx.occupancy.set(1.0);
+        assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
+        assert_eq!(value("nmsd_global_queue_bytes"), Some(0.0));
+        assert_eq!(value("nmsd_global_queue_occupancy_batches"), Some(0.0));
     }
 }

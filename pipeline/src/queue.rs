@@ -276,11 +276,15 @@ impl SinkQueueReceiver {
         self.budget.counter()
     }
 
+    /// Set the gauges from the queue as it is now, whether a batch was taken or not: a
+    /// sender's set can land after the sink took its batch, and once traffic stops only the
+    /// sink's next look (every receive, timeouts included) corrects it.
     fn taken(&self, b: Option<&Batch>) {
-        if let Some(b) = b {
-            let left = self.budget.sub(b.weight());
-            self.bytes_gauge.set(left as f64);
-        }
+        let held = match b {
+            Some(b) => self.budget.sub(b.weight()),
+            None => self.budget.held(),
+        };
+        self.bytes_gauge.set(held as f64);
         self.occupancy.set(self.rx.len() as f64);
     }
 
@@ -424,6 +428,45 @@ mod tests {
         // The sink takes everything; no sender runs again (traffic stopped).
         assert_eq!(rx.try_iter().count(), 3);
         assert_eq!(occupancy(), Some(0.0), "not the last sender's 3");
+    }
+
+    /// A sender sets the gauges after its send; on two cores the sink can take that batch and
+    /// set 0 first, and the sender's late value stayed until the next batch. Once traffic
+    /// stops there is none: the full-buffer test waited two minutes for a queue "holding"
+    /// 40 KiB that was empty. The sink's idle looks must correct it.
+    #[test]
+    fn a_senders_late_gauge_write_is_corrected_by_the_idle_sink() {
+        let rec = crate::test_metrics::recorder();
+        let (q, rx) = crate::test_metrics::within(&rec, || {
+            sink_queue(
+                "late",
+                QueueBounds {
+                    capacity: 8,
+                    max_bytes: 1 << 20,
+                    policy: FullPolicy::Drop,
+                },
+            )
+        });
+        let bytes = || crate::test_metrics::value(&rec, "nmsd_sink_queue_bytes{sink=\"late\"}");
+        let occupancy = || {
+            crate::test_metrics::value(&rec, "nmsd_sink_queue_occupancy_messages{sink=\"late\"}")
+        };
+        let batch = Batch::flows(vec![nmsd_parsers::FlowRecord::default()]);
+        let weight = batch.weight() as f64;
+        assert!(q.send(batch));
+        assert_eq!(rx.try_iter().count(), 1);
+        // The interleaving: the sender read the budget before the sink took the batch, and
+        // writes after it.
+        q.bytes_gauge.set(weight);
+        q.occupancy.set(1.0);
+        assert_eq!(bytes(), Some(weight));
+        assert!(rx.recv_timeout(Duration::from_millis(1)).is_err());
+        assert_eq!(
+            bytes(),
+            Some(0.0),
+            "the idle sink's look sets what the queue holds"
+        );
+        assert_eq!(occupancy(), Some(0.0));
     }
 
     #[test]

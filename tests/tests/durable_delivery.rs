@@ -502,7 +502,15 @@ fn a_full_buffer_accounts_for_every_row_under_each_policy() {
                 && nmsd.metric("nmsd_sink_queue_bytes", &[]) == 0.0)
                 .then_some(())
         })
-        .unwrap_or_else(|| panic!("{policy}: drains; log:\n{}", nmsd.log()));
+        .unwrap_or_else(|| {
+            panic!(
+                "{policy}: drains: buffer records {} backlog {}, sink queue bytes {}; log:\n{}",
+                nmsd.metric("nmsd_buffer_records", &[]),
+                nmsd.metric("nmsd_buffer_backlog_records", &[]),
+                nmsd.metric("nmsd_sink_queue_bytes", &[]),
+                nmsd.log()
+            )
+        });
         let queue_dropped =
             nmsd.metric("nmsd_sink_queue_dropped_rows_total", &["stream=\"flows\""]);
         let buffer_dropped = nmsd.metric("nmsd_buffer_dropped_rows_total", &[]);

@@ -1058,6 +1058,8 @@ impl<'a> Reader<'a> {
         let v = self.u8()?;
         f.version = FlowVersion::from_u8(v).ok_or_else(|| self.bad("flow version", v.into()))?;
         f.source = self.u8()?;
+        // `packet_counts` are not stored: they are for processors, which run before a sink's
+        // buffer, and no sink writes them.
         Ok(f)
     }
 
@@ -1250,6 +1252,8 @@ mod tests {
                 FlowVersion::Sflow,
             ][r.below(5) as usize],
             source: r.next() as u8,
+            // Not stored (see `flow`): a round trip gives zero.
+            packet_counts: nmsd_pipeline::records::PacketCounts::ZERO,
         }
     }
 

@@ -1044,15 +1044,15 @@ impl Config {
             .map(|(_, i)| i.clone())
             .collect();
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        // Streams each source or processor offers, and whether it runs per worker.
+        // Streams each source or processor offers, and whether a per-worker processor may
+        // take from it: listeners feed the parse workers, and a source that builds flows
+        // itself runs its own instances of per-worker processors.
         let mut offers: std::collections::HashMap<String, (StreamSet, bool)> = self
             .sources
             .iter()
             .map(|c| {
-                (
-                    c.id.clone(),
-                    (c.spec.outputs(), c.spec.as_flow_listener().is_some()),
-                )
+                let per_worker = c.spec.as_flow_listener().is_some() || c.spec.flow_source();
+                (c.id.clone(), (c.spec.outputs(), per_worker))
             })
             .collect();
         let mut pending: Vec<Component<dyn ProcessorSpec>> = std::mem::take(&mut self.processors);
@@ -1119,8 +1119,9 @@ impl Config {
                 return Err((
                     key,
                     format!(
-                        "\"{}\" ({}) runs in the parse workers, next to the flow decoder, so it can \
-                         only take netflow sources and other per-worker processors as inputs",
+                        "\"{}\" ({}) runs next to the flow decoder, so it can only take flow \
+                         sources (netflow, sflow, capture, pcap_file) and other per-worker \
+                         processors as inputs",
                         p.id, p.type_name
                     ),
                 ));
@@ -1481,6 +1482,22 @@ mod tests {
             assert!(e.to_string().contains(says), "{text}: {e}");
             assert!(e.line.is_some(), "{text}: {e}");
         }
+    }
+
+    /// A source that builds flows itself runs its own per-worker processors: a roll-up may
+    /// take from it, alone or next to a listener (check-config refused this before).
+    #[test]
+    fn flow_building_sources_feed_per_worker_processors() {
+        let text = format!(
+            "{NETFLOW}[sources.file]\ntype = \"pcap_file\"\npath = \"/dev/null\"\n\
+             [sources.sf]\ntype = \"sflow\"\nlisten = \"127.0.0.1:0\"\n\
+             [sources.cap]\ntype = \"capture\"\ninterface = \"lo\"\n\
+             [processors.r]\ntype = \"rollup\"\ninputs = [\"nf\", \"file\", \"sf\", \"cap\"]\n\
+             [processors.n]\ntype = \"interface_names\"\ninputs = [\"r\"]\n\
+             [sinks.q]\ntype = \"questdb\"\ninputs = [\"n\"]\n"
+        );
+        let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.processors.len(), 2);
     }
 
     /// A sink that stores only flows, to check that routing another stream to it is refused.

@@ -240,7 +240,8 @@ fn replay(c: &nmsd::sources::pcap_file::PcapFileSourceConfig) -> anyhow::Result<
         c.speed,
         &stop,
         |flows| {
-            for (r, k) in flows {
+            for r in flows {
+                let k = r.packet_counts;
                 let line = writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",

@@ -360,9 +360,11 @@ impl Topology {
             global = Some(spawn("nmsd-global".into(), move || stage.run())?);
         }
 
-        // The workers' graph: flow sources (by position), then per-worker processors, then
-        // the workers' halves of keyed views.
-        let flow_ids: Vec<&str> = cfg.flow_sources().map(|(id, _)| id).collect();
+        // The workers' graph: flow sources (listeners by position, then the sources that
+        // build flows on their own thread), then per-worker processors, then the workers'
+        // halves of keyed views. A packet or sFlow source runs its own instances of the
+        // per-worker processors (a worker of its own), so it has a node here too.
+        let flow_ids: Vec<&str> = flow_source_names.iter().map(String::as_str).collect();
         let worker_procs: Vec<_> = cfg
             .processors
             .iter()
@@ -578,19 +580,34 @@ impl Topology {
         let mut max_series = 0;
         let mut extras: HashMap<String, serde_json::Map<String, serde_json::Value>> =
             HashMap::new();
+        // Processor instances of the flow-building sources count as workers after the parse
+        // workers (the index only tells instances apart).
+        let mut next_instance = workers;
         for c in cfg
             .sources
             .iter()
             .filter(|c| c.spec.as_flow_listener().is_none())
         {
-            let output = SourceOutput::new(Node {
-                targets: Targets {
-                    local: Vec::new(),
-                    ports: wiring.ports(&c.id, false),
-                },
-                sent: Some(counters[&c.id].clone()),
-                id: Arc::from(c.id.as_str()),
-            });
+            let output = match node_of.get(c.id.as_str()) {
+                Some(&node) if c.spec.flow_source() => {
+                    let runs_processors = !worker_graph.nodes[node].targets.local.is_empty();
+                    let slots = if runs_processors {
+                        next_instance += 1;
+                        worker_slots(next_instance - 1)
+                    } else {
+                        Vec::new()
+                    };
+                    SourceOutput::with_processors(worker_graph.clone(), node, slots)
+                }
+                _ => SourceOutput::new(Node {
+                    targets: Targets {
+                        local: Vec::new(),
+                        ports: wiring.ports(&c.id, false),
+                    },
+                    sent: Some(counters[&c.id].clone()),
+                    id: Arc::from(c.id.as_str()),
+                }),
+            };
             let running: RunningSource = c
                 .spec
                 .start(SourceContext {

@@ -38,5 +38,5 @@ pub use decoder::{
 pub use domain::{DomainKey, ExporterLoss};
 pub use error::DecodeError;
 pub use packet::{LinkType, PacketError, PacketInfo};
-pub use record::{Direction, FlowRecord, FlowVersion};
+pub use record::{Direction, FlowRecord, FlowVersion, PacketCounts};
 pub use template::{FieldSpec, TemplateDef, TemplateKind};

@@ -16,6 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
+use crate::record::PacketCounts;
+
 /// How the frames of a capture begin (pcap `LINKTYPE_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
@@ -92,6 +94,27 @@ impl PacketInfo {
     pub const fn is_icmp_unreachable(&self) -> bool {
         (self.protocol == PROTO_ICMP && self.icmp_type == 3)
             || (self.protocol == PROTO_ICMPV6 && self.icmp_type == 1)
+    }
+
+    /// What this packet adds to its flow's [`PacketCounts`].
+    pub const fn counts(&self) -> PacketCounts {
+        let mut c = PacketCounts::ZERO;
+        let f = self.tcp_flags;
+        if self.protocol == PROTO_TCP {
+            if f & TCP_SYN != 0 {
+                if f & TCP_ACK != 0 {
+                    c.syn_ack = 1;
+                } else {
+                    c.syn = 1;
+                }
+            }
+            if f & TCP_RST != 0 {
+                c.rst = 1;
+            }
+        } else if self.is_icmp_unreachable() {
+            c.icmp_unreachable = 1;
+        }
+        c
     }
 }
 

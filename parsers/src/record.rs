@@ -55,6 +55,51 @@ pub enum Direction {
     Unknown = 255,
 }
 
+/// Packets of one flow that security analysis looks for (scans, floods, refused connections),
+/// counted where nmsd sees the packets themselves: its flow table (capture, pcap files) and sFlow
+/// samples (scaled by the sampling rate, as `packets` is). NetFlow and IPFIX exporters do not
+/// count them: zero there, where the OR of `tcp_flags` is what the exporter gives. Each count
+/// saturates at 65,535 (one 5-tuple gets there only in a flood, whose size `packets` tells);
+/// the per-source totals (`nmsd_packet_tcp_syn_total`, ...) do not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketCounts {
+    /// TCP segments with SYN and without ACK (connection attempts).
+    pub syn: u16,
+    /// TCP segments with SYN and ACK (accepted connections).
+    pub syn_ack: u16,
+    pub rst: u16,
+    /// ICMP destination unreachable (ICMPv6 type 1 too).
+    pub icmp_unreachable: u16,
+}
+
+impl PacketCounts {
+    pub const ZERO: PacketCounts = PacketCounts {
+        syn: 0,
+        syn_ack: 0,
+        rst: 0,
+        icmp_unreachable: 0,
+    };
+
+    /// Add `o`, saturating.
+    pub fn add(&mut self, o: &PacketCounts) {
+        self.syn = self.syn.saturating_add(o.syn);
+        self.syn_ack = self.syn_ack.saturating_add(o.syn_ack);
+        self.rst = self.rst.saturating_add(o.rst);
+        self.icmp_unreachable = self.icmp_unreachable.saturating_add(o.icmp_unreachable);
+    }
+
+    /// Each count times `n`, saturating (a sampled packet stands for `n`).
+    pub fn scaled(self, n: u32) -> PacketCounts {
+        let m = |c: u16| u16::try_from(u32::from(c).saturating_mul(n)).unwrap_or(u16::MAX);
+        PacketCounts {
+            syn: m(self.syn),
+            syn_ack: m(self.syn_ack),
+            rst: m(self.rst),
+            icmp_unreachable: m(self.icmp_unreachable),
+        }
+    }
+}
+
 /// One unidirectional flow, as every decoder produces it.
 ///
 /// Fixed-size and `Copy` so that batches are plain `Vec`s that are reused: the hot path allocates
@@ -100,6 +145,8 @@ pub struct FlowRecord {
     /// Which configured flow source (listener) received it, by position in the config: two
     /// exporters on one host sending to different listeners stay apart (names are the sink's).
     pub source: u8,
+    /// SYN, SYN-ACK, RST and ICMP-unreachable packets, where nmsd saw the packets.
+    pub packet_counts: PacketCounts,
 }
 
 const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
@@ -130,6 +177,7 @@ impl FlowRecord {
         direction: Direction::Unknown,
         version: FlowVersion::NetflowV5,
         source: 0,
+        packet_counts: PacketCounts::ZERO,
     };
 
     /// DSCP code point (upper six bits of the ToS byte).

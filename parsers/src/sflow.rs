@@ -417,6 +417,7 @@ impl FlowSample {
             direction: Direction::Unknown,
             version: FlowVersion::Sflow,
             source,
+            packet_counts: p.counts().scaled(rate),
             ..FlowRecord::EMPTY
         })
     }

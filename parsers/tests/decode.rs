@@ -243,6 +243,7 @@ fn v5_hand_built_record() {
             direction: Direction::Unknown,
             version: FlowVersion::NetflowV5,
             source: 0,
+            packet_counts: nmsd_parsers::PacketCounts::ZERO,
         }
     );
 }

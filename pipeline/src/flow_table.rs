@@ -21,6 +21,7 @@
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
+use nmsd_parsers::PacketCounts;
 use nmsd_parsers::hash::SeededHashMap;
 use nmsd_parsers::packet::{self, PacketInfo};
 
@@ -54,46 +55,6 @@ impl FlowKey {
         let mut h = rustc_hash::FxHasher::default();
         self.hash(&mut h);
         h.finish()
-    }
-}
-
-/// Per-flow counts of the packets security analysis looks for. [`FlowRecord`] has no room for
-/// them (it is at its 144-byte budget), so they travel beside it: see [`FlowTable::expire`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PacketCounters {
-    /// TCP segments with SYN and without ACK (connection attempts).
-    pub syn: u32,
-    /// TCP segments with SYN and ACK (accepted connections).
-    pub syn_ack: u32,
-    pub rst: u32,
-    /// ICMP destination unreachable (ICMPv6 type 1 too).
-    pub icmp_unreachable: u32,
-}
-
-impl PacketCounters {
-    fn count(&mut self, p: &PacketInfo) {
-        let f = p.tcp_flags;
-        if p.protocol == packet::PROTO_TCP {
-            if f & packet::TCP_SYN != 0 {
-                if f & packet::TCP_ACK != 0 {
-                    self.syn_ack = self.syn_ack.saturating_add(1);
-                } else {
-                    self.syn = self.syn.saturating_add(1);
-                }
-            }
-            if f & packet::TCP_RST != 0 {
-                self.rst = self.rst.saturating_add(1);
-            }
-        } else if p.is_icmp_unreachable() {
-            self.icmp_unreachable = self.icmp_unreachable.saturating_add(1);
-        }
-    }
-
-    pub fn add(&mut self, o: &PacketCounters) {
-        self.syn = self.syn.saturating_add(o.syn);
-        self.syn_ack = self.syn_ack.saturating_add(o.syn_ack);
-        self.rst = self.rst.saturating_add(o.rst);
-        self.icmp_unreachable = self.icmp_unreachable.saturating_add(o.icmp_unreachable);
     }
 }
 
@@ -149,13 +110,17 @@ pub struct FlowTableStats {
     /// Flows pushed out early because the table was full.
     pub evicted: u64,
     pub flushed: u64,
+    /// SYN, SYN-ACK, RST and ICMP-unreachable packets, exact (a flow's own counts saturate).
+    pub syn: u64,
+    pub syn_ack: u64,
+    pub rst: u64,
+    pub icmp_unreachable: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     key: FlowKey,
     record: FlowRecord,
-    counters: PacketCounters,
     /// Time of the first FIN or RST, when one was seen.
     closing_since_ms: Option<u64>,
 }
@@ -208,7 +173,7 @@ impl FlowTable {
     }
 
     /// Account one packet seen at `ts_ms`. A flow evicted to make room is appended to `out`.
-    pub fn add(&mut self, ts_ms: u64, p: &PacketInfo, out: &mut Vec<(FlowRecord, PacketCounters)>) {
+    pub fn add(&mut self, ts_ms: u64, p: &PacketInfo, out: &mut Vec<FlowRecord>) {
         self.stats.packets += 1;
         let key = FlowKey::of(p);
         let at = match self.index.get(&key) {
@@ -222,7 +187,6 @@ impl FlowTable {
                 self.entries.push(Entry {
                     key,
                     record: self.new_record(ts_ms, p),
-                    counters: PacketCounters::default(),
                     closing_since_ms: None,
                 });
                 self.index.insert(key, at as u32);
@@ -238,7 +202,15 @@ impl FlowTable {
         r.packets += 1;
         r.bytes += u64::from(p.ip_len);
         r.tcp_flags |= p.tcp_flags;
-        e.counters.count(p);
+        let c = p.counts();
+        if c != PacketCounts::ZERO {
+            r.packet_counts.add(&c);
+            let s = &mut self.stats;
+            s.syn += u64::from(c.syn);
+            s.syn_ack += u64::from(c.syn_ack);
+            s.rst += u64::from(c.rst);
+            s.icmp_unreachable += u64::from(c.icmp_unreachable);
+        }
         if p.protocol == packet::PROTO_TCP
             && p.tcp_flags & (packet::TCP_FIN | packet::TCP_RST) != 0
             && e.closing_since_ms.is_none()
@@ -279,7 +251,7 @@ impl FlowTable {
         x
     }
 
-    fn evict_one(&mut self, out: &mut Vec<(FlowRecord, PacketCounters)>) {
+    fn evict_one(&mut self, out: &mut Vec<FlowRecord>) {
         let n = self.entries.len();
         if n == 0 {
             return;
@@ -295,13 +267,13 @@ impl FlowTable {
         self.remove(victim, out);
     }
 
-    fn remove(&mut self, at: usize, out: &mut Vec<(FlowRecord, PacketCounters)>) {
+    fn remove(&mut self, at: usize, out: &mut Vec<FlowRecord>) {
         let e = self.entries.swap_remove(at);
         self.index.remove(&e.key);
         if let Some(moved) = self.entries.get(at) {
             self.index.insert(moved.key, at as u32);
         }
-        out.push((e.record, e.counters));
+        out.push(e.record);
     }
 
     /// Why the flow at `at` is due at `now_ms`, if it is.
@@ -322,7 +294,7 @@ impl FlowTable {
     }
 
     /// Move every flow that is due at `now_ms` to `out`; returns how many.
-    pub fn expire(&mut self, now_ms: u64, out: &mut Vec<(FlowRecord, PacketCounters)>) -> usize {
+    pub fn expire(&mut self, now_ms: u64, out: &mut Vec<FlowRecord>) -> usize {
         let before = out.len();
         let mut i = 0;
         while i < self.entries.len() {
@@ -344,11 +316,11 @@ impl FlowTable {
     }
 
     /// Move every flow to `out` (end of input).
-    pub fn flush(&mut self, out: &mut Vec<(FlowRecord, PacketCounters)>) -> usize {
+    pub fn flush(&mut self, out: &mut Vec<FlowRecord>) -> usize {
         let n = self.entries.len();
         self.stats.flushed += n as u64;
         self.index.clear();
-        out.extend(self.entries.drain(..).map(|e| (e.record, e.counters)));
+        out.extend(self.entries.drain(..).map(|e| e.record));
         n
     }
 }
@@ -398,7 +370,7 @@ mod tests {
         t.add(1_200, &pkt(2, 17, 0, 50), &mut out);
         assert_eq!(t.len(), 2);
         assert_eq!(t.flush(&mut out), 2);
-        let (r, _) = out.iter().find(|(r, _)| r.src_port == 1).unwrap();
+        let r = out.iter().find(|r| r.src_port == 1).unwrap();
         assert_eq!(
             (r.packets, r.bytes, r.start_ms, r.end_ms),
             (2, 300, 1_000, 1_500)
@@ -419,13 +391,13 @@ mod tests {
         }
         assert_eq!(t.expire(9_999, &mut out), 0);
         assert_eq!(t.expire(10_000, &mut out), 1, "port 1 idle");
-        assert_eq!(out[0].0.src_port, 1);
+        assert_eq!(out[0].src_port, 1);
         assert_eq!(
             t.expire(60_000, &mut out),
             1,
             "port 2 at its active timeout"
         );
-        assert_eq!(out[1].0.packets, 13);
+        assert_eq!(out[1].packets, 13);
         let s = t.stats();
         assert_eq!((s.expired_idle, s.expired_active), (1, 1));
     }
@@ -449,20 +421,20 @@ mod tests {
         t.add(40, &pkt(2, 6, packet::TCP_RST, 40), &mut out);
         assert_eq!(t.expire(2_019, &mut out), 0);
         assert_eq!(t.expire(2_040, &mut out), 2);
-        let (r, c) = out.iter().find(|(r, _)| r.src_port == 1).unwrap();
+        let r = out.iter().find(|r| r.src_port == 1).unwrap();
         assert_eq!(r.packets, 4);
         assert_eq!(r.tcp_flags, 0x13);
         assert_eq!(
-            *c,
-            PacketCounters {
+            r.packet_counts,
+            PacketCounts {
                 syn: 1,
                 syn_ack: 1,
                 rst: 0,
                 icmp_unreachable: 0
             }
         );
-        let (_, c) = out.iter().find(|(r, _)| r.src_port == 2).unwrap();
-        assert_eq!(c.rst, 1);
+        let r = out.iter().find(|r| r.src_port == 2).unwrap();
+        assert_eq!(r.packet_counts.rst, 1);
         assert_eq!(t.stats().expired_tcp_close, 2);
     }
 
@@ -475,7 +447,7 @@ mod tests {
         t.add(0, &p, &mut out);
         t.add(1, &p, &mut out);
         t.flush(&mut out);
-        assert_eq!(out[0].1.icmp_unreachable, 2);
+        assert_eq!(out[0].packet_counts.icmp_unreachable, 2);
     }
 
     #[test]
@@ -491,10 +463,10 @@ mod tests {
             assert!(t.len() <= 64);
         }
         t.flush(&mut out);
-        assert_eq!(out.iter().map(|(r, _)| r.packets).sum::<u64>(), packets);
+        assert_eq!(out.iter().map(|r| r.packets).sum::<u64>(), packets);
         assert!(t.stats().evicted >= 1_000 + 1 - 64);
         // Sampled LRU keeps the busy flow nearly whole: it is always the most recent.
-        let busy: Vec<_> = out.iter().filter(|(r, _)| r.src_port == 1).collect();
+        let busy: Vec<_> = out.iter().filter(|r| r.src_port == 1).collect();
         assert!(busy.len() <= 3, "busy flow split in {} pieces", busy.len());
         // The index stays consistent through swap-removes.
         for (i, e) in t.entries.iter().enumerate() {
@@ -516,6 +488,6 @@ mod tests {
         }
         t.add(14_000, &pkt(8, 17, 0, 10), &mut out);
         t.flush(&mut out);
-        assert_eq!(out.iter().filter(|(r, _)| r.src_port == 8).count(), 1);
+        assert_eq!(out.iter().filter(|r| r.src_port == 8).count(), 1);
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::enrich::IfInfo;
 
-pub use nmsd_parsers::{Direction, FlowRecord, FlowVersion};
+pub use nmsd_parsers::{Direction, FlowRecord, FlowVersion, PacketCounts};
 
 /// Buffer bytes per datagram of a batch's capacity: a full-MTU Ethernet payload, which is what
 /// exporters send (they size datagrams to the path MTU).

@@ -7,7 +7,8 @@
 //! global stage's queue). Dispatch is a direct call into the next processor, not a queue hop:
 //! the hot path stays one thread per batch, and a batch fans out as shared `Arc`s.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::component::ComponentCounters;
 use crate::event::EventLog;
@@ -188,11 +189,29 @@ impl Dispatch<'_> {
     }
 }
 
-/// The output of a source running on its own thread (SNMP polling, traps): sinks and the
-/// global stage, under their queues' full policies.
+/// How often a source's own processor instances tick (as the parse workers' do).
+const SOURCE_TICK: Duration = Duration::from_millis(250);
+
+/// The per-worker processors a source runs on its own thread, and when they last ticked.
+struct SourceStage {
+    slots: Vec<Slot>,
+    last_tick: Instant,
+}
+
+/// The output of a source running on its own thread: sinks and the global stage, under their
+/// queues' full policies, and, for a source that builds flows itself (from packets or sFlow),
+/// its own instances of the per-worker processors that take from it. Such a source is a
+/// parse worker of its own: its flows are rolled up and viewed on its thread, with no queue
+/// hop, as a worker does for the exporters it owns.
 #[derive(Clone)]
 pub struct SourceOutput {
     graph: Arc<Graph>,
+    /// The source's node in `graph`.
+    node: usize,
+    /// Its processor instances; None when it runs none (SNMP polling, traps). Behind a lock
+    /// because the output is cloned into every task of a source; a flow source sends from
+    /// one thread, so the lock is never contended.
+    stage: Option<Arc<Mutex<SourceStage>>>,
 }
 
 impl SourceOutput {
@@ -203,7 +222,21 @@ impl SourceOutput {
                 nodes: vec![node],
                 events: None,
             }),
+            node: 0,
+            stage: None,
         }
+    }
+
+    /// A source at `node` of `graph` (the parse workers' graph) running its own `slots`
+    /// (laid out as a worker's; none if no processor of the graph takes from it).
+    pub fn with_processors(graph: Arc<Graph>, node: usize, slots: Vec<Slot>) -> Self {
+        let stage = (!slots.is_empty()).then(|| {
+            Arc::new(Mutex::new(SourceStage {
+                slots,
+                last_tick: Instant::now(),
+            }))
+        });
+        SourceOutput { graph, node, stage }
     }
 
     /// A source output that goes nowhere (for tests and tools).
@@ -215,15 +248,48 @@ impl SourceOutput {
     pub fn wants(&self, kinds: StreamSet) -> bool {
         self.graph
             .nodes
-            .first()
+            .get(self.node)
             .is_some_and(|n| n.targets.wants(kinds))
     }
 
     pub fn send(&self, b: Batch) {
-        if !b.is_empty() {
-            self.graph.dispatch(0, b, &mut [], 0);
+        if b.is_empty() {
+            return;
+        }
+        match &self.stage {
+            None => self.graph.dispatch(self.node, b, &mut [], 0),
+            Some(stage) => {
+                let mut st = lock(stage);
+                self.graph.dispatch(self.node, b, &mut st.slots, 0);
+            }
         }
     }
+
+    /// Tick the source's processors if a tick is due: call it from the source's loop, busy or
+    /// idle, so windows close on time when traffic stops.
+    pub fn tick_if_due(&self) {
+        if let Some(stage) = &self.stage {
+            let mut st = lock(stage);
+            if st.last_tick.elapsed() >= SOURCE_TICK {
+                st.last_tick = Instant::now();
+                self.graph.tick(crate::clock::unix_ms(), &mut st.slots);
+            }
+        }
+    }
+
+    /// Flush the source's processors: what they hold goes downstream. Call it once the source
+    /// has sent its last batch, before its thread ends.
+    pub fn flush(&self) {
+        if let Some(stage) = &self.stage {
+            let mut st = lock(stage);
+            self.graph.flush(&mut st.slots);
+        }
+    }
+}
+
+fn lock(stage: &Mutex<SourceStage>) -> std::sync::MutexGuard<'_, SourceStage> {
+    // A processor that panicked left its own state as it was; the rest of the stage is fine.
+    stage.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -770,6 +770,8 @@ fn v5_records(
             direction: Direction::Unknown,
             version: FlowVersion::NetflowV5,
             source: 0,
+            // NetFlow exporters do not count them.
+            packet_counts: nmsd_parsers::PacketCounts::ZERO,
         });
     }
 }

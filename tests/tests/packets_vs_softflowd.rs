@@ -93,6 +93,9 @@ fn pcap_source_matches_softflowd_per_five_tuple() {
                  active_timeout = \"1h\"\nidle_timeout = \"1h\"\ntcp_close_timeout = \"1h\"\n",
                 traffic.path.display()
             ),
+            // The roll-up runs on the pcap source's own thread as it does in the parse
+            // workers for the NetFlow listener.
+            rollup_inputs: vec!["\"netflow\"".into(), "\"capture\"".into()],
             ..NmsdOptions::default()
         },
     );
@@ -178,6 +181,32 @@ fn pcap_source_matches_softflowd_per_five_tuple() {
         (Some(packets), Some(bytes)),
         "ground truth vs nmsd"
     );
+
+    // The roll-up of each path sums to what that path stored as flows: nmsd's packet flows
+    // under the configured exporter, softflowd's under the address it sent from.
+    let rollup = format!("{prefix}flows_1m");
+    q.wait_applied(&rollup, Duration::from_secs(60));
+    for (exporter, version) in [("192.0.2.99", "packets"), ("127.0.0.1", "v9")] {
+        let sums = |table: &str, flows: &str, filter: &str| {
+            q.query(&format!(
+                "select {flows}, sum(packets), sum(bytes) from {table} where exporter = \
+                 '{exporter}'{filter}"
+            ))
+            .first()
+            .map(|r| (0..3).map(|i| r[i].as_i64()).collect::<Vec<_>>())
+        };
+        let flows_side = sums(&flows, "count()", &format!(" and version = '{version}'"));
+        assert_eq!(
+            sums(&rollup, "sum(flows)", ""),
+            flows_side,
+            "{exporter}: roll-up vs flows ({version})"
+        );
+        assert_eq!(
+            flows_side.and_then(|v| v[0]),
+            Some(want_flows),
+            "{exporter}: every flow"
+        );
+    }
 
     // The capture's identity: source id, configured exporter and interface, version.
     let ident = q.query(&format!(

@@ -148,6 +148,7 @@ fn pmacct_sfprobe_into_nmsd_matches_tshark_and_sfcapd() {
                 "[sources.sflow]\ntype = \"sflow\"\nlisten = \"127.0.0.1:{port}\"\n\
                  receive_buffer = \"8MiB\"\n"
             ),
+            rollup_inputs: vec!["\"netflow\"".into(), "\"sflow\"".into()],
             ..NmsdOptions::default()
         },
     );
@@ -202,6 +203,19 @@ fn pmacct_sfprobe_into_nmsd_matches_tshark_and_sfcapd() {
         "QuestDB vs tshark: samples, packets, bytes"
     );
     assert_eq!(n(3), Some(1), "one agent");
+    // The roll-up, run on the sFlow source's thread, sums to the same.
+    let rollup = format!("{prefix}flows_1m");
+    q.wait_applied(&rollup, Duration::from_secs(60));
+    let sums = q.query(&format!(
+        "select sum(flows), sum(packets), sum(bytes) from {rollup} where exporter = '192.0.2.77'"
+    ));
+    let sums = sums.first().cloned().unwrap_or_default();
+    let m = |i: usize| sums.get(i).and_then(|v| v.as_i64());
+    assert_eq!(
+        (m(0), m(1), m(2)),
+        (Some(samples), Some(packets), Some(bytes)),
+        "roll-up vs tshark"
+    );
     assert_eq!(r.get(4).and_then(|v| v.as_str()), Some("sflow"));
     assert_eq!(n(5), Some(1), "sampling rate 1");
     // sfcapd's reading of the same datagrams, per protocol.

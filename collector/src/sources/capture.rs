@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::packet_flows::FlowTableKeys;
 use nmsd_parsers::packet::{self, LinkType, PacketError};
 use nmsd_pipeline::Batch;
-use nmsd_pipeline::flow_table::{FlowTable, FlowTableConfig, PacketCounters};
+use nmsd_pipeline::flow_table::{FlowTable, FlowTableConfig, FlowTableStats};
 use nmsd_pipeline::records::FlowRecord;
 use nmsd_pipeline::route::SourceOutput;
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
@@ -387,24 +387,27 @@ fn run(
         .collect();
     let mut table = FlowTable::new(table);
     let mut bufs = vec![0u8; BURST * snap];
-    let mut out: Vec<(FlowRecord, PacketCounters)> = Vec::with_capacity(BATCH_FLOWS);
+    let mut out: Vec<FlowRecord> = Vec::with_capacity(BATCH_FLOWS);
     let mut last_second = Instant::now();
-    let mut last_evicted = 0;
     let fd = sock.fd.as_raw_fd();
-    let emit = |out: &mut Vec<(FlowRecord, PacketCounters)>| {
+    let emit = |out: &mut Vec<FlowRecord>| {
         if out.is_empty() {
             return;
         }
-        let mut c = PacketCounters::default();
-        for (_, k) in out.iter() {
-            c.add(k);
-        }
         flows_total.increment(out.len() as u64);
-        syn.increment(u64::from(c.syn));
-        syn_ack.increment(u64::from(c.syn_ack));
-        rst.increment(u64::from(c.rst));
-        unreachable.increment(u64::from(c.icmp_unreachable));
-        output.send(Batch::flows(out.drain(..).map(|(r, _)| r).collect()));
+        // Sized to what it holds: a batch weighs its capacity in the queues' byte bounds.
+        output.send(Batch::flows(out.to_vec()));
+        out.clear();
+    };
+    // The table's exact totals, published as they grow.
+    let mut published = FlowTableStats::default();
+    let mut publish = |now: FlowTableStats| {
+        evicted.increment(now.evicted - published.evicted);
+        syn.increment(now.syn - published.syn);
+        syn_ack.increment(now.syn_ack - published.syn_ack);
+        rst.increment(now.rst - published.rst);
+        unreachable.increment(now.icmp_unreachable - published.icmp_unreachable);
+        published = now;
     };
     while !stop.load(Ordering::Relaxed) {
         // SAFETY: zeroed iovec/mmsghdr arrays are valid; each iovec points into `bufs`, which
@@ -457,17 +460,17 @@ fn run(
             last_second = Instant::now();
             table.expire(now_ms, &mut out);
             kernel_drops.increment(sock.kernel_drops());
-            let ev = table.stats().evicted;
-            evicted.increment(ev - last_evicted);
-            last_evicted = ev;
+            publish(table.stats());
         }
         if out.len() >= BATCH_FLOWS || (!out.is_empty() && n <= 0) {
             emit(&mut out);
         }
+        output.tick_if_due();
     }
     table.flush(&mut out);
     emit(&mut out);
-    evicted.increment(table.stats().evicted - last_evicted);
+    output.flush();
+    publish(table.stats());
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::packet_flows::FlowTableKeys;
 use nmsd_parsers::packet::{self, LinkType, PacketError};
 use nmsd_parsers::pcap::{CaptureError, CaptureReader, MAX_RECORD, Step};
 use nmsd_pipeline::Batch;
-use nmsd_pipeline::flow_table::{FlowTable, FlowTableConfig, FlowTableStats, PacketCounters};
+use nmsd_pipeline::flow_table::{FlowTable, FlowTableConfig, FlowTableStats};
 use nmsd_pipeline::records::FlowRecord;
 use nmsd_pipeline::units::HumanDuration;
 use serde::Deserialize;
@@ -120,8 +120,10 @@ impl super::SourceSpec for PcapFileSourceConfig {
                 let metrics = ReplayMetrics::new(&id);
                 let result = replay_file(&cfg.path, table, cfg.speed, &stop, |flows| {
                     metrics.flows(&flows);
-                    output.send(Batch::flows(flows.into_iter().map(|(r, _)| r).collect()));
+                    output.send(Batch::flows(flows));
+                    output.tick_if_due();
                 });
+                output.flush();
                 match result {
                     Ok(s) => {
                         metrics.finish(&s);
@@ -172,20 +174,15 @@ impl ReplayMetrics {
         }
     }
 
-    fn flows(&self, flows: &[(FlowRecord, PacketCounters)]) {
-        let mut c = PacketCounters::default();
-        for (_, f) in flows {
-            c.add(f);
-        }
+    fn flows(&self, flows: &[FlowRecord]) {
         self.flows.increment(flows.len() as u64);
-        self.syn.increment(u64::from(c.syn));
-        self.syn_ack.increment(u64::from(c.syn_ack));
-        self.rst.increment(u64::from(c.rst));
-        self.icmp_unreachable
-            .increment(u64::from(c.icmp_unreachable));
     }
 
     fn finish(&self, s: &ReplayStats) {
+        self.syn.increment(s.table.syn);
+        self.syn_ack.increment(s.table.syn_ack);
+        self.rst.increment(s.table.rst);
+        self.icmp_unreachable.increment(s.table.icmp_unreachable);
         let l = [("source", self.source.clone())];
         metrics::counter!("nmsd_packet_frames_total", &l).increment(s.frames);
         metrics::counter!("nmsd_flow_table_evicted_total", &l).increment(s.table.evicted);
@@ -237,13 +234,15 @@ const BATCH_FLOWS: usize = 1024;
 const CHUNK: usize = 1 << 20;
 
 /// Read `path` through a flow table, handing expired flows to `emit` in batches of up to 1,024,
-/// and every open flow at the end. Stops early (and still flushes) when `stop` is set.
+/// and every open flow at the end. Stops early (and still flushes) when `stop` is set. At
+/// recorded speed, `emit` also gets an empty batch every 100 ms while the replay waits for the
+/// next packet's time, so the caller's timers run through a quiet stretch of the capture.
 pub fn replay_file(
     path: &Path,
     table: FlowTableConfig,
     speed: ReplaySpeed,
     stop: &AtomicBool,
-    mut emit: impl FnMut(Vec<(FlowRecord, PacketCounters)>),
+    mut emit: impl FnMut(Vec<FlowRecord>),
 ) -> Result<ReplayStats, ReplayError> {
     let mut file = File::open(path)?;
     let mut table = FlowTable::new(table);
@@ -252,12 +251,14 @@ pub fn replay_file(
     let mut buf = vec![0u8; CHUNK];
     let (mut start, mut end) = (0usize, 0usize);
     let mut eof = false;
-    let mut out: Vec<(FlowRecord, PacketCounters)> = Vec::with_capacity(BATCH_FLOWS);
+    let mut out: Vec<FlowRecord> = Vec::with_capacity(BATCH_FLOWS);
     // Packet time of the last expiry scan, and (recorded speed) where the capture started in
     // packet time and wall time.
     let mut last_scan_ms = 0u64;
     let mut pace: Option<(u64, Instant)> = None;
-    let mut hand_out = |out: &mut Vec<(FlowRecord, PacketCounters)>, stats: &mut ReplayStats| {
+    let hand_out = |emit: &mut dyn FnMut(Vec<FlowRecord>),
+                    out: &mut Vec<FlowRecord>,
+                    stats: &mut ReplayStats| {
         while !out.is_empty() {
             let n = out.len().min(BATCH_FLOWS);
             stats.flows += n as u64;
@@ -284,6 +285,7 @@ pub fn replay_file(
                             break;
                         }
                         std::thread::sleep(wait.min(Duration::from_millis(100)));
+                        emit(Vec::new());
                     }
                 }
                 match LinkType::from_pcap(frame.linktype) {
@@ -304,7 +306,7 @@ pub fn replay_file(
                     table.expire(ts_ms, &mut out);
                 }
                 if out.len() >= BATCH_FLOWS {
-                    hand_out(&mut out, &mut stats);
+                    hand_out(&mut emit, &mut out, &mut stats);
                 }
             }
             Step::Skip(n) => start += n,
@@ -339,7 +341,7 @@ pub fn replay_file(
         }
     }
     table.flush(&mut out);
-    hand_out(&mut out, &mut stats);
+    hand_out(&mut emit, &mut out, &mut stats);
     stats.table = table.stats();
     Ok(stats)
 }
@@ -406,9 +408,9 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!((s.frames, s.malformed, s.flows), (1501, 1, 2));
         assert_eq!(s.table.expired_idle, 1, "the first flow went idle mid-file");
-        let total: u64 = got.iter().map(|(r, _)| r.bytes).sum();
+        let total: u64 = got.iter().map(|r| r.bytes).sum();
         assert_eq!(total, 1500 * 1500);
-        assert!(got.iter().all(|(r, _)| r.packets == 750));
+        assert!(got.iter().all(|r| r.packets == 750));
     }
 
     #[test]

@@ -362,10 +362,12 @@ fn receive(
                 &mut if_rows,
             ))));
         }
+        output.tick_if_due();
     }
     if !records.is_empty() {
         output.send(Batch::flows(records));
     }
+    output.flush();
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 #   - goflow2 (Go module proxy, pinned below) -> $GOBIN or $(go env GOPATH)/bin/goflow2
 #   - pmacct (nfacctd) and nfdump (nfcapd, nfdump) from Debian
 #   - python3-matplotlib from Debian (for the PNG plot; used with /usr/bin/python3)
+#   - softflowd and tcpreplay from Debian (benches/capture-veth.sh, benches/pcap-file.sh)
 # Usage: benches/install-peers.sh            (needs root for apt-get, or sudo)
 # Env:   GOFLOW2_VERSION overrides the pinned version; SKIP_APT=1 skips the Debian packages.
 set -euo pipefail
@@ -25,6 +26,8 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     command -v nfacctd >/dev/null 2>&1 || missing+=(pmacct)
     { command -v nfcapd >/dev/null 2>&1 && command -v nfdump >/dev/null 2>&1; } || missing+=(nfdump)
     /usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || missing+=(python3-matplotlib)
+    command -v softflowd >/dev/null 2>&1 || missing+=(softflowd)
+    command -v tcpreplay >/dev/null 2>&1 || missing+=(tcpreplay)
     if [ ${#missing[@]} -gt 0 ]; then
         say "apt-get install ${missing[*]}"
         $SUDO apt-get update -qq
@@ -33,7 +36,7 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
             "${missing[@]}" >/dev/null
     else
-        say "pmacct, nfdump, python3-matplotlib already installed"
+        say "pmacct, nfdump, python3-matplotlib, softflowd, tcpreplay already installed"
     fi
 fi
 

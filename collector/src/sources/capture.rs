@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::packet_flows::FlowTableKeys;
+use super::receive_pacer::ReceivePacer;
 use nmsd_parsers::packet::{self, LinkType, PacketError};
 use nmsd_pipeline::Batch;
 use nmsd_pipeline::flow_table::{FlowTable, FlowTableConfig, FlowTableStats};
@@ -55,6 +56,10 @@ pub struct CaptureSourceConfig {
     /// SO_RCVBUF of the socket: what a burst can queue in the kernel.
     #[serde(default = "default_receive_buffer")]
     pub receive_buffer: ByteSize,
+    /// Under steady traffic, let frames gather this long between reads instead of waking for
+    /// each (decision 0005); zero wakes for every frame.
+    #[serde(default = "default_receive_coalesce")]
+    pub receive_coalesce: HumanDuration,
     /// The flows' exporter; by default the interface's first IPv4 address (0.0.0.0 if none).
     #[serde(default)]
     pub exporter: Option<IpAddr>,
@@ -79,6 +84,9 @@ fn default_read_timeout() -> HumanDuration {
 }
 fn default_receive_buffer() -> ByteSize {
     ByteSize(16 << 20)
+}
+fn default_receive_coalesce() -> HumanDuration {
+    HumanDuration::from_millis(1)
 }
 
 /// A `tcpdump -ddd` program as `sock_filter` instructions.
@@ -156,6 +164,12 @@ impl super::SourceSpec for CaptureSourceConfig {
         if !(64 << 10..=(i32::MAX as u64)).contains(&self.receive_buffer.0) {
             return e("receive_buffer", "must be between 64KiB and 2GiB".into());
         }
+        if self.receive_coalesce.0 > Duration::from_millis(20) {
+            return e(
+                "receive_coalesce",
+                "must be at most 20ms (the socket buffer must hold what arrives meanwhile)".into(),
+            );
+        }
         self.table_keys().validate()
     }
 
@@ -174,6 +188,7 @@ impl super::SourceSpec for CaptureSourceConfig {
         let table = self.table_config(exporter, sock.ifindex, ctx.flow_source_index);
         let (id, output, stop) = (ctx.id.to_string(), ctx.output, ctx.stop);
         let snap = self.snap_length;
+        let coalesce = self.receive_coalesce.0;
         tracing::info!(
             source = %id,
             interface = %self.interface,
@@ -184,7 +199,7 @@ impl super::SourceSpec for CaptureSourceConfig {
         );
         let thread = std::thread::Builder::new()
             .name(format!("nmsd-cap-{id}"))
-            .spawn(move || run(&id, sock, snap, table, &output, &stop))?;
+            .spawn(move || run(&id, sock, snap, coalesce, table, &output, &stop))?;
         let mut running = super::RunningSource::default();
         running.threads.push(thread);
         running
@@ -365,6 +380,7 @@ fn run(
     id: &str,
     sock: CaptureSocket,
     snap: usize,
+    coalesce: Duration,
     table: FlowTableConfig,
     output: &SourceOutput,
     stop: &AtomicBool,
@@ -409,7 +425,9 @@ fn run(
         unreachable.increment(now.icmp_unreachable - published.icmp_unreachable);
         published = now;
     };
+    let mut pacer = ReceivePacer::new(coalesce);
     while !stop.load(Ordering::Relaxed) {
+        let flags = pacer.flags(false);
         // SAFETY: zeroed iovec/mmsghdr arrays are valid; each iovec points into `bufs`, which
         // outlives the call, and each msghdr into `iovs`.
         let mut iovs: [libc::iovec; BURST] = unsafe { zeroed() };
@@ -420,17 +438,23 @@ fn run(
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
         }
-        // Wait for the first frame (up to the read timeout), take whatever else is queued.
+        // Wait for the first frame (up to the read timeout) or not (polling), take whatever
+        // else is queued.
         // SAFETY: `msgs` holds BURST headers set up above; the kernel writes at most that many.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
                 msgs.as_mut_ptr(),
                 BURST as libc::c_uint,
-                libc::MSG_WAITFORONE,
+                flags,
                 std::ptr::null_mut(),
             )
         };
+        if n > 0 {
+            pacer.read(flags, n as usize, BURST);
+        } else {
+            pacer.nothing();
+        }
         let now_ms = nmsd_pipeline::clock::unix_ms();
         if n > 0 {
             frames_total.increment(n as u64);

@@ -18,6 +18,7 @@ pub mod capture;
 pub mod netflow;
 mod packet_flows;
 pub mod pcap_file;
+mod receive_pacer;
 pub mod sflow;
 pub mod snmp;
 pub mod snmp_traps;

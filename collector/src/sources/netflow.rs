@@ -14,8 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::receive_pacer::ReceivePacer;
 use nmsd_pipeline::ring::{FullPolicy, RingSender};
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
@@ -255,24 +256,8 @@ const RECV_SLOTS: usize = 64;
 pub struct ReceiveOptions {
     /// Longest datagram; longer ones are truncated and counted.
     pub max_datagram: usize,
-    /// Hold-off between reads under steady traffic (see [`ReadMode`]); zero disables it.
+    /// Hold-off between reads under steady traffic (see [`ReceivePacer`]); zero disables it.
     pub coalesce: Duration,
-}
-
-/// How the next read waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ReadMode {
-    /// Sleep in `recvmmsg` until a datagram arrives. Right for sparse traffic, but under a
-    /// steady stream every arrival wakes the thread, and every wake hands a small batch to the
-    /// worker and wakes it too: at 150k datagrams/s profiles showed ~21k context switches/s and
-    /// the scheduler as the largest cost of the receive thread.
-    Wait,
-    /// Read what is queued without waiting, until the socket is empty.
-    Drain,
-    /// Sleep for the coalescing period, then drain what gathered in the socket buffer: one
-    /// wake per period for this thread and for the worker, however many datagrams arrived.
-    /// Left for `Wait` after a period in which nothing arrived.
-    Poll,
 }
 
 /// Receive until `stop` is set, then drop the ring sender (which tells the worker).
@@ -315,22 +300,10 @@ pub fn run_receiver(
         };
     }
 
-    let coalesce = opts.coalesce;
-    let mut mode = ReadMode::Wait;
-    // When the last `Wait` read woke up: two wakes within two periods mean steady traffic.
-    let mut last_wake: Option<Instant> = None;
-    // Datagrams read since the last `Poll` sleep.
-    let mut polled = 0usize;
+    let mut pacer = ReceivePacer::new(opts.coalesce);
     let mut batch = ring.take_batch();
     while !stop.load(Ordering::Relaxed) {
-        if mode == ReadMode::Poll && polled == 0 {
-            std::thread::sleep(coalesce);
-        }
-        let flags = if mode == ReadMode::Wait && batch.is_empty() {
-            libc::MSG_WAITFORONE
-        } else {
-            libc::MSG_DONTWAIT
-        };
+        let flags = pacer.flags(!batch.is_empty());
         let want = batch.room().min(n);
         for i in 0..want {
             let h = &mut hdrs[i];
@@ -372,33 +345,11 @@ pub fn run_receiver(
                 ring.send(batch, &stop);
                 batch = ring.take_batch();
             }
-            // A poll period that brought datagrams: keep polling; an empty one: traffic
-            // stopped or thinned out, wait for it again.
-            mode = if mode == ReadMode::Poll && polled > 0 {
-                ReadMode::Poll
-            } else {
-                ReadMode::Wait
-            };
-            polled = 0;
+            pacer.nothing();
             continue;
         }
         let got = r as usize;
-        if flags == libc::MSG_WAITFORONE {
-            let now = Instant::now();
-            let steady = !coalesce.is_zero()
-                && last_wake.is_some_and(|t| now.duration_since(t) < 2 * coalesce);
-            last_wake = Some(now);
-            // A full read means more is queued; otherwise the socket is drained, and under
-            // steady traffic it is cheaper to let the next datagrams gather.
-            mode = if got == want {
-                ReadMode::Drain
-            } else if steady {
-                ReadMode::Poll
-            } else {
-                ReadMode::Wait
-            };
-        }
-        polled += got;
+        pacer.read(flags, got, want);
         let mut oversize = 0u64;
         let mut bytes = 0usize;
         for i in 0..got {

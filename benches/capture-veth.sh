@@ -2,7 +2,7 @@
 # Live capture (issue 13): packets per second on a veth pair without kernel drops, nmsd's
 # `capture` source against `softflowd -i`, at the same offered rates, in one run.
 #
-#   sudo benches/capture-veth.sh [RATES="100000 200000 400000 max"] [SECONDS=5]
+#   sudo benches/capture-veth.sh [RATES="100000 200000 400000 max"] [SECONDS=5] [THREADS=1]
 #
 # Needs root (a network namespace, AF_PACKET) and tcpreplay (benches/install-peers.sh). It
 # makes namespace nmsdbench with a veth pair: nmsdb1 inside, where tcpreplay sends a generated
@@ -16,6 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES=${1:-"100000 200000 400000 max"}
 SECS=${2:-5}
+THREADS=${3:-1} # the capture source's `threads`
 NS=nmsdbench
 for tool in tcpreplay softflowd softflowctl ip; do
     command -v "$tool" >/dev/null || { echo "$tool is missing: run benches/install-peers.sh" >&2; exit 1; }
@@ -77,6 +78,7 @@ listen = "127.0.0.1:$PORT"
 [sources.cap]
 type = "capture"
 interface = "nmsdb0"
+threads = $THREADS
 EOF
     target/release/nmsd run --config "$DIR/config.toml" 2>"$DIR/nmsd.log" &
     PID=$!
@@ -88,8 +90,8 @@ EOF
     read_=$(metric nmsd_packet_frames_total)
     drops=$(metric nmsd_capture_kernel_drops_total)
     kill "$PID"; wait "$PID" || true; PID=
-    printf 'nmsd       %7s pps offered: sent %9s, read %9s, kernel drops %8s, CPU %5.2f s\n' \
-        "$rate" "$sent" "$read_" "$drops" "$(echo "($t1 - $t0) / $tick_hz" | bc -l)"
+    printf 'nmsd (%st)  %7s pps offered: sent %9s, read %9s, kernel drops %8s, CPU %5.2f s\n' \
+        "$THREADS" "$rate" "$sent" "$read_" "$drops" "$(echo "($t1 - $t0) / $tick_hz" | bc -l)"
 
     # softflowd
     rm -f "$DIR/ctl"

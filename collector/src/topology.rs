@@ -588,31 +588,37 @@ impl Topology {
             .iter()
             .filter(|c| c.spec.as_flow_listener().is_none())
         {
-            let output = match node_of.get(c.id.as_str()) {
+            let thread_outputs: Vec<SourceOutput> = match node_of.get(c.id.as_str()) {
                 Some(&node) if c.spec.flow_source() => {
                     let runs_processors = !worker_graph.nodes[node].targets.local.is_empty();
-                    let slots = if runs_processors {
-                        next_instance += 1;
-                        worker_slots(next_instance - 1)
-                    } else {
-                        Vec::new()
-                    };
-                    SourceOutput::with_processors(worker_graph.clone(), node, slots)
+                    (0..c.spec.threads().max(1))
+                        .map(|_| {
+                            let slots = if runs_processors {
+                                next_instance += 1;
+                                worker_slots(next_instance - 1)
+                            } else {
+                                Vec::new()
+                            };
+                            SourceOutput::with_processors(worker_graph.clone(), node, slots)
+                        })
+                        .collect()
                 }
-                _ => SourceOutput::new(Node {
+                _ => vec![SourceOutput::new(Node {
                     targets: Targets {
                         local: Vec::new(),
                         ports: wiring.ports(&c.id, false),
                     },
                     sent: Some(counters[&c.id].clone()),
                     id: Arc::from(c.id.as_str()),
-                }),
+                })],
             };
+            let output = thread_outputs[0].clone();
             let running: RunningSource = c
                 .spec
                 .start(SourceContext {
                     id: Arc::from(c.id.as_str()),
                     output,
+                    thread_outputs,
                     stop: stop_receivers.clone(),
                     state_dir: cfg.general.state_dir.clone(),
                     counters: counters[&c.id].clone(),

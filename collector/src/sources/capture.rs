@@ -56,6 +56,11 @@ pub struct CaptureSourceConfig {
     /// SO_RCVBUF of the socket: what a burst can queue in the kernel.
     #[serde(default = "default_receive_buffer")]
     pub receive_buffer: ByteSize,
+    /// Capture threads, each with its own socket, flow table (`max_flows` shared out) and
+    /// processor instances. With more than one, the kernel spreads frames over their sockets
+    /// by flow hash (PACKET_FANOUT_HASH), so a flow is always built by the same thread.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
     /// Under steady traffic, let frames gather this long between reads instead of waking for
     /// each (decision 0005); zero wakes for every frame.
     #[serde(default = "default_receive_coalesce")]
@@ -84,6 +89,9 @@ fn default_read_timeout() -> HumanDuration {
 }
 fn default_receive_buffer() -> ByteSize {
     ByteSize(16 << 20)
+}
+fn default_threads() -> usize {
+    1
 }
 fn default_receive_coalesce() -> HumanDuration {
     HumanDuration::from_millis(1)
@@ -164,6 +172,9 @@ impl super::SourceSpec for CaptureSourceConfig {
         if !(64 << 10..=(i32::MAX as u64)).contains(&self.receive_buffer.0) {
             return e("receive_buffer", "must be between 64KiB and 2GiB".into());
         }
+        if !(1..=64).contains(&self.threads) {
+            return e("threads", "must be between 1 and 64".into());
+        }
         if self.receive_coalesce.0 > Duration::from_millis(20) {
             return e(
                 "receive_coalesce",
@@ -177,31 +188,54 @@ impl super::SourceSpec for CaptureSourceConfig {
         true
     }
 
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
     fn start(&self, ctx: super::SourceContext) -> anyhow::Result<super::RunningSource> {
         use anyhow::Context;
-        let sock = CaptureSocket::open(self)
-            .with_context(|| format!("capturing on interface \"{}\"", self.interface))?;
+        let what = || format!("capturing on interface \"{}\"", self.interface);
+        // Every socket is open (and in the fanout group) before any thread starts, so a
+        // refusal stops the start with nothing running.
+        let mut socks = vec![CaptureSocket::open(self).with_context(what)?];
+        if ctx.thread_outputs.len() > 1 {
+            let group = socks[0].start_fanout().with_context(what)?;
+            for _ in 1..ctx.thread_outputs.len() {
+                let s = CaptureSocket::open(self).with_context(what)?;
+                s.join_fanout(group).with_context(what)?;
+                socks.push(s);
+            }
+        }
         let exporter = self
             .exporter
             .or_else(|| first_ipv4(&self.interface).map(IpAddr::V4))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let table = self.table_config(exporter, sock.ifindex, ctx.flow_source_index);
-        let (id, output, stop) = (ctx.id.to_string(), ctx.output, ctx.stop);
+        let mut table = self.table_config(exporter, socks[0].ifindex, ctx.flow_source_index);
+        table.max_flows = table.max_flows.div_ceil(socks.len());
         let snap = self.snap_length;
         let coalesce = self.receive_coalesce.0;
         tracing::info!(
-            source = %id,
+            source = %ctx.id,
             interface = %self.interface,
-            ifindex = sock.ifindex,
+            ifindex = socks[0].ifindex,
             %exporter,
             promiscuous = self.promiscuous,
+            threads = socks.len(),
             "capturing packets"
         );
-        let thread = std::thread::Builder::new()
-            .name(format!("nmsd-cap-{id}"))
-            .spawn(move || run(&id, sock, snap, coalesce, table, &output, &stop))?;
         let mut running = super::RunningSource::default();
-        running.threads.push(thread);
+        for (i, (sock, output)) in socks.into_iter().zip(ctx.thread_outputs).enumerate() {
+            let (id, stop) = (ctx.id.to_string(), ctx.stop.clone());
+            let name = if i == 0 {
+                format!("nmsd-cap-{id}")
+            } else {
+                format!("nmsd-cap-{id}-{i}")
+            };
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || run(&id, sock, snap, coalesce, table, &output, &stop))?;
+            running.threads.push(thread);
+        }
         running
             .status
             .insert("interface".into(), self.interface.clone().into());
@@ -322,6 +356,39 @@ impl CaptureSocket {
             setsockopt(s, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
         }
         Ok(CaptureSocket { fd, ifindex, link })
+    }
+
+    /// Make this socket the first of a fanout group that spreads frames by flow hash; returns
+    /// the group's id, which the kernel picks unused (PACKET_FANOUT_FLAG_UNIQUEID), for the
+    /// other sockets to join.
+    fn start_fanout(&self) -> io::Result<u16> {
+        let fd = self.fd.as_raw_fd();
+        let arg: u32 = (libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+        setsockopt(fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &arg)?;
+        let mut got: u32 = 0;
+        let mut len = size_of::<u32>() as libc::socklen_t;
+        // SAFETY: `got` is a u32 and `len` says so; the kernel writes at most that.
+        check(unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                (&mut got as *mut u32).cast(),
+                &mut len,
+            )
+        })?;
+        Ok((got & 0xFFFF) as u16)
+    }
+
+    /// Join the fanout group `group` (see [`start_fanout`](Self::start_fanout)).
+    fn join_fanout(&self, group: u16) -> io::Result<()> {
+        let arg: u32 = libc::PACKET_FANOUT_HASH << 16 | u32::from(group);
+        setsockopt(
+            self.fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            &arg,
+        )
     }
 
     /// Frames the kernel dropped since the last call (reading resets the kernel's count).

@@ -28,6 +28,9 @@ pub struct SourceContext {
     pub id: Arc<str>,
     /// Where its batches go: the sinks and the global stage, wired from their `inputs`.
     pub output: SourceOutput,
+    /// One output per thread of a source that runs several ([`SourceSpec::threads`]), each
+    /// with its own processor instances; the first is `output`.
+    pub thread_outputs: Vec<SourceOutput>,
     /// Set when nmsd starts stopping: stop receiving.
     pub stop: Arc<AtomicBool>,
     pub state_dir: PathBuf,
@@ -87,6 +90,12 @@ pub trait SourceSpec: std::fmt::Debug + Send + Sync + Any {
     /// flow source index after the listeners', and sinks name its records by its id.
     fn flow_source(&self) -> bool {
         false
+    }
+
+    /// How many threads build flows (each gets its own output and processor instances in
+    /// [`SourceContext::thread_outputs`]).
+    fn threads(&self) -> usize {
+        1
     }
 
     /// Whether it learns interface names and speeds (for the `interface_names` processor).

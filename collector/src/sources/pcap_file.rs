@@ -413,6 +413,63 @@ mod tests {
         assert!(got.iter().all(|r| r.packets == 750));
     }
 
+    /// Hostile frames: every frame of the packet decoder's fuzz corpus, every truncation of
+    /// each, and each with one byte flipped at every position, in one Ethernet capture. Each is
+    /// read, then built into a flow or counted as malformed (by kind); none stops the file.
+    #[test]
+    fn fuzz_corpus_frames_truncated_and_flipped_are_built_or_counted() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../parsers/fuzz/corpus/decode_packet");
+        let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&corpus)
+            .expect("the committed corpus")
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter_map(|d| d.get(1..).map(<[u8]>::to_vec))
+            .collect();
+        seeds.push(udp_frame(9, 20));
+        let mut frames = Vec::new();
+        let mut ts = 1_700_000_000_000_000u64;
+        let mut push = |f: Vec<u8>| {
+            ts += 10;
+            frames.push((ts, f));
+        };
+        for seed in &seeds {
+            for cut in 0..=seed.len() {
+                push(seed[..cut].to_vec());
+            }
+            for at in 0..seed.len() {
+                let mut f = seed.clone();
+                f[at] ^= 0xA5;
+                push(f);
+            }
+        }
+        let n = frames.len() as u64;
+        let dir = std::env::temp_dir().join(format!("nmsd-pcap-hostile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.pcap");
+        std::fs::write(&path, pcap_of(&frames)).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut got = Vec::new();
+        let s = replay_file(
+            &path,
+            FlowTableConfig::default(),
+            ReplaySpeed::File,
+            &stop,
+            |b| got.extend(b),
+        )
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(s.frames, n, "every frame read");
+        assert!(s.malformed > n / 4, "{} of {n} malformed", s.malformed);
+        assert_eq!(s.malformed_by_kind.iter().sum::<u64>(), s.malformed);
+        assert_eq!(
+            s.table.packets + s.malformed,
+            n,
+            "each frame is built into a flow or counted"
+        );
+        assert_eq!(got.iter().map(|r| r.packets).sum::<u64>(), s.table.packets);
+        assert!(got.iter().all(|r| r.bytes >= 20 * r.packets));
+    }
+
     #[test]
     fn recorded_speed_keeps_the_gaps_and_a_stop_ends_the_wait() {
         let dir = std::env::temp_dir().join(format!("nmsd-pcap-pace-{}", std::process::id()));

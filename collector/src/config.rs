@@ -196,6 +196,10 @@ impl Default for ControlConfig {
 pub struct PipelineConfig {
     /// Parse worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// How NetFlow datagrams reach a parse worker: "ring" (a receive thread per socket hands
+    /// batches to a worker thread) or "inline" (each socket's thread decodes and runs the
+    /// processors itself).
+    pub receive: ReceiveMode,
     /// Template and domain state not refreshed for this long is forgotten.
     pub template_timeout: HumanDuration,
     /// Exporter domains (address + source id / observation domain) tracked per worker.
@@ -241,6 +245,16 @@ impl TryFrom<String> for AllowedExporter {
     }
 }
 
+/// `[pipeline] receive`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiveMode {
+    /// Receive threads hand batches over rings to parse worker threads.
+    Ring,
+    /// Each socket's thread is its parse worker (run to completion).
+    Inline,
+}
+
 /// `time_policy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -258,6 +272,7 @@ impl Default for PipelineConfig {
         let l = DecoderLimits::default();
         PipelineConfig {
             workers: 0,
+            receive: ReceiveMode::Ring,
             template_timeout: HumanDuration::from_millis(l.template_timeout_ms),
             max_exporters: l.max_domains,
             max_templates_per_exporter: l.max_templates_per_domain,

@@ -466,6 +466,14 @@ impl Topology {
         let mut receivers = Vec::new();
         let mut sources = Vec::new();
         let mut next_worker = 0usize;
+        let overrides: Vec<_> = cfg
+            .pipeline
+            .sampling_override
+            .iter()
+            .map(|o| (o.exporter, o.interval))
+            .collect();
+        let exporter_labels = Arc::new(nmsd_pipeline::worker::ExporterLabels::default());
+        let inline = cfg.pipeline.receive == crate::config::ReceiveMode::Inline;
         for (source_index, (name, src)) in cfg.flow_sources().enumerate() {
             let source_index = u8::try_from(source_index)
                 .context("more than 256 netflow sources (check-config refuses this)")?;
@@ -502,6 +510,44 @@ impl Topology {
             })?);
             for b in bound {
                 let ring_name = format!("{name}-{}", b.index);
+                let opts = netflow::ReceiveOptions {
+                    max_datagram: src.max_datagram_size.0 as usize,
+                    coalesce: src.receive_coalesce.0,
+                };
+                if inline {
+                    // This socket's thread is its parse worker (one per socket).
+                    let id = next_worker;
+                    next_worker += 1;
+                    let heart = liveness.heartbeat(format!("nmsd-rx-{ring_name}"));
+                    let store = store.clone();
+                    let worker = ParseWorker::new(WorkerSetup {
+                        id,
+                        inputs: Vec::new(),
+                        input_sources: Vec::new(),
+                        waker: Waker::with_heartbeat(heart.clone()),
+                        limits: cfg.pipeline.decoder_limits(),
+                        sampling_overrides: overrides.clone(),
+                        restore: (!restore.is_empty()).then(|| restore.clone()),
+                        graph: worker_graph.clone(),
+                        slots: worker_slots(id),
+                        snapshot_every: cfg.pipeline.template_save_interval.get(),
+                        snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
+                        exporter_labels: exporter_labels.clone(),
+                    });
+                    let out = netflow::InlineWorker::new(
+                        worker,
+                        source_index,
+                        src.batch_datagrams,
+                        heart,
+                    );
+                    let (stop, rx_name) = (stop_receivers.clone(), name.to_string());
+                    receivers.push(spawn(format!("nmsd-rx-{ring_name}"), move || {
+                        netflow::run_receiver(&rx_name, b, opts, out, stop)
+                            .worker
+                            .finish();
+                    })?);
+                    continue;
+                }
                 let (tx, rx) = datagram_ring(
                     &ring_name,
                     src.ring_capacity,
@@ -517,12 +563,8 @@ impl Topology {
                 next_worker += 1;
                 let stop = stop_receivers.clone();
                 let rx_name = name.to_string();
-                let opts = netflow::ReceiveOptions {
-                    max_datagram: src.max_datagram_size.0 as usize,
-                    coalesce: src.receive_coalesce.0,
-                };
                 receivers.push(spawn(format!("nmsd-rx-{ring_name}"), move || {
-                    netflow::run_receiver(&rx_name, b, opts, tx, stop)
+                    drop(netflow::run_receiver(&rx_name, b, opts, tx, stop));
                 })?);
             }
             tracing::info!(
@@ -541,14 +583,7 @@ impl Topology {
             });
         }
 
-        let overrides: Vec<_> = cfg
-            .pipeline
-            .sampling_override
-            .iter()
-            .map(|o| (o.exporter, o.interval))
-            .collect();
         let mut worker_handles = Vec::new();
-        let exporter_labels = Arc::new(nmsd_pipeline::worker::ExporterLabels::default());
         for (id, (inputs, input_sources)) in inputs.into_iter().zip(input_sources).enumerate() {
             if inputs.is_empty() {
                 continue;
@@ -683,8 +718,15 @@ impl Topology {
 
         let processors: Vec<_> = cfg.processors.iter().map(|p| p.id.as_str()).collect();
         let sink_ids: Vec<_> = cfg.sinks.iter().map(|p| p.id.as_str()).collect();
+        // Inline, each socket's thread is a worker (and there are no worker threads).
+        let parse_workers = if inline {
+            next_worker
+        } else {
+            worker_handles.len()
+        };
         tracing::info!(
-            workers = worker_handles.len(),
+            workers = parse_workers,
+            receive = if inline { "inline" } else { "ring" },
             processors = ?processors,
             sinks = ?sink_ids,
             state_dir = %cfg.general.state_dir.display(),
@@ -702,7 +744,7 @@ impl Topology {
             sinks,
             status: Arc::new(RuntimeStatus {
                 started: Instant::now(),
-                workers,
+                workers: parse_workers,
                 sources,
                 components,
                 snmp: boards,

@@ -237,7 +237,27 @@ impl ExporterLabels {
     }
 }
 
-/// A parse worker. Run it on its own thread with [`ParseWorker::run`].
+/// When a worker's timers last ran.
+struct WorkerTimers {
+    last_tick: Instant,
+    last_expire: Instant,
+    last_snapshot: Instant,
+}
+
+impl WorkerTimers {
+    fn new() -> Self {
+        let now = Instant::now();
+        WorkerTimers {
+            last_tick: now,
+            last_expire: now,
+            last_snapshot: now,
+        }
+    }
+}
+
+/// A parse worker. Run it on its own thread with [`ParseWorker::run`], or drive it from a
+/// receive thread with [`ParseWorker::process`], [`ParseWorker::tick_if_due`] and
+/// [`ParseWorker::finish`].
 pub struct ParseWorker {
     id: usize,
     inputs: Vec<RingReceiver>,
@@ -257,6 +277,7 @@ pub struct ParseWorker {
     known_exporters: Option<std::collections::HashSet<IpAddr>>,
     /// The last datagram's exporter: most batches come from one exporter.
     last_exporter: Option<IpAddr>,
+    timers: WorkerTimers,
     /// `allowed_exporters`: a refused exporter is counted, not announced.
     allowed_exporters: Vec<nmsd_parsers::IpNet>,
 }
@@ -299,6 +320,7 @@ impl ParseWorker {
             known_exporters: Some(Default::default()),
             allowed_exporters,
             last_exporter: None,
+            timers: WorkerTimers::new(),
         }
     }
 
@@ -306,9 +328,6 @@ impl ParseWorker {
     /// drained), then flush processors, export final stats and save the template cache.
     pub fn run(mut self) {
         let mut idle: u32 = 0;
-        let mut last_tick = Instant::now();
-        let mut last_expire = Instant::now();
-        let mut last_snapshot = Instant::now();
         loop {
             // Liveness (crate::heartbeat): progress each round; parking marks the worker idle.
             self.waker.beat();
@@ -331,29 +350,49 @@ impl ParseWorker {
                     std::hint::spin_loop();
                 } else {
                     let inputs = &self.inputs;
-                    let until_tick = TICK.saturating_sub(last_tick.elapsed());
+                    let until_tick = TICK.saturating_sub(self.timers.last_tick.elapsed());
                     self.waker.park(until_tick.max(MIN_PARK), || {
                         inputs.iter().any(|r| r.has_batch() || r.is_finished())
                     });
                 }
                 idle = idle.saturating_add(1);
             }
-            let now = Instant::now();
-            if now.duration_since(last_tick) >= TICK {
-                last_tick = now;
-                let now_ms = unix_ms();
-                self.graph.tick(now_ms, &mut self.slots);
-                if now.duration_since(last_expire) >= EXPIRE_EVERY {
-                    last_expire = now;
-                    self.decoder.expire(now_ms);
-                }
-                self.export_stats();
-                if now.duration_since(last_snapshot) >= self.snapshot_every {
-                    last_snapshot = now;
-                    self.snapshot();
-                }
-            }
+            self.tick_if_due();
         }
+        self.finish();
+    }
+
+    /// Decode one batch of `source`'s datagrams and run the processors on its flows, on the
+    /// calling thread: a receive thread that runs to completion (`[pipeline] receive =
+    /// "inline"`) calls this instead of handing the batch over a ring.
+    pub fn process(&mut self, source: u8, batch: &DatagramBatch) {
+        self.waker.beat();
+        self.process_batch(source, batch);
+    }
+
+    /// Run the timers that are due: processor ticks, template expiry, metrics, snapshots.
+    /// Call it often (every read, data or not); it does nothing between ticks.
+    pub fn tick_if_due(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.timers.last_tick) < TICK {
+            return;
+        }
+        self.timers.last_tick = now;
+        let now_ms = unix_ms();
+        self.graph.tick(now_ms, &mut self.slots);
+        if now.duration_since(self.timers.last_expire) >= EXPIRE_EVERY {
+            self.timers.last_expire = now;
+            self.decoder.expire(now_ms);
+        }
+        self.export_stats();
+        if now.duration_since(self.timers.last_snapshot) >= self.snapshot_every {
+            self.timers.last_snapshot = now;
+            self.snapshot();
+        }
+    }
+
+    /// Flush the processors, export final stats and save the template cache.
+    pub fn finish(mut self) {
         self.graph.flush(&mut self.slots);
         self.export_stats();
         self.snapshot();

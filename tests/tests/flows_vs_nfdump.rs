@@ -44,15 +44,21 @@ fn sum(t: &BTreeMap<u8, Totals>) -> Totals {
 }
 
 fn check_version(version: u8) {
+    check(version, "ring");
+}
+
+/// `receive` is the `[pipeline] receive` mode: "ring" (the default) or "inline".
+fn check(version: u8, receive: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let q = QuestDb::shared();
     let traffic = pcap(SEED, SESSIONS);
-    let prefix = format!("sf{version}_");
+    let prefix = format!("sf{version}_{receive}_");
     let mut nmsd = Nmsd::start(
-        &format!("flows-v{version}"),
+        &format!("flows-v{version}-{receive}"),
         &NmsdOptions {
             questdb: Some(q.url()),
             table_prefix: prefix.clone(),
+            extra: format!("[pipeline]\nreceive = \"{receive}\"\n"),
             ..NmsdOptions::default()
         },
     );
@@ -194,4 +200,10 @@ fn netflow_v9_matches_nfdump() {
 #[test]
 fn ipfix_matches_nfdump() {
     check_version(10);
+}
+
+/// Run to completion: each socket's thread decodes and rolls up; the same totals.
+#[test]
+fn netflow_v9_matches_nfdump_with_inline_receive() {
+    check(9, "inline");
 }

@@ -44,6 +44,8 @@ TARGETS AND RATES:
     --targets LIST        comma-separated, run in this order (default ceiling,nmsd):
                             ceiling      udp-sink, a bare recvmmsg counter
                             nmsd         nmsd, rollup processor, sink disabled
+                            nmsd-inline  the same, run to completion ([pipeline] receive =
+                                         \"inline\": each socket's thread decodes)
                             nmsd-decode  nmsd, no processors, sink disabled (receive + decode)
                             questdb      nmsd + QuestDB sink, roll-up rows only
                             questdb-raw  nmsd + QuestDB sink with raw flow rows
@@ -105,6 +107,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 enum Target {
     Ceiling,
     Nmsd,
+    NmsdInline,
     NmsdDecode,
     QuestDb,
     QuestDbRaw,
@@ -115,9 +118,10 @@ enum Target {
     QuestDbCeiling,
 }
 
-const ALL_TARGETS: [Target; 10] = [
+const ALL_TARGETS: [Target; 11] = [
     Target::Ceiling,
     Target::Nmsd,
+    Target::NmsdInline,
     Target::NmsdDecode,
     Target::QuestDb,
     Target::QuestDbRaw,
@@ -137,6 +141,7 @@ impl Target {
         match self {
             Target::Ceiling => "ceiling",
             Target::Nmsd => "nmsd",
+            Target::NmsdInline => "nmsd-inline",
             Target::NmsdDecode => "nmsd-decode",
             Target::QuestDb => "questdb",
             Target::QuestDbRaw => "questdb-raw",
@@ -152,6 +157,9 @@ impl Target {
         match self {
             Target::Ceiling => "udp-sink: recvmmsg loop that only counts (the receive ceiling)",
             Target::Nmsd => "nmsd, rollup processor, sink disabled",
+            Target::NmsdInline => {
+                "nmsd run to completion ([pipeline] receive = \"inline\"), rollup, sink disabled"
+            }
             Target::NmsdDecode => "nmsd, no processors, sink disabled (receive and decode only)",
             Target::QuestDb => "nmsd, rollup processor, QuestDB sink (roll-up rows only)",
             Target::QuestDbRaw => "nmsd, rollup processor, QuestDB sink with raw flow rows",
@@ -178,7 +186,11 @@ impl Target {
     fn is_nmsd(self) -> bool {
         matches!(
             self,
-            Target::Nmsd | Target::NmsdDecode | Target::QuestDb | Target::QuestDbRaw
+            Target::Nmsd
+                | Target::NmsdInline
+                | Target::NmsdDecode
+                | Target::QuestDb
+                | Target::QuestDbRaw
         )
     }
 
@@ -193,6 +205,7 @@ impl Target {
             self,
             Target::Ceiling
                 | Target::Nmsd
+                | Target::NmsdInline
                 | Target::NmsdDecode
                 | Target::QuestDb
                 | Target::QuestDbRaw
@@ -821,6 +834,7 @@ impl Harness<'_> {
                 (c, libc::SIGTERM, Some(m.clone()), Some(m), None)
             }
             Target::Nmsd
+            | Target::NmsdInline
             | Target::NmsdDecode
             | Target::QuestDb
             | Target::QuestDbRaw
@@ -855,12 +869,17 @@ impl Harness<'_> {
                 let config = format!(
                     "# written by nmsd-e2e\n[general]\nstate_dir = \"{}\"\nlog_level = \"info\"\n\n\
                      [control]\nlisten = \"127.0.0.1:{cport}\"\n\n\
-                     [pipeline]\nworkers = {}\n\n\
+                     [pipeline]\nworkers = {}\nreceive = \"{}\"\n\n\
                      [sources.netflow]\ntype = \"netflow\"\nlisten = \"{flow_addr}\"\n\
                      ring_full_policy = \"{}\"\n\n\
                      {processors}{sink}",
                     dir.join("state").display(),
                     self.args.workers,
+                    if t == Target::NmsdInline {
+                        "inline"
+                    } else {
+                        "ring"
+                    },
                     self.args.ring_policy
                 );
                 let cfg_path = dir.join("config.toml");

@@ -17,8 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::receive_pacer::ReceivePacer;
+use nmsd_pipeline::heartbeat::Heartbeat;
+use nmsd_pipeline::records::DatagramBatch;
 use nmsd_pipeline::ring::{FullPolicy, RingSender};
 use nmsd_pipeline::units::{ByteSize, HumanDuration};
+use nmsd_pipeline::worker::ParseWorker;
 use serde::Deserialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -260,14 +263,97 @@ pub struct ReceiveOptions {
     pub coalesce: Duration,
 }
 
-/// Receive until `stop` is set, then drop the ring sender (which tells the worker).
-pub fn run_receiver(
+/// Where a receive thread's batches go: over a ring to a parse worker on another thread, or
+/// into a parse worker that runs on the receive thread itself (`[pipeline] receive`).
+pub trait BatchOut {
+    /// An empty batch to receive into.
+    fn take_batch(&mut self) -> Box<DatagramBatch>;
+    /// Hand over a filled batch.
+    fn send(&mut self, batch: Box<DatagramBatch>, stop: &AtomicBool);
+    /// Whether a partly filled batch should go now rather than wait to fill: the one that
+    /// takes it has nothing else to do.
+    fn idle(&self) -> bool;
+    /// Called after every read, whether it brought data or not.
+    fn after_read(&mut self) {}
+}
+
+impl BatchOut for RingSender {
+    fn take_batch(&mut self) -> Box<DatagramBatch> {
+        RingSender::take_batch(self)
+    }
+    fn send(&mut self, batch: Box<DatagramBatch>, stop: &AtomicBool) {
+        RingSender::send(self, batch, stop);
+    }
+    fn idle(&self) -> bool {
+        // An empty ring: the worker waits, so latency matters more than batch size.
+        self.backlog() == 0
+    }
+}
+
+/// A parse worker run to completion on its receive thread: `recvmmsg`, decode and processors
+/// on one core, with no ring and no wake-up of another thread (issue 15). Exporter affinity
+/// holds as with rings: SO_REUSEPORT sends an exporter's datagrams to one socket.
+pub struct InlineWorker {
+    pub worker: ParseWorker,
+    /// The flow source (its position among listeners) of the socket.
+    pub source: u8,
+    /// The one batch it receives into, reused.
+    spare: Option<Box<DatagramBatch>>,
+    batch_capacity: usize,
+    heartbeat: Arc<Heartbeat>,
+}
+
+impl InlineWorker {
+    pub fn new(
+        worker: ParseWorker,
+        source: u8,
+        batch_capacity: usize,
+        heartbeat: Arc<Heartbeat>,
+    ) -> Self {
+        heartbeat.idle();
+        InlineWorker {
+            worker,
+            source,
+            spare: None,
+            batch_capacity,
+            heartbeat,
+        }
+    }
+}
+
+impl BatchOut for InlineWorker {
+    fn take_batch(&mut self) -> Box<DatagramBatch> {
+        match self.spare.take() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => Box::new(DatagramBatch::new(self.batch_capacity)),
+        }
+    }
+    fn send(&mut self, batch: Box<DatagramBatch>, _stop: &AtomicBool) {
+        self.worker.process(self.source, &batch);
+        self.spare = Some(batch);
+        // Back to reading the socket: waiting for input is not a stall.
+        self.heartbeat.idle();
+    }
+    fn idle(&self) -> bool {
+        true
+    }
+    fn after_read(&mut self) {
+        self.worker.tick_if_due();
+    }
+}
+
+/// Receive until `stop` is set, then hand back `out` (dropping a ring sender tells its
+/// worker; an inline worker is finished by the caller).
+pub fn run_receiver<O: BatchOut>(
     source: &str,
     bound: BoundSocket,
     opts: ReceiveOptions,
-    mut ring: RingSender,
+    mut ring: O,
     stop: Arc<AtomicBool>,
-) {
+) -> O {
     let labels = [
         ("source", source.to_string()),
         ("socket", bound.index.to_string()),
@@ -346,6 +432,7 @@ pub fn run_receiver(
                 batch = ring.take_batch();
             }
             pacer.nothing();
+            ring.after_read();
             continue;
         }
         let got = r as usize;
@@ -376,14 +463,16 @@ pub fn run_receiver(
         // Hand the batch over when it is full or when the worker is idle (empty ring: latency
         // matters more than batch size then). While the worker is busy, keep filling: the next
         // read does not wait, and an empty socket hands the batch over (above).
-        if batch.is_full() || ring.backlog() == 0 {
+        if batch.is_full() || ring.idle() {
             ring.send(batch, &stop);
             batch = ring.take_batch();
         }
+        ring.after_read();
     }
     if !batch.is_empty() {
         ring.send(batch, &stop);
     }
+    ring
 }
 
 /// Source address of a datagram; IPv4-mapped IPv6 (from a dual-stack socket) becomes IPv4 so an

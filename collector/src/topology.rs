@@ -473,6 +473,26 @@ impl Topology {
             .map(|o| (o.exporter, o.interval))
             .collect();
         let exporter_labels = Arc::new(nmsd_pipeline::worker::ExporterLabels::default());
+        // One parse worker's setup, whether it reads rings (its own thread) or runs on a
+        // socket's thread (inline).
+        let worker_setup =
+            |id: usize, inputs: Vec<RingReceiver>, input_sources: Vec<u8>, waker: Arc<Waker>| {
+                let store = store.clone();
+                WorkerSetup {
+                    id,
+                    inputs,
+                    input_sources,
+                    waker,
+                    limits: cfg.pipeline.decoder_limits(),
+                    sampling_overrides: overrides.clone(),
+                    restore: (!restore.is_empty()).then(|| restore.clone()),
+                    graph: worker_graph.clone(),
+                    slots: worker_slots(id),
+                    snapshot_every: cfg.pipeline.template_save_interval.get(),
+                    snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
+                    exporter_labels: exporter_labels.clone(),
+                }
+            };
         let inline = cfg.pipeline.receive == crate::config::ReceiveMode::Inline;
         for (source_index, (name, src)) in cfg.flow_sources().enumerate() {
             let source_index = u8::try_from(source_index)
@@ -519,21 +539,12 @@ impl Topology {
                     let id = next_worker;
                     next_worker += 1;
                     let heart = liveness.heartbeat(format!("nmsd-rx-{ring_name}"));
-                    let store = store.clone();
-                    let worker = ParseWorker::new(WorkerSetup {
+                    let worker = ParseWorker::new(worker_setup(
                         id,
-                        inputs: Vec::new(),
-                        input_sources: Vec::new(),
-                        waker: Waker::with_heartbeat(heart.clone()),
-                        limits: cfg.pipeline.decoder_limits(),
-                        sampling_overrides: overrides.clone(),
-                        restore: (!restore.is_empty()).then(|| restore.clone()),
-                        graph: worker_graph.clone(),
-                        slots: worker_slots(id),
-                        snapshot_every: cfg.pipeline.template_save_interval.get(),
-                        snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
-                        exporter_labels: exporter_labels.clone(),
-                    });
+                        Vec::new(),
+                        Vec::new(),
+                        Waker::with_heartbeat(heart.clone()),
+                    ));
                     let out = netflow::InlineWorker::new(
                         worker,
                         source_index,
@@ -588,21 +599,7 @@ impl Topology {
             if inputs.is_empty() {
                 continue;
             }
-            let store = store.clone();
-            let setup = WorkerSetup {
-                id,
-                inputs,
-                input_sources,
-                waker: wakers[id].clone(),
-                limits: cfg.pipeline.decoder_limits(),
-                sampling_overrides: overrides.clone(),
-                restore: (!restore.is_empty()).then(|| restore.clone()),
-                graph: worker_graph.clone(),
-                slots: worker_slots(id),
-                snapshot_every: cfg.pipeline.template_save_interval.get(),
-                snapshot_hook: Some(Box::new(move |w, text| store.save(w, &text))),
-                exporter_labels: exporter_labels.clone(),
-            };
+            let setup = worker_setup(id, inputs, input_sources, wakers[id].clone());
             liveness.register(worker_hearts[id].clone());
             let worker = ParseWorker::new(setup);
             worker_handles.push(spawn(format!("nmsd-parse-{id}"), move || worker.run())?);

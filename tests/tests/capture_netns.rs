@@ -60,11 +60,19 @@ impl Drop for Netns {
     }
 }
 
+/// Whether the test runs as root (namespaces, CAP_NET_RAW); says it is skipped otherwise.
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("capture_netns: skipped: needs root for network namespaces and CAP_NET_RAW");
+    }
+    root
+}
+
 #[test]
 fn udp_across_a_veth_pair_arrives_as_flows() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("capture_netns: skipped: needs root for network namespaces and CAP_NET_RAW");
+    if !root() {
         return;
     }
     let pid = std::process::id() % 100_000;
@@ -157,9 +165,7 @@ fn udp_across_a_veth_pair_arrives_as_flows() {
 /// instance per thread, sums to the same.
 #[test]
 fn two_capture_threads_split_by_flow_and_lose_nothing() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("capture_netns: skipped: needs root for network namespaces and CAP_NET_RAW");
+    if !root() {
         return;
     }
     let pid = std::process::id() % 100_000;

@@ -38,14 +38,16 @@ pub struct QuestDb {
 fn start_process(dir: &std::path::Path, http_port: u16) -> Child {
     let conf = dir.join("conf");
     std::fs::create_dir_all(&conf).expect("questdb conf dir");
-    let pg = crate::free_tcp_port();
-    let ilp = crate::free_tcp_port();
+    // Only HTTP is used (ILP over HTTP, /exec): PostgreSQL wire and ILP over TCP are off, so
+    // they bind nothing. A port picked free for them could be taken by a parallel test before
+    // QuestDB bound it, and it then failed to start (CI, 2026-12-08: "could not bind socket"
+    // for tcp-line-server).
     std::fs::write(
         conf.join("server.conf"),
         format!(
             "http.bind.to=127.0.0.1:{http_port}\n\
-             pg.net.bind.to=127.0.0.1:{pg}\n\
-             line.tcp.net.bind.to=127.0.0.1:{ilp}\n\
+             pg.enabled=false\n\
+             line.tcp.enabled=false\n\
              http.min.enabled=false\n\
              line.udp.enabled=false\n\
              telemetry.enabled=false\n\

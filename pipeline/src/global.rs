@@ -47,10 +47,9 @@ pub struct GlobalReceiver {
 impl GlobalReceiver {
     fn recv_timeout(&self, wait: Duration) -> Result<(u16, Batch), RecvTimeoutError> {
         let r = self.rx.recv_timeout(wait);
-        let held = match &r {
-            Ok((_, b)) => self.budget.sub(b.weight()),
-            Err(_) => self.budget.held(),
-        };
+        let held = self
+            .budget
+            .after_look(r.as_ref().ok().map(|(_, b)| b.weight()));
         self.bytes.set(held as f64);
         self.occupancy.set(self.rx.len() as f64);
         r

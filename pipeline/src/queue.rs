@@ -157,6 +157,16 @@ impl ByteBudget {
         sent
     }
 
+    /// What is held after the receiver looked at its queue: it took a batch of `weight`
+    /// (given back), or found none. The receiver sets its gauges from this on every look,
+    /// because a sender's set can land after the batch was taken.
+    pub fn after_look(&self, took: Option<u64>) -> u64 {
+        match took {
+            Some(weight) => self.sub(weight),
+            None => self.held(),
+        }
+    }
+
     /// Give back `weight`; returns what is held after.
     pub fn sub(&self, weight: u64) -> u64 {
         self.held
@@ -280,10 +290,7 @@ impl SinkQueueReceiver {
     /// sender's set can land after the sink took its batch, and once traffic stops only the
     /// sink's next look (every receive, timeouts included) corrects it.
     fn taken(&self, b: Option<&Batch>) {
-        let held = match b {
-            Some(b) => self.budget.sub(b.weight()),
-            None => self.budget.held(),
-        };
+        let held = self.budget.after_look(b.map(Batch::weight));
         self.bytes_gauge.set(held as f64);
         self.occupancy.set(self.rx.len() as f64);
     }

@@ -8,7 +8,7 @@
 //! the hot path stays one thread per batch, and a batch fans out as shared `Arc`s.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::component::ComponentCounters;
 use crate::event::EventLog;
@@ -189,9 +189,6 @@ impl Dispatch<'_> {
     }
 }
 
-/// How often a source's own processor instances tick (as the parse workers' do).
-const SOURCE_TICK: Duration = Duration::from_millis(250);
-
 /// The per-worker processors a source runs on its own thread, and when they last ticked.
 struct SourceStage {
     slots: Vec<Slot>,
@@ -270,7 +267,8 @@ impl SourceOutput {
     pub fn tick_if_due(&self) {
         if let Some(stage) = &self.stage {
             let mut st = lock(stage);
-            if st.last_tick.elapsed() >= SOURCE_TICK {
+            // As often as a parse worker's.
+            if st.last_tick.elapsed() >= crate::worker::TICK {
                 st.last_tick = Instant::now();
                 self.graph.tick(crate::clock::unix_ms(), &mut st.slots);
             }

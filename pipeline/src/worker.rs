@@ -42,7 +42,7 @@ pub struct WorkerSetup {
 }
 
 /// How often timers (processor ticks, expiry, metrics) run.
-const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// Template/domain expiry sweep period.
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 

@@ -906,25 +906,36 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    #[test]
-    fn a_backlog_shares_the_sink_with_live_batches() {
-        let dir = tmp("share");
-        let cfg = DiskBufferConfig::default();
+    /// A buffer in `dir` that a previous run left the batches `previous` in, reopened, with
+    /// the live batches `live` appended (each batch's first flow has the index as bytes).
+    fn previous_then_live(
+        dir: &std::path::Path,
+        cfg: &DiskBufferConfig,
+        previous: std::ops::Range<u64>,
+        live: std::ops::Range<u64>,
+    ) -> (SinkQueue, DiskInput) {
         {
-            // A previous run leaves 20 batches.
-            let (q, input) = open(&dir, &cfg);
-            for i in 0..20 {
+            let (q, input) = open(dir, cfg);
+            for i in previous {
                 assert!(q.send(flows(i, 10)));
             }
             drop(q);
             drop(input);
         }
-        let (q, mut input) = open(&dir, &cfg);
-        for i in 1000..1020 {
+        let (q, input) = open(dir, cfg);
+        for i in live {
             assert!(q.send(flows(i, 10)));
         }
         // Let the writer append them.
         std::thread::sleep(Duration::from_millis(300));
+        (q, input)
+    }
+
+    #[test]
+    fn a_backlog_shares_the_sink_with_live_batches() {
+        let dir = tmp("share");
+        let cfg = DiskBufferConfig::default();
+        let (q, mut input) = previous_then_live(&dir, &cfg, 0..20, 1000..1020);
         let mut order = Vec::new();
         for _ in 0..20 {
             let d = input.recv_timeout(Duration::from_secs(5)).expect("a batch");
@@ -953,19 +964,7 @@ mod tests {
     fn batches_written_ahead_of_the_replay_are_acknowledged_when_it_passes_them() {
         let dir = tmp("ahead");
         let cfg = DiskBufferConfig::default();
-        {
-            let (q, input) = open(&dir, &cfg);
-            for i in 0..3 {
-                assert!(q.send(flows(i, 10)));
-            }
-            drop(q);
-            drop(input);
-        }
-        let (q, mut input) = open(&dir, &cfg);
-        for i in 1000..1002 {
-            assert!(q.send(flows(i, 10)));
-        }
-        std::thread::sleep(Duration::from_millis(300));
+        let (q, mut input) = previous_then_live(&dir, &cfg, 0..3, 1000..1002);
         // Disk, memory, disk, memory, disk (the replay share), each written as it arrives:
         // both live batches are handed out and written before the replay reaches them.
         let mut live = 0;
